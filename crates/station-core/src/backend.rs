@@ -1,0 +1,134 @@
+//! The [`CodingBackend`] trait: the one thing a backend implements.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::event::EventSink;
+use crate::model::{OpenRequest, Outcome, Session, Task};
+use crate::run::CancelSignal;
+
+/// What a backend can do. Callers and the conformance suite branch on these, never on names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Events arrive while the task runs (not only at the end).
+    pub streaming: bool,
+    /// An existing backend session can be continued by its backend id.
+    pub resume: bool,
+    /// The backend itself can find a session by (part of) its title.
+    pub resume_by_title: bool,
+    /// An in-flight task can be stopped (all built-in backends can).
+    pub cancel: bool,
+    /// The backend can list its sessions.
+    pub list_sessions: bool,
+    /// The workspace lives on another machine; files are not visible locally.
+    pub remote_workspace: bool,
+    /// Token usage is reported.
+    pub usage: bool,
+    /// Cost in USD is reported.
+    pub cost: bool,
+}
+
+impl Capabilities {
+    /// All off; set fields with struct update syntax from this.
+    pub const NONE: Capabilities = Capabilities {
+        streaming: false,
+        resume: false,
+        resume_by_title: false,
+        cancel: false,
+        list_sessions: false,
+        remote_workspace: false,
+        usage: false,
+        cost: false,
+    };
+}
+
+/// Result of a health check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// Whether the backend is usable.
+    pub ok: bool,
+    /// Version of the agent or server, where known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// A line for humans: where it is, what is wrong, how to fix it.
+    pub detail: String,
+}
+
+/// A session as the backend itself lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendSession {
+    /// The backend's id.
+    pub id: String,
+    /// Its title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// Its directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<PathBuf>,
+    /// Last update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// What a backend gets besides the task: where to send events, and when to stop.
+#[derive(Debug, Clone)]
+pub struct ExecContext {
+    /// Where to send progress events. Backends never send terminal events; the runner does.
+    pub events: EventSink,
+    /// Fires on cancel or timeout; [`CancelSignal::reason`] says which.
+    pub cancel: CancelSignal,
+}
+
+/// A coding agent behind some transport.
+///
+/// # Contract
+///
+/// * **Sessions.** [`open`](Self::open) returns a [`Session`]; backends keep no session state of
+///   their own that a restart would lose: everything needed to continue is in the returned
+///   [`Session`] (which the caller stores in the [`SessionIndex`](crate::SessionIndex)).
+///   A backend whose sessions only exist after a first task (Claude) leaves
+///   `backend_session_id` empty and reports it in [`Outcome::backend_session_id`].
+/// * **Execute.** [`execute`](Self::execute) runs one task to its end and returns its
+///   [`Outcome`]; a task that ran but failed (the agent erred, the deadline passed, the caller
+///   cancelled, the turn limit was hit) is an `Ok` outcome with `success: false` and a
+///   [`StopReason`](crate::StopReason). `Err` means the task could not run (unknown session,
+///   unreachable backend, protocol error). While it runs the backend sends non-terminal events
+///   to [`ExecContext::events`] in the order they happened. Call it through
+///   [`start_task`](crate::start_task), which emits `Started` first and exactly one terminal
+///   event (`Finished` or `Failed`) last, and enforces the deadline.
+/// * **Cancel.** When [`ExecContext::cancel`] fires the backend stops the work where it runs
+///   (aborts the server-side session, kills the whole process group) and returns promptly;
+///   the runner gives it a grace period and then drops the future, and dropping must also stop
+///   the work (children are killed on drop).
+/// * **Close** is idempotent: closing a closed or unknown session is `Ok`.
+/// * **Secrets** never appear in events, outcomes or errors.
+#[async_trait::async_trait]
+pub trait CodingBackend: Send + Sync + std::fmt::Debug + 'static {
+    /// The configured name (`opencode`, `opencode-cli`, `claudecode`, `opencode-nats`).
+    fn name(&self) -> &str;
+
+    /// What this backend can do.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Whether the backend is reachable or installed. `Ok` with `ok: false` when it answered but
+    /// is not usable; `Err` when it could not be asked.
+    async fn health(&self) -> Result<Health>;
+
+    /// Open a session: create one, or attach to `req.resume`.
+    async fn open(&self, req: OpenRequest) -> Result<Session>;
+
+    /// Run one task in `session` to its end.
+    async fn execute(&self, session: &Session, task: &Task, ctx: ExecContext) -> Result<Outcome>;
+
+    /// Release the session. Idempotent.
+    async fn close(&self, session: &Session) -> Result<()>;
+
+    /// The backend's own sessions, newest first.
+    async fn list_sessions(&self) -> Result<Vec<BackendSession>> {
+        Err(Error::not_supported(self.name(), "listing sessions"))
+    }
+}

@@ -1,0 +1,37 @@
+//! Core of the Station coding suite.
+//!
+//! `station-core` knows no transport. It holds what every backend and every front end shares:
+//!
+//! * [`CodingBackend`]: the one trait a backend implements (dyn-compatible, `Arc<dyn CodingBackend>`);
+//! * the data model ([`Session`], [`Task`], [`Outcome`], [`Event`]) and [`Error`];
+//! * [`SessionIndex`]: the persistent index that resolves `--session` values;
+//! * [`run`]: the task runner that gives every backend the same event ordering, timeout and
+//!   cancel semantics, and [`SessionService`], which ties a backend to the index;
+//! * [`agent`]: the `.prompt` agent-definition parser; [`config`]: the `config.yaml` model;
+//! * [`redact`]: secret redaction and the [`Secret`] type; [`process`]: the only way to spawn a child.
+#![warn(missing_docs)]
+
+pub mod agent;
+pub mod backend;
+pub mod config;
+mod error;
+pub mod event;
+pub mod model;
+pub mod process;
+pub mod redact;
+pub mod run;
+pub mod service;
+pub mod store;
+mod yaml;
+
+pub use backend::{BackendSession, Capabilities, CodingBackend, ExecContext, Health};
+pub use error::{Error, ErrorKind, InputError, Result};
+pub use event::{Event, EventKind, EventSink};
+pub use model::{
+    FileAction, FileChange, OpenRequest, Outcome, RepoSpec, Session, SessionId, StopReason, Task,
+    ToolCall, Usage,
+};
+pub use redact::{Redactor, Secret};
+pub use run::{CancelSignal, RunOptions, TaskRun, start_task};
+pub use service::SessionService;
+pub use store::SessionIndex;

@@ -1,0 +1,208 @@
+//! The task runner: ordering, deadline and cancel semantics shared by every backend.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{CodingBackend, ExecContext};
+use crate::error::{Error, Result};
+use crate::event::{Event, EventKind, EventSink};
+use crate::model::{Outcome, Session, StopReason, Task};
+
+/// A cancellation that remembers why it fired (cancel or timeout).
+#[derive(Debug, Clone, Default)]
+pub struct CancelSignal {
+    token: CancellationToken,
+    reason: Arc<OnceLock<StopReason>>,
+}
+
+impl CancelSignal {
+    /// A signal that has not fired.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Fire as a caller cancel.
+    pub fn cancel(&self) {
+        self.cancel_with(StopReason::Cancelled);
+    }
+    /// Fire with a reason; the first reason wins.
+    pub fn cancel_with(&self, reason: StopReason) {
+        let _ = self.reason.set(reason);
+        self.token.cancel();
+    }
+    /// Whether it fired.
+    pub fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+    /// Why it fired.
+    pub fn reason(&self) -> Option<StopReason> {
+        self.reason.get().copied()
+    }
+    /// Resolves when it fires.
+    pub async fn cancelled(&self) {
+        self.token.cancelled().await
+    }
+    /// The underlying token, for APIs that take one.
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+}
+
+/// Hook called with the session and the outcome when a task finishes (used to update the index).
+pub type OutcomeHook = Arc<dyn Fn(&Session, &Task, &Outcome) + Send + Sync>;
+
+/// How tasks are run.
+#[derive(Clone)]
+pub struct RunOptions {
+    /// Deadline of a task that sets none.
+    pub default_timeout: Duration,
+    /// How long a backend may take to stop after cancel or timeout before it is dropped.
+    pub grace: Duration,
+    /// Called once with the final outcome.
+    pub on_outcome: Option<OutcomeHook>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("default_timeout", &self.default_timeout)
+            .field("grace", &self.grace)
+            .field("on_outcome", &self.on_outcome.is_some())
+            .finish()
+    }
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions { default_timeout: Duration::from_secs(600), grace: Duration::from_secs(10), on_outcome: None }
+    }
+}
+
+/// A running task: its live events, its outcome, and its cancel switch. Dropping it cancels the
+/// task.
+#[derive(Debug)]
+pub struct TaskRun {
+    events: mpsc::UnboundedReceiver<Event>,
+    handle: Option<JoinHandle<Result<Outcome>>>,
+    cancel: CancelSignal,
+}
+
+impl TaskRun {
+    /// The next event; `None` after the terminal event.
+    pub async fn next_event(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+    /// Stop the task; its outcome will say `cancelled`.
+    pub fn cancel(&self) {
+        self.cancel.cancel();
+    }
+    /// A handle that can cancel the task from elsewhere.
+    pub fn cancel_signal(&self) -> CancelSignal {
+        self.cancel.clone()
+    }
+    /// Wait for the outcome (events not yet read stay unread).
+    pub async fn outcome(mut self) -> Result<Outcome> {
+        let handle = self.handle.take().expect("outcome is taken once");
+        match handle.await {
+            Ok(r) => r,
+            Err(e) => Err(Error::backend("runner", format!("task runner panicked: {e}"))),
+        }
+    }
+    /// Read every event (passing each to `on_event`), then return the outcome.
+    pub async fn follow(mut self, mut on_event: impl FnMut(&Event)) -> Result<Outcome> {
+        while let Some(ev) = self.events.recv().await {
+            on_event(&ev);
+        }
+        self.outcome().await
+    }
+}
+
+impl Drop for TaskRun {
+    fn drop(&mut self) {
+        if self.handle.is_some() {
+            self.cancel.cancel();
+        }
+    }
+}
+
+/// Start `task` in `session` on `backend`. See [`CodingBackend`] for the contract this enforces:
+/// `Started` first, exactly one terminal event last, the deadline, and cancel with a grace
+/// period after which the backend's future is dropped.
+pub fn start_task(backend: Arc<dyn CodingBackend>, session: Session, task: Task, opts: &RunOptions) -> TaskRun {
+    let (sink, rx) = EventSink::channel();
+    let cancel = CancelSignal::new();
+    let opts = opts.clone();
+    let runner_cancel = cancel.clone();
+    let handle = tokio::spawn(async move {
+        run_to_end(backend, session, task, opts, sink, runner_cancel).await
+    });
+    TaskRun { events: rx, handle: Some(handle), cancel }
+}
+
+async fn run_to_end(
+    backend: Arc<dyn CodingBackend>,
+    session: Session,
+    task: Task,
+    opts: RunOptions,
+    sink: EventSink,
+    cancel: CancelSignal,
+) -> Result<Outcome> {
+    let started = Instant::now();
+    sink.emit(EventKind::Started { session_id: session.id.clone(), backend: backend.name().to_string() });
+    let deadline = task.timeout().unwrap_or(opts.default_timeout);
+    let ctx = ExecContext { events: sink.clone(), cancel: cancel.clone() };
+    let result = {
+        let fut = backend.execute(&session, &task, ctx);
+        tokio::pin!(fut);
+        let stopped = tokio::select! {
+            r = &mut fut => Some(r),
+            _ = tokio::time::sleep(deadline) => { cancel.cancel_with(StopReason::Timeout); None }
+            _ = cancel.cancelled() => None,
+        };
+        match stopped {
+            Some(r) => r,
+            None => match tokio::time::timeout(opts.grace, &mut fut).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(backend = backend.name(), "backend did not stop within the grace period; dropping it");
+                    Err(Error::Cancelled)
+                }
+            },
+        }
+    };
+    let reason = cancel.reason();
+    let result = match (result, reason) {
+        (Ok(outcome), _) => Ok(outcome),
+        (Err(_), Some(StopReason::Timeout)) | (Err(Error::Timeout { .. }), None) => Ok(Outcome::failed(
+            StopReason::Timeout,
+            format!("task timed out after {}s", deadline.as_secs()),
+        )),
+        (Err(_), Some(reason)) => {
+            Ok(Outcome::failed(reason, "task cancelled"))
+        }
+        (Err(Error::Cancelled), None) => Ok(Outcome::failed(StopReason::Cancelled, "task cancelled")),
+        (Err(e), None) => Err(e),
+    };
+    let result = result.map(|mut outcome| {
+        if outcome.duration_ms == 0 {
+            outcome.duration_ms = started.elapsed().as_millis() as u64;
+        }
+        outcome
+    });
+    match &result {
+        Ok(outcome) => {
+            if let Some(hook) = &opts.on_outcome {
+                hook(&session, &task, outcome);
+            }
+            sink.emit_terminal(EventKind::Finished { outcome: Box::new(outcome.clone()) });
+        }
+        Err(e) => {
+            sink.emit_terminal(EventKind::Failed { kind: e.kind(), message: e.to_string() });
+        }
+    }
+    sink.close();
+    result
+}
