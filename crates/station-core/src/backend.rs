@@ -12,7 +12,6 @@ use crate::run::CancelSignal;
 
 /// What a backend can do. Callers and the conformance suite branch on these, never on names.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub struct Capabilities {
     /// Events arrive while the task runs (not only at the end).
     pub streaming: bool,

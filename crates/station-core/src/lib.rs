@@ -22,6 +22,7 @@ pub mod redact;
 pub mod run;
 pub mod service;
 pub mod store;
+pub mod workspace;
 mod yaml;
 
 pub use backend::{BackendSession, Capabilities, CodingBackend, ExecContext, Health};

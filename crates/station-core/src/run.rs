@@ -187,6 +187,18 @@ async fn run_to_end(
         (Err(e), None) => Err(e),
     };
     let result = result.map(|mut outcome| {
+        // A task stopped by the deadline or the caller says so, whatever the backend wrote.
+        if let Some(reason) = reason.filter(|_| !outcome.success) {
+            let why = match reason {
+                StopReason::Timeout => format!("task timed out after {}s", deadline.as_secs()),
+                _ => "task cancelled".to_string(),
+            };
+            outcome.error = Some(match outcome.error.take() {
+                Some(detail) if !detail.is_empty() && detail != why => format!("{why} ({detail})"),
+                _ => why,
+            });
+            outcome.stop_reason = reason;
+        }
         if outcome.duration_ms == 0 {
             outcome.duration_ms = started.elapsed().as_millis() as u64;
         }
