@@ -1,1 +1,33 @@
-fn main(){}
+//! `stn`: hand coding work to coding agents (OpenCode over HTTP, NATS or CLI; Claude Code).
+
+mod backends;
+mod cli;
+mod commands;
+mod logging;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    logging::init(args.verbose, args.wants_json());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            output::error_line(&format!("cannot start the async runtime: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(commands::run(args)) {
+        Ok(code) => code,
+        Err(e) => {
+            output::error_line(&format!("{e:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}

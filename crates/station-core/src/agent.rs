@@ -42,7 +42,10 @@ pub struct CodingSettings {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code, reason = "keys Station agents carry; accepted so existing files validate")]
+#[allow(
+    dead_code,
+    reason = "keys Station agents carry; accepted so existing files validate"
+)]
 struct Metadata {
     name: Option<String>,
     description: Option<String>,
@@ -56,7 +59,10 @@ struct Metadata {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-#[allow(dead_code, reason = "keys Station agents carry; accepted so existing files validate")]
+#[allow(
+    dead_code,
+    reason = "keys Station agents carry; accepted so existing files validate"
+)]
 struct Frontmatter {
     model: Option<String>,
     metadata: Option<Metadata>,
@@ -131,9 +137,11 @@ pub struct PromptMessage {
 }
 
 const ROLE_MARK: char = '\u{1e}';
-static USER_INPUT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\{\{\{?~?\s*userInput\s*~?\}?\}\}").expect("regex compiles"));
-static VARIABLE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\{\{\{?~?\s*([A-Za-z_][A-Za-z0-9_]*)\s*~?\}?\}\}").expect("regex compiles"));
+static USER_INPUT: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\{\{\{?~?\s*userInput\s*~?\}?\}\}").expect("regex compiles"));
+static VARIABLE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"\{\{\{?~?\s*([A-Za-z_][A-Za-z0-9_]*)\s*~?\}?\}\}").expect("regex compiles")
+});
 
 /// Split a file into (frontmatter YAML, body, first line of the body). Lines are 1-based.
 fn split_frontmatter(text: &str) -> std::result::Result<(&str, &str, usize), InputError> {
@@ -157,14 +165,19 @@ fn split_frontmatter(text: &str) -> std::result::Result<(&str, &str, usize), Inp
         }
         offset += line.len();
     }
-    Err(InputError::new("the frontmatter is never closed").at(1, 1).hint("add a line with only `---` after the YAML frontmatter"))
+    Err(InputError::new("the frontmatter is never closed")
+        .at(1, 1)
+        .hint("add a line with only `---` after the YAML frontmatter"))
 }
 
 impl AgentDefinition {
     /// Read and parse a `.prompt` file.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::NotFound { what: "agent file", id: path.display().to_string() },
+            std::io::ErrorKind::NotFound => Error::NotFound {
+                what: "agent file",
+                id: path.display().to_string(),
+            },
             _ => Error::io(format!("reading {}", path.display()), e),
         })?;
         Self::parse(&text, Some(path))
@@ -193,11 +206,17 @@ impl AgentDefinition {
         let mut warnings = Vec::new();
         let name = match metadata.name.filter(|n| !n.trim().is_empty()) {
             Some(n) => n,
-            None => match path.and_then(|p| p.file_stem()).map(|s| s.to_string_lossy().into_owned()) {
+            None => match path
+                .and_then(|p| p.file_stem())
+                .map(|s| s.to_string_lossy().into_owned())
+            {
                 Some(stem) => stem,
                 None => {
                     return Err(located(
-                        InputError::new("the agent has no name").field("metadata.name").at(1, 1).hint("add `metadata: {name: my-agent}`"),
+                        InputError::new("the agent has no name")
+                            .field("metadata.name")
+                            .at(1, 1)
+                            .hint("add `metadata: {name: my-agent}`"),
                     )
                     .into());
                 }
@@ -205,14 +224,22 @@ impl AgentDefinition {
         };
         let max_steps = match (fm.max_steps, metadata.max_steps) {
             (Some(top), Some(meta)) if top != meta => {
-                warnings.push(format!("max_steps is {top} but metadata.max_steps is {meta}; using {top}"));
+                warnings.push(format!(
+                    "max_steps is {top} but metadata.max_steps is {meta}; using {top}"
+                ));
                 Some(top)
             }
             (top, meta) => top.or(meta),
         };
         if max_steps == Some(0) {
             let line = key_line("max_steps");
-            return Err(located(InputError::new("must be at least 1").field("max_steps").at(line, 1).hint("remove it for the default, or set a positive number")).into());
+            return Err(located(
+                InputError::new("must be at least 1")
+                    .field("max_steps")
+                    .at(line, 1)
+                    .hint("remove it for the default, or set a positive number"),
+            )
+            .into());
         }
         if let Some(model) = &fm.model
             && (model.trim().is_empty() || model.starts_with('/') || model.ends_with('/'))
@@ -226,10 +253,18 @@ impl AgentDefinition {
         if let Err(e) = hb.register_template_string("agent", body) {
             let (line, col) = e.pos().unwrap_or((1, 1));
             let reason = e.reason().to_string();
-            return Err(located(InputError::new(format!("the prompt body is not a valid template: {reason}")).at(line + body_first_line - 1, col)).into());
+            return Err(located(
+                InputError::new(format!("the prompt body is not a valid template: {reason}"))
+                    .at(line + body_first_line - 1, col),
+            )
+            .into());
         }
         if coding.enabled && !USER_INPUT.is_match(body) {
-            let line = yaml_text.lines().position(|l| l.trim_start().starts_with("enabled:")).map(|i| i + 2).unwrap_or(1);
+            let line = yaml_text
+                .lines()
+                .position(|l| l.trim_start().starts_with("enabled:"))
+                .map(|i| i + 2)
+                .unwrap_or(1);
             return Err(located(
                 InputError::new("coding is enabled but the body never uses {{userInput}}, so the task would never reach the coding tools")
                     .field("coding.enabled")
@@ -276,7 +311,11 @@ impl AgentDefinition {
     /// Render the body with `userInput` and other variables into role-tagged messages.
     /// Text before any `{{role}}` is a user message (dotprompt semantics). A variable the body
     /// uses but `variables` lacks is an error naming it.
-    pub fn render(&self, user_input: &str, variables: &BTreeMap<String, serde_json::Value>) -> Result<Vec<PromptMessage>> {
+    pub fn render(
+        &self,
+        user_input: &str,
+        variables: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<Vec<PromptMessage>> {
         let mut hb = Handlebars::new();
         hb.register_escape_fn(no_escape);
         hb.set_strict_mode(true);
@@ -289,25 +328,34 @@ impl AgentDefinition {
                  _: &mut handlebars::RenderContext<'_, '_>,
                  out: &mut dyn handlebars::Output|
                  -> handlebars::HelperResult {
-                    let role = h.param(0).and_then(|p| p.value().as_str()).unwrap_or("user");
+                    let role = h
+                        .param(0)
+                        .and_then(|p| p.value().as_str())
+                        .unwrap_or("user");
                     out.write(&format!("{ROLE_MARK}{role}{ROLE_MARK}"))?;
                     Ok(())
                 },
             ),
         );
-        hb.register_template_string("agent", &self.body).map_err(|e| self.render_error(e.to_string()))?;
+        hb.register_template_string("agent", &self.body)
+            .map_err(|e| self.render_error(e.to_string()))?;
         let mut data = serde_json::Map::new();
         for (k, v) in variables {
             data.insert(k.clone(), v.clone());
         }
-        data.insert("userInput".to_string(), serde_json::Value::String(user_input.to_string()));
+        data.insert(
+            "userInput".to_string(),
+            serde_json::Value::String(user_input.to_string()),
+        );
         let rendered = hb.render("agent", &data).map_err(|e| {
             let missing = match &e.reason() {
                 handlebars::RenderErrorReason::MissingVariable(Some(v)) => Some(v.clone()),
                 _ => None,
             };
             match missing {
-                Some(v) => self.render_error(format!("the body uses `{{{{{v}}}}}` but no value was given for it")),
+                Some(v) => self.render_error(format!(
+                    "the body uses `{{{{{v}}}}}` but no value was given for it"
+                )),
                 None => self.render_error(e.to_string()),
             }
         })?;
@@ -317,7 +365,10 @@ impl AgentDefinition {
         let mut push = |role: Role, text: &str| {
             let text = text.trim();
             if !text.is_empty() {
-                messages.push(PromptMessage { role, text: text.to_string() });
+                messages.push(PromptMessage {
+                    role,
+                    text: text.to_string(),
+                });
             }
         };
         push(role, parts.next().unwrap_or(""));
@@ -343,7 +394,14 @@ impl AgentDefinition {
 
 /// Write a new agent file's text: frontmatter from the arguments, a body that forwards
 /// `{{userInput}}`.
-pub fn new_agent_text(name: &str, description: &str, prompt: &str, model: Option<&str>, max_steps: u32, coding: Option<&serde_json::Value>) -> Result<String> {
+pub fn new_agent_text(
+    name: &str,
+    description: &str,
+    prompt: &str,
+    model: Option<&str>,
+    max_steps: u32,
+    coding: Option<&serde_json::Value>,
+) -> Result<String> {
     let mut fm = serde_json::Map::new();
     let mut meta = serde_json::Map::new();
     meta.insert("name".into(), name.into());
@@ -356,8 +414,12 @@ pub fn new_agent_text(name: &str, description: &str, prompt: &str, model: Option
     if let Some(c) = coding {
         fm.insert("coding".into(), c.clone());
     }
-    let yaml = serde_saphyr::to_string(&serde_json::Value::Object(fm)).map_err(|e| Error::config(format!("cannot write the frontmatter: {e}")))?;
-    let text = format!("---\n{yaml}---\n{{{{role \"system\"}}}}\n{}\n{{{{role \"user\"}}}}\n{{{{userInput}}}}\n", prompt.trim());
+    let yaml = serde_saphyr::to_string(&serde_json::Value::Object(fm))
+        .map_err(|e| Error::config(format!("cannot write the frontmatter: {e}")))?;
+    let text = format!(
+        "---\n{yaml}---\n{{{{role \"system\"}}}}\n{}\n{{{{role \"user\"}}}}\n{{{{userInput}}}}\n",
+        prompt.trim()
+    );
     // What we write must read back.
     AgentDefinition::parse(&text, Some(Path::new(&format!("{name}.prompt"))))?;
     Ok(text)

@@ -38,7 +38,12 @@ pub enum BackendKind {
 
 impl BackendKind {
     /// Every kind, in documentation order.
-    pub const ALL: [BackendKind; 4] = [BackendKind::Opencode, BackendKind::OpencodeNats, BackendKind::OpencodeCli, BackendKind::ClaudeCode];
+    pub const ALL: [BackendKind; 4] = [
+        BackendKind::Opencode,
+        BackendKind::OpencodeNats,
+        BackendKind::OpencodeCli,
+        BackendKind::ClaudeCode,
+    ];
 
     /// The configured name.
     pub fn as_str(self) -> &'static str {
@@ -61,14 +66,23 @@ impl FromStr for BackendKind {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
         let s = s.trim();
-        BackendKind::ALL.into_iter().find(|k| k.as_str().eq_ignore_ascii_case(s)).ok_or_else(|| {
-            let names: Vec<String> = BackendKind::ALL.iter().map(|k| k.as_str().to_string()).collect();
-            let hint = match yaml::suggest(s, &names) {
-                Some(n) => format!("did you mean `{n}`? valid backends: {}", names.join(", ")),
-                None => format!("valid backends: {}", names.join(", ")),
-            };
-            InputError::new(format!("unknown coding backend `{s}`")).field("coding.backend").hint(hint).into()
-        })
+        BackendKind::ALL
+            .into_iter()
+            .find(|k| k.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                let names: Vec<String> = BackendKind::ALL
+                    .iter()
+                    .map(|k| k.as_str().to_string())
+                    .collect();
+                let hint = match yaml::suggest(s, &names) {
+                    Some(n) => format!("did you mean `{n}`? valid backends: {}", names.join(", ")),
+                    None => format!("valid backends: {}", names.join(", ")),
+                };
+                InputError::new(format!("unknown coding backend `{s}`"))
+                    .field("coding.backend")
+                    .hint(hint)
+                    .into()
+            })
     }
 }
 
@@ -134,7 +148,11 @@ pub struct NatsSubjects {
 
 impl Default for NatsSubjects {
     fn default() -> Self {
-        NatsSubjects { task: "station.coding.task".into(), stream: "station.coding.stream".into(), result: "station.coding.result".into() }
+        NatsSubjects {
+            task: "station.coding.task".into(),
+            stream: "station.coding.stream".into(),
+            result: "station.coding.result".into(),
+        }
     }
 }
 
@@ -150,7 +168,10 @@ pub struct NatsKv {
 
 impl Default for NatsKv {
     fn default() -> Self {
-        NatsKv { sessions: "opencode-sessions".into(), state: "opencode-state".into() }
+        NatsKv {
+            sessions: "opencode-sessions".into(),
+            state: "opencode-state".into(),
+        }
     }
 }
 
@@ -173,7 +194,13 @@ pub struct NatsConfig {
 
 impl Default for NatsConfig {
     fn default() -> Self {
-        NatsConfig { url: "nats://localhost:4222".into(), creds_file: None, subjects: NatsSubjects::default(), kv: NatsKv::default(), heartbeat_sec: 5 }
+        NatsConfig {
+            url: "nats://localhost:4222".into(),
+            creds_file: None,
+            subjects: NatsSubjects::default(),
+            kv: NatsKv::default(),
+            heartbeat_sec: 5,
+        }
     }
 }
 
@@ -193,7 +220,11 @@ pub struct CliConfig {
 
 impl Default for CliConfig {
     fn default() -> Self {
-        CliConfig { binary: "opencode".into(), timeout_sec: 300, model: None }
+        CliConfig {
+            binary: "opencode".into(),
+            timeout_sec: 300,
+            model: None,
+        }
     }
 }
 
@@ -221,7 +252,14 @@ pub struct ClaudeConfig {
 
 impl Default for ClaudeConfig {
     fn default() -> Self {
-        ClaudeConfig { binary: "claude".into(), timeout_sec: 300, max_turns: 10, model: None, allowed_tools: Vec::new(), disallowed_tools: Vec::new() }
+        ClaudeConfig {
+            binary: "claude".into(),
+            timeout_sec: 300,
+            max_turns: 10,
+            model: None,
+            allowed_tools: Vec::new(),
+            disallowed_tools: Vec::new(),
+        }
     }
 }
 
@@ -300,7 +338,9 @@ impl CodingConfig {
     }
     /// Where managed workspaces go: `workspace_base_path`, else `$TMPDIR/station-coding`.
     pub fn workspace_base(&self) -> PathBuf {
-        self.workspace_base_path.clone().unwrap_or_else(|| std::env::temp_dir().join("station-coding"))
+        self.workspace_base_path
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("station-coding"))
     }
 }
 
@@ -362,7 +402,9 @@ impl Config {
         let base = match env("XDG_CONFIG_HOME").filter(|p| !p.is_empty()) {
             Some(x) => PathBuf::from(x),
             None => {
-                let home = env("HOME").filter(|h| !h.is_empty()).ok_or_else(|| Error::config("HOME is not set; pass --config or set STN_CONFIG"))?;
+                let home = env("HOME").filter(|h| !h.is_empty()).ok_or_else(|| {
+                    Error::config("HOME is not set; pass --config or set STN_CONFIG")
+                })?;
                 PathBuf::from(home).join(".config")
             }
         };
@@ -383,17 +425,31 @@ impl Config {
         let (path, required) = Self::locate(explicit, env)?;
         let (config, found) = match std::fs::read_to_string(&path) {
             Ok(text) => (Self::parse(&text, Some(&path))?, true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => (Config::default(), false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                (Config::default(), false)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(InputError::new("the config file does not exist").in_file(&path).hint("check the path given with --config or STN_CONFIG").into());
+                return Err(InputError::new("the config file does not exist")
+                    .in_file(&path)
+                    .hint("check the path given with --config or STN_CONFIG")
+                    .into());
             }
             Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
         };
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut loaded = LoadedConfig { config, path: found.then_some(path.clone()), dir, git_token: None, warnings: Vec::new() };
+        let mut loaded = LoadedConfig {
+            config,
+            path: found.then_some(path.clone()),
+            dir,
+            git_token: None,
+            warnings: Vec::new(),
+        };
         loaded.apply_env(env)?;
         loaded.resolve_secrets(env, &path)?;
-        for secret in [&loaded.git_token, &loaded.config.coding.opencode.password].into_iter().flatten() {
+        for secret in [&loaded.git_token, &loaded.config.coding.opencode.password]
+            .into_iter()
+            .flatten()
+        {
             Redactor::global().register(secret);
         }
         Ok(loaded)
@@ -403,7 +459,13 @@ impl Config {
 impl LoadedConfig {
     /// Defaults, as if no file existed (for tests and embedding).
     pub fn defaults(dir: impl Into<PathBuf>) -> Self {
-        LoadedConfig { config: Config::default(), path: None, dir: dir.into(), git_token: None, warnings: Vec::new() }
+        LoadedConfig {
+            config: Config::default(),
+            path: None,
+            dir: dir.into(),
+            git_token: None,
+            warnings: Vec::new(),
+        }
     }
 
     fn apply_env(&mut self, env: EnvLookup<'_>) -> Result<()> {
@@ -432,12 +494,15 @@ impl LoadedConfig {
     fn resolve_secrets(&mut self, env: EnvLookup<'_>, path: &Path) -> Result<()> {
         let git = &self.config.coding.git;
         let expand = |field: &str, value: &Secret| -> Result<Secret> {
-            shellexpand::env_with_context(value.expose(), |var: &str| -> std::result::Result<Option<String>, String> {
-                match env(var) {
-                    Some(v) => Ok(Some(v)),
-                    None => Err(var.to_string()),
-                }
-            })
+            shellexpand::env_with_context(
+                value.expose(),
+                |var: &str| -> std::result::Result<Option<String>, String> {
+                    match env(var) {
+                        Some(v) => Ok(Some(v)),
+                        None => Err(var.to_string()),
+                    }
+                },
+            )
             .map(|s| Secret::new(s.into_owned()))
             .map_err(|e| {
                 InputError::new(format!("environment variable `{}` is not set", e.cause))
@@ -462,12 +527,16 @@ impl LoadedConfig {
             None => None,
         };
         if from_field.is_some() && from_env.is_some() {
-            self.warnings.push("both coding.git.token and coding.git.token_env are set; using token_env".into());
+            self.warnings.push(
+                "both coding.git.token and coding.git.token_env are set; using token_env".into(),
+            );
         }
         self.git_token = from_env.or(from_field).filter(|t| !t.is_empty());
         let password = match &self.config.coding.opencode.password {
             Some(p) => Some(expand("coding.opencode.password", p)?),
-            None => env("OPENCODE_SERVER_PASSWORD").filter(|v| !v.is_empty()).map(Secret::new),
+            None => env("OPENCODE_SERVER_PASSWORD")
+                .filter(|v| !v.is_empty())
+                .map(Secret::new),
         };
         self.config.coding.opencode.password = password;
         Ok(())
@@ -485,7 +554,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k: &str| map.get(k).cloned()
     }
 
@@ -506,62 +578,124 @@ mod tests {
         let c = &loaded.config.coding;
         assert_eq!(c.backend, BackendKind::Opencode);
         assert_eq!(c.opencode.url, "http://localhost:4096");
-        assert_eq!((c.claudecode.timeout_sec, c.claudecode.max_turns), (300, 10));
-        assert_eq!((c.task_timeout_min, c.max_attempts, c.cli.timeout_sec), (10, 3, 300));
+        assert_eq!(
+            (c.claudecode.timeout_sec, c.claudecode.max_turns),
+            (300, 10)
+        );
+        assert_eq!(
+            (c.task_timeout_min, c.max_attempts, c.cli.timeout_sec),
+            (10, 3, 300)
+        );
         assert_eq!(c.nats.subjects.task, "station.coding.task");
     }
 
     #[test]
     fn lookup_order() {
-        let (p, req) = Config::locate(None, &env_of(&[("STN_CONFIG", "/a.yaml"), ("XDG_CONFIG_HOME", "/x"), ("HOME", "/h")])).unwrap();
+        let (p, req) = Config::locate(
+            None,
+            &env_of(&[
+                ("STN_CONFIG", "/a.yaml"),
+                ("XDG_CONFIG_HOME", "/x"),
+                ("HOME", "/h"),
+            ]),
+        )
+        .unwrap();
         assert_eq!((p, req), (PathBuf::from("/a.yaml"), true));
-        let (p, req) = Config::locate(None, &env_of(&[("XDG_CONFIG_HOME", "/x"), ("HOME", "/h")])).unwrap();
+        let (p, req) =
+            Config::locate(None, &env_of(&[("XDG_CONFIG_HOME", "/x"), ("HOME", "/h")])).unwrap();
         assert_eq!((p, req), (PathBuf::from("/x/station/config.yaml"), false));
         let (p, _) = Config::locate(None, &env_of(&[("HOME", "/h")])).unwrap();
         assert_eq!(p, PathBuf::from("/h/.config/station/config.yaml"));
-        let (p, _) = Config::locate(Some(Path::new("/c.yaml")), &env_of(&[("STN_CONFIG", "/a.yaml")])).unwrap();
+        let (p, _) = Config::locate(
+            Some(Path::new("/c.yaml")),
+            &env_of(&[("STN_CONFIG", "/a.yaml")]),
+        )
+        .unwrap();
         assert_eq!(p, PathBuf::from("/c.yaml"));
     }
 
     #[test]
     fn full_file_and_env_overrides() {
         let text = "coding:\n  backend: claudecode\n  claudecode:\n    timeout_sec: 60\n    max_turns: 4\n    model: claude-sonnet-4-5\n  cli:\n    binary_path: /opt/opencode\n  git:\n    token_env: GH\n    user_name: Bot\n  task_timeout_min: 20\nai_model: gpt-4o\n";
-        let loaded = load_text(text, &[("GH", "tok-123456789"), ("STN_CODING_OPENCODE_URL", "http://127.0.0.1:9999"), ("STN_AI_BASE_URL", "http://127.0.0.1:1/v1")]).unwrap();
+        let loaded = load_text(
+            text,
+            &[
+                ("GH", "tok-123456789"),
+                ("STN_CODING_OPENCODE_URL", "http://127.0.0.1:9999"),
+                ("STN_AI_BASE_URL", "http://127.0.0.1:1/v1"),
+            ],
+        )
+        .unwrap();
         let c = &loaded.config.coding;
         assert_eq!(c.backend, BackendKind::ClaudeCode);
         assert_eq!(c.claudecode.max_turns, 4);
         assert_eq!(c.cli.binary, "/opt/opencode");
         assert_eq!(c.opencode.url, "http://127.0.0.1:9999");
         assert_eq!(c.task_timeout(), Duration::from_secs(1200));
-        assert_eq!(loaded.git_token.as_ref().map(Secret::expose), Some("tok-123456789"));
-        assert_eq!(loaded.config.ai_base_url.as_deref(), Some("http://127.0.0.1:1/v1"));
+        assert_eq!(
+            loaded.git_token.as_ref().map(Secret::expose),
+            Some("tok-123456789")
+        );
+        assert_eq!(
+            loaded.config.ai_base_url.as_deref(),
+            Some("http://127.0.0.1:1/v1")
+        );
         let backend_env = load_text(text, &[("STN_CODING_BACKEND", "opencode-cli")]).unwrap();
         assert_eq!(backend_env.config.coding.backend, BackendKind::OpencodeCli);
-        let err = load_text(text, &[("STN_CODING_BACKEND", "claude")]).unwrap_err().to_string();
-        assert!(err.contains("STN_CODING_BACKEND") && err.contains("claudecode"), "{err}");
+        let err = load_text(text, &[("STN_CODING_BACKEND", "claude")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("STN_CODING_BACKEND") && err.contains("claudecode"),
+            "{err}"
+        );
     }
 
     #[test]
     fn token_expansion_and_redaction() {
         let token = format!("ghp_{}", "Z9y8".repeat(9));
-        let loaded = load_text("coding:\n  git:\n    token: ${GITHUB_TOKEN}\n", &[("GITHUB_TOKEN", &token)]).unwrap();
+        let loaded = load_text(
+            "coding:\n  git:\n    token: ${GITHUB_TOKEN}\n",
+            &[("GITHUB_TOKEN", &token)],
+        )
+        .unwrap();
         assert_eq!(loaded.git_token.as_ref().unwrap().expose(), token);
         let shown = serde_json::to_string(&loaded).unwrap();
-        assert!(!shown.contains(&token) && !shown.contains("Z9y8"), "{shown}");
+        assert!(
+            !shown.contains(&token) && !shown.contains("Z9y8"),
+            "{shown}"
+        );
         assert!(!format!("{loaded:?}").contains("Z9y8"));
-        let err = load_text("coding:\n  git:\n    token: ${NOPE_TOKEN}\n", &[]).unwrap_err().to_string();
-        assert!(err.contains("NOPE_TOKEN") && err.contains("coding.git.token"), "{err}");
+        let err = load_text("coding:\n  git:\n    token: ${NOPE_TOKEN}\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("NOPE_TOKEN") && err.contains("coding.git.token"),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_keys_and_bad_values_are_located() {
-        let err = load_text("coding:\n  backnd: opencode\n", &[]).unwrap_err().to_string();
+        let err = load_text("coding:\n  backnd: opencode\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(":2:3"), "{err}");
-        assert!(err.contains("coding.backnd") && err.contains("did you mean `backend`"), "{err}");
-        let err = load_text("coding:\n  backend: opencode-http\n", &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("coding.backnd") && err.contains("did you mean `backend`"),
+            "{err}"
+        );
+        let err = load_text("coding:\n  backend: opencode-http\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(":2:") && err.contains("valid values"), "{err}");
-        let err = load_text("coding:\n  claudecode:\n    max_turns: many\n", &[]).unwrap_err().to_string();
-        assert!(err.contains(":3:") && err.contains("coding.claudecode.max_turns"), "{err}");
+        let err = load_text("coding:\n  claudecode:\n    max_turns: many\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":3:") && err.contains("coding.claudecode.max_turns"),
+            "{err}"
+        );
         let err = load_text("api_port: 8080\n", &[]).unwrap_err().to_string();
         assert!(err.contains("unknown key `api_port`"), "{err}");
     }

@@ -150,22 +150,35 @@ impl Error {
 
     /// Shorthand for [`Error::Backend`].
     pub fn backend(backend: impl Into<String>, message: impl Into<String>) -> Self {
-        Error::Backend { backend: backend.into(), message: message.into() }
+        Error::Backend {
+            backend: backend.into(),
+            message: message.into(),
+        }
     }
 
     /// Shorthand for [`Error::Io`].
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 
     /// Shorthand for a session that does not exist.
     pub fn session_not_found(id: impl Into<String>) -> Self {
-        Error::NotFound { what: "session", id: id.into() }
+        Error::NotFound {
+            what: "session",
+            id: id.into(),
+        }
     }
 
     /// Shorthand for [`Error::NotSupported`] without a hint.
     pub fn not_supported(backend: impl Into<String>, operation: impl Into<String>) -> Self {
-        Error::NotSupported { backend: backend.into(), operation: operation.into(), hint: None }
+        Error::NotSupported {
+            backend: backend.into(),
+            operation: operation.into(),
+            hint: None,
+        }
     }
 
     /// Shorthand for a config error with only a message.
@@ -200,7 +213,10 @@ pub struct InputError {
 impl InputError {
     /// An error with only a message.
     pub fn new(message: impl Into<String>) -> Self {
-        InputError { message: message.into(), ..Default::default() }
+        InputError {
+            message: message.into(),
+            ..Default::default()
+        }
     }
     /// Set the file.
     pub fn in_file(mut self, file: impl Into<PathBuf>) -> Self {

@@ -134,12 +134,25 @@ impl EventSink {
     /// A sink and the receiver of its events.
     pub fn channel() -> (EventSink, mpsc::UnboundedReceiver<Event>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (EventSink { inner: Arc::new(Mutex::new(SinkInner { next_seq: 1, tx: Some(tx) })) }, rx)
+        (
+            EventSink {
+                inner: Arc::new(Mutex::new(SinkInner {
+                    next_seq: 1,
+                    tx: Some(tx),
+                })),
+            },
+            rx,
+        )
     }
 
     /// A sink that discards everything.
     pub fn discard() -> EventSink {
-        EventSink { inner: Arc::new(Mutex::new(SinkInner { next_seq: 1, tx: None })) }
+        EventSink {
+            inner: Arc::new(Mutex::new(SinkInner {
+                next_seq: 1,
+                tx: None,
+            })),
+        }
     }
 
     /// Emit a progress event; returns its sequence number. Terminal events are the runner's
@@ -157,7 +170,11 @@ impl EventSink {
         let seq = inner.next_seq;
         inner.next_seq += 1;
         if let Some(tx) = &inner.tx {
-            let _ = tx.send(Event { seq, at: Utc::now(), kind });
+            let _ = tx.send(Event {
+                seq,
+                at: Utc::now(),
+                kind,
+            });
         }
         seq
     }

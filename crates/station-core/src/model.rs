@@ -130,7 +130,10 @@ pub struct Task {
 impl Task {
     /// A task with only an instruction.
     pub fn new(instruction: impl Into<String>) -> Self {
-        Task { instruction: instruction.into(), ..Default::default() }
+        Task {
+            instruction: instruction.into(),
+            ..Default::default()
+        }
     }
 
     /// The task timeout, if set.
@@ -320,7 +323,10 @@ impl Outcome {
 
     /// A failed outcome with an error message.
     pub fn failed(stop_reason: StopReason, error: impl Into<String>) -> Self {
-        Outcome { error: Some(error.into()), ..Outcome::new(false, stop_reason) }
+        Outcome {
+            error: Some(error.into()),
+            ..Outcome::new(false, stop_reason)
+        }
     }
 }
 

@@ -67,12 +67,14 @@ impl CommandSpec {
     }
     /// Add arguments.
     pub fn args<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(mut self, args: I) -> Self {
-        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
     /// Set an environment variable.
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
-        self.env.push((key.as_ref().to_owned(), Some(value.as_ref().to_owned())));
+        self.env
+            .push((key.as_ref().to_owned(), Some(value.as_ref().to_owned())));
         self
     }
     /// Remove an inherited environment variable.
@@ -114,12 +116,23 @@ impl CommandSpec {
     }
 
     fn display_name(&self) -> String {
-        self.program.file_name().unwrap_or(self.program.as_os_str()).to_string_lossy().into_owned()
+        self.program
+            .file_name()
+            .unwrap_or(self.program.as_os_str())
+            .to_string_lossy()
+            .into_owned()
     }
 
     fn not_installed(&self, detail: impl std::fmt::Display) -> Error {
-        let hint = self.install_hint.as_deref().map(|h| format!("; install it with `{h}` or set its path in config")).unwrap_or_default();
-        Error::Unavailable { backend: self.display_name(), message: format!("`{}` {detail}{hint}", self.program.display()) }
+        let hint = self
+            .install_hint
+            .as_deref()
+            .map(|h| format!("; install it with `{h}` or set its path in config"))
+            .unwrap_or_default();
+        Error::Unavailable {
+            backend: self.display_name(),
+            message: format!("`{}` {detail}{hint}", self.program.display()),
+        }
     }
 
     /// Resolve the program to a path, with a clear error when it is missing.
@@ -137,7 +150,10 @@ impl CommandSpec {
     pub fn spawn(&self) -> Result<ChildProcess> {
         let program = self.resolve_program()?;
         if !self.cwd.is_dir() {
-            return Err(Error::config(format!("working directory {} does not exist", self.cwd.display())));
+            return Err(Error::config(format!(
+                "working directory {} does not exist",
+                self.cwd.display()
+            )));
         }
         #[allow(clippy::disallowed_methods)] // this is the one place allowed to build a Command
         let mut cmd = tokio::process::Command::new(&program);
@@ -190,7 +206,11 @@ impl CommandSpec {
 
     /// Run to the end, collecting stdout, within `deadline`; the group is killed on timeout or
     /// cancel. A non-zero exit is [`Error::ProcessFailed`].
-    pub async fn output(&self, deadline: Duration, cancel: Option<&CancelSignal>) -> Result<String> {
+    pub async fn output(
+        &self,
+        deadline: Duration,
+        cancel: Option<&CancelSignal>,
+    ) -> Result<String> {
         let mut child = self.spawn()?;
         let mut stdout = child.take_stdout().expect("stdout is piped");
         let read = async {
@@ -204,17 +224,25 @@ impl CommandSpec {
             _ = cancel.cancelled() => { child.terminate(Duration::from_secs(2)).await; return Err(Error::Cancelled) }
         };
         let out = match out {
-            Ok(r) => r.map_err(|e| Error::io(format!("reading `{}` output", self.display_name()), e))?,
+            Ok(r) => {
+                r.map_err(|e| Error::io(format!("reading `{}` output", self.display_name()), e))?
+            }
             Err(_) => {
                 child.terminate(Duration::from_secs(2)).await;
-                return Err(Error::Timeout { operation: format!("`{}`", self.display_name()), after: deadline });
+                return Err(Error::Timeout {
+                    operation: format!("`{}`", self.display_name()),
+                    after: deadline,
+                });
             }
         };
         let status = match tokio::time::timeout(deadline, child.wait()).await {
             Ok(s) => s?,
             Err(_) => {
                 child.terminate(Duration::from_secs(2)).await;
-                return Err(Error::Timeout { operation: format!("`{}`", self.display_name()), after: deadline });
+                return Err(Error::Timeout {
+                    operation: format!("`{}`", self.display_name()),
+                    after: deadline,
+                });
             }
         };
         if !status.success() {
@@ -282,7 +310,11 @@ impl ChildProcess {
 
     /// Wait for the child to exit, then kill whatever it left behind in its group.
     pub async fn wait(&mut self) -> Result<ExitStatus> {
-        let status = self.child.wait().await.map_err(|e| Error::io(format!("waiting for `{}`", self.program), e))?;
+        let status = self
+            .child
+            .wait()
+            .await
+            .map_err(|e| Error::io(format!("waiting for `{}`", self.program), e))?;
         self.reaped = true;
         self.signal_group(Signal::SIGKILL);
         Ok(status)
@@ -296,7 +328,10 @@ impl ChildProcess {
             _ => {
                 self.signal_group(Signal::SIGKILL);
                 let _ = self.child.start_kill();
-                tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await.ok().and_then(|r| r.ok())
+                tokio::time::timeout(Duration::from_secs(5), self.child.wait())
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok())
             }
         };
         self.reaped = status.is_some();
@@ -325,7 +360,11 @@ impl ChildProcess {
 
     /// An [`Error::ProcessFailed`] for this child's exit.
     pub async fn failure(&mut self, status: ExitStatus) -> Error {
-        Error::ProcessFailed { program: self.program.clone(), status: describe_status(status), stderr_tail: self.final_stderr_tail().await }
+        Error::ProcessFailed {
+            program: self.program.clone(),
+            status: describe_status(status),
+            stderr_tail: self.final_stderr_tail().await,
+        }
     }
 }
 
@@ -359,7 +398,10 @@ pub struct LineReader<R> {
 impl<R: AsyncRead + Unpin> LineReader<R> {
     /// Wrap a reader.
     pub fn new(reader: R) -> Self {
-        LineReader { reader: BufReader::with_capacity(64 * 1024, reader), buf: Vec::new() }
+        LineReader {
+            reader: BufReader::with_capacity(64 * 1024, reader),
+            buf: Vec::new(),
+        }
     }
 
     /// The next line, or `None` at the end.
@@ -375,25 +417,41 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 self.buf.pop();
             }
         }
-        Ok(Some(match String::from_utf8(std::mem::take(&mut self.buf)) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        }))
+        Ok(Some(
+            match String::from_utf8(std::mem::take(&mut self.buf)) {
+                Ok(s) => s,
+                Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
+            },
+        ))
     }
 }
 
 /// Live (non-zombie) processes whose process group is `pgid` (Linux `/proc`; empty elsewhere).
 /// Used by tests to prove no child outlives its task.
 pub fn live_group_members(pgid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
         // Fields after the command name, which is in parentheses and may contain spaces.
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else { continue };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
         let fields: Vec<&str> = rest.split_whitespace().collect();
-        let (Some(state), Some(pgrp)) = (fields.first(), fields.get(2)) else { continue };
+        let (Some(state), Some(pgrp)) = (fields.first(), fields.get(2)) else {
+            continue;
+        };
         if *state != "Z" && *state != "X" && pgrp.parse::<u32>().ok() == Some(pgid) {
             out.push(pid);
         }
@@ -406,7 +464,9 @@ mod tests {
     use super::*;
 
     fn sh(script: &str) -> CommandSpec {
-        CommandSpec::new("sh", std::env::temp_dir()).arg("-c").arg(script)
+        CommandSpec::new("sh", std::env::temp_dir())
+            .arg("-c")
+            .arg(script)
     }
 
     async fn settle(pgid: u32) -> Vec<u32> {
@@ -422,10 +482,15 @@ mod tests {
 
     #[tokio::test]
     async fn terminate_kills_a_child_that_ignores_sigterm_and_its_grandchild() {
-        let mut child = sh("trap '' TERM; sleep 300 & sleep 300; wait").spawn().unwrap();
+        let mut child = sh("trap '' TERM; sleep 300 & sleep 300; wait")
+            .spawn()
+            .unwrap();
         let pgid = child.pid();
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(live_group_members(pgid).len() >= 2, "child and grandchild are running");
+        assert!(
+            live_group_members(pgid).len() >= 2,
+            "child and grandchild are running"
+        );
         child.terminate(Duration::from_millis(200)).await;
         assert_eq!(settle(pgid).await, Vec::<u32>::new());
     }
@@ -450,9 +515,14 @@ mod tests {
     #[tokio::test]
     async fn stdin_is_closed_and_long_lines_are_whole() {
         // `cat` would hang forever on an open stdin.
-        let out = CommandSpec::new("cat", std::env::temp_dir()).output(Duration::from_secs(10), None).await.unwrap();
+        let out = CommandSpec::new("cat", std::env::temp_dir())
+            .output(Duration::from_secs(10), None)
+            .await
+            .unwrap();
         assert_eq!(out, "");
-        let mut child = sh("head -c 3000000 /dev/zero | tr '\\0' 'x'; echo; echo second").spawn().unwrap();
+        let mut child = sh("head -c 3000000 /dev/zero | tr '\\0' 'x'; echo; echo second")
+            .spawn()
+            .unwrap();
         let mut lines = child.take_stdout_lines().unwrap();
         assert_eq!(lines.next_line().await.unwrap().unwrap().len(), 3_000_000);
         assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("second"));
@@ -462,7 +532,10 @@ mod tests {
 
     #[tokio::test]
     async fn failures_carry_status_and_redacted_stderr() {
-        let err = sh("echo 'auth failed for password=hunter2hunter2' >&2; exit 3").output(Duration::from_secs(10), None).await.unwrap_err();
+        let err = sh("echo 'auth failed for password=hunter2hunter2' >&2; exit 3")
+            .output(Duration::from_secs(10), None)
+            .await
+            .unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("exit code 3"), "{msg}");
         assert!(msg.contains("auth failed"), "{msg}");
@@ -482,7 +555,10 @@ mod tests {
     #[tokio::test]
     async fn output_times_out_and_kills() {
         let spec = sh("sleep 300");
-        let err = spec.output(Duration::from_millis(200), None).await.unwrap_err();
+        let err = spec
+            .output(Duration::from_millis(200), None)
+            .await
+            .unwrap_err();
         assert!(matches!(err, Error::Timeout { .. }), "{err}");
     }
 }

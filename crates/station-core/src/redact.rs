@@ -85,10 +85,19 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         rule(r"\bgh[pousr]_[A-Za-z0-9]{10,}", REDACTED),
         rule(r"\bglpat-[A-Za-z0-9_\-]{10,}", REDACTED),
         rule(r"\bsk-ant-[A-Za-z0-9_\-]{8,}", REDACTED),
-        rule(r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{16,}", REDACTED),
+        rule(
+            r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{16,}",
+            REDACTED,
+        ),
         // Authorization header values.
-        rule(r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=\-]{6,}", "${1}[REDACTED]"),
-        rule(r"(?i)(authorization:\s*basic\s+)[A-Za-z0-9+/=]+", "${1}[REDACTED]"),
+        rule(
+            r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=\-]{6,}",
+            "${1}[REDACTED]",
+        ),
+        rule(
+            r"(?i)(authorization:\s*basic\s+)[A-Za-z0-9+/=]+",
+            "${1}[REDACTED]",
+        ),
         // key=value / key: value / "key": "value" pairs whose key names a secret.
         rule(
             r#"(?i)("?\b[a-z0-9_\-]*(?:token|password|passwd|secret|api[_\-]?key|apikey|credential|private[_\-]?key|x-api-key|authorization)"?\s*[=:]\s*"?)([^\s"'&,;}]+)"#,
@@ -106,7 +115,9 @@ pub struct Redactor {
 impl fmt::Debug for Redactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.secrets.read().map(|s| s.len()).unwrap_or(0);
-        f.debug_struct("Redactor").field("registered_secrets", &n).finish()
+        f.debug_struct("Redactor")
+            .field("registered_secrets", &n)
+            .finish()
     }
 }
 
@@ -224,7 +235,17 @@ mod tests {
         for case in cases {
             let out = r(&case);
             assert!(out.contains(REDACTED), "not redacted: {case} -> {out}");
-            for secret in ["a1B2a1B2", "A1_bA1_b", "abcD1abcD1", "Zz9_Zz9_", "Qq1Qq1Qq1", "abc.def-ghi", "hunter2", "s3cr3tvalue", "abcdef123456"] {
+            for secret in [
+                "a1B2a1B2",
+                "A1_bA1_b",
+                "abcD1abcD1",
+                "Zz9_Zz9_",
+                "Qq1Qq1Qq1",
+                "abc.def-ghi",
+                "hunter2",
+                "s3cr3tvalue",
+                "abcdef123456",
+            ] {
                 assert!(!out.contains(secret), "{secret} survived in {out}");
             }
         }
@@ -232,7 +253,12 @@ mod tests {
 
     #[test]
     fn ordinary_text_is_untouched() {
-        for text in ["create hello.py printing Hello World", "https://github.com/org/repo.git", "the token budget is low", "git push origin main"] {
+        for text in [
+            "create hello.py printing Hello World",
+            "https://github.com/org/repo.git",
+            "the token budget is low",
+            "git push origin main",
+        ] {
             assert_eq!(r(text), text);
         }
     }
@@ -242,7 +268,10 @@ mod tests {
         let s = Secret::new("hunter2-very-secret");
         assert_eq!(format!("{s}"), REDACTED);
         assert!(!format!("{s:?}").contains("hunter2"));
-        assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{REDACTED}\""));
+        assert_eq!(
+            serde_json::to_string(&s).unwrap(),
+            format!("\"{REDACTED}\"")
+        );
         assert_eq!(s.expose(), "hunter2-very-secret");
     }
 

@@ -77,7 +77,11 @@ impl std::fmt::Debug for RunOptions {
 
 impl Default for RunOptions {
     fn default() -> Self {
-        RunOptions { default_timeout: Duration::from_secs(600), grace: Duration::from_secs(10), on_outcome: None }
+        RunOptions {
+            default_timeout: Duration::from_secs(600),
+            grace: Duration::from_secs(10),
+            on_outcome: None,
+        }
     }
 }
 
@@ -108,7 +112,10 @@ impl TaskRun {
         let handle = self.handle.take().expect("outcome is taken once");
         match handle.await {
             Ok(r) => r,
-            Err(e) => Err(Error::backend("runner", format!("task runner panicked: {e}"))),
+            Err(e) => Err(Error::backend(
+                "runner",
+                format!("task runner panicked: {e}"),
+            )),
         }
     }
     /// Read every event (passing each to `on_event`), then return the outcome.
@@ -131,15 +138,25 @@ impl Drop for TaskRun {
 /// Start `task` in `session` on `backend`. See [`CodingBackend`] for the contract this enforces:
 /// `Started` first, exactly one terminal event last, the deadline, and cancel with a grace
 /// period after which the backend's future is dropped.
-pub fn start_task(backend: Arc<dyn CodingBackend>, session: Session, task: Task, opts: &RunOptions) -> TaskRun {
+pub fn start_task(
+    backend: Arc<dyn CodingBackend>,
+    session: Session,
+    task: Task,
+    opts: &RunOptions,
+) -> TaskRun {
     let (sink, rx) = EventSink::channel();
     let cancel = CancelSignal::new();
     let opts = opts.clone();
     let runner_cancel = cancel.clone();
-    let handle = tokio::spawn(async move {
-        run_to_end(backend, session, task, opts, sink, runner_cancel).await
-    });
-    TaskRun { events: rx, handle: Some(handle), cancel }
+    let handle =
+        tokio::spawn(
+            async move { run_to_end(backend, session, task, opts, sink, runner_cancel).await },
+        );
+    TaskRun {
+        events: rx,
+        handle: Some(handle),
+        cancel,
+    }
 }
 
 async fn run_to_end(
@@ -151,9 +168,15 @@ async fn run_to_end(
     cancel: CancelSignal,
 ) -> Result<Outcome> {
     let started = Instant::now();
-    sink.emit(EventKind::Started { session_id: session.id.clone(), backend: backend.name().to_string() });
+    sink.emit(EventKind::Started {
+        session_id: session.id.clone(),
+        backend: backend.name().to_string(),
+    });
     let deadline = task.timeout().unwrap_or(opts.default_timeout);
-    let ctx = ExecContext { events: sink.clone(), cancel: cancel.clone() };
+    let ctx = ExecContext {
+        events: sink.clone(),
+        cancel: cancel.clone(),
+    };
     let result = {
         let fut = backend.execute(&session, &task, ctx);
         tokio::pin!(fut);
@@ -167,7 +190,10 @@ async fn run_to_end(
             None => match tokio::time::timeout(opts.grace, &mut fut).await {
                 Ok(r) => r,
                 Err(_) => {
-                    tracing::warn!(backend = backend.name(), "backend did not stop within the grace period; dropping it");
+                    tracing::warn!(
+                        backend = backend.name(),
+                        "backend did not stop within the grace period; dropping it"
+                    );
                     Err(Error::Cancelled)
                 }
             },
@@ -176,14 +202,16 @@ async fn run_to_end(
     let reason = cancel.reason();
     let result = match (result, reason) {
         (Ok(outcome), _) => Ok(outcome),
-        (Err(_), Some(StopReason::Timeout)) | (Err(Error::Timeout { .. }), None) => Ok(Outcome::failed(
-            StopReason::Timeout,
-            format!("task timed out after {}s", deadline.as_secs()),
-        )),
-        (Err(_), Some(reason)) => {
-            Ok(Outcome::failed(reason, "task cancelled"))
+        (Err(_), Some(StopReason::Timeout)) | (Err(Error::Timeout { .. }), None) => {
+            Ok(Outcome::failed(
+                StopReason::Timeout,
+                format!("task timed out after {}s", deadline.as_secs()),
+            ))
         }
-        (Err(Error::Cancelled), None) => Ok(Outcome::failed(StopReason::Cancelled, "task cancelled")),
+        (Err(_), Some(reason)) => Ok(Outcome::failed(reason, "task cancelled")),
+        (Err(Error::Cancelled), None) => {
+            Ok(Outcome::failed(StopReason::Cancelled, "task cancelled"))
+        }
         (Err(e), None) => Err(e),
     };
     let result = result.map(|mut outcome| {
@@ -209,10 +237,15 @@ async fn run_to_end(
             if let Some(hook) = &opts.on_outcome {
                 hook(&session, &task, outcome);
             }
-            sink.emit_terminal(EventKind::Finished { outcome: Box::new(outcome.clone()) });
+            sink.emit_terminal(EventKind::Finished {
+                outcome: Box::new(outcome.clone()),
+            });
         }
         Err(e) => {
-            sink.emit_terminal(EventKind::Failed { kind: e.kind(), message: e.to_string() });
+            sink.emit_terminal(EventKind::Failed {
+                kind: e.kind(),
+                message: e.to_string(),
+            });
         }
     }
     sink.close();

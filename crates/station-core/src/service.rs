@@ -36,7 +36,11 @@ pub struct SessionService {
 impl SessionService {
     /// Bind `backend` to `index`; tasks without a deadline get `run.default_timeout`.
     pub fn new(backend: Arc<dyn CodingBackend>, index: SessionIndex, run: RunOptions) -> Self {
-        SessionService { backend, index, run }
+        SessionService {
+            backend,
+            index,
+            run,
+        }
     }
 
     /// The backend.
@@ -55,7 +59,15 @@ impl SessionService {
     pub async fn open(&self, spec: OpenSpec) -> Result<Session> {
         let name = self.backend.name().to_string();
         let Some(query) = spec.session.as_deref() else {
-            let session = self.backend.open(OpenRequest { workspace: spec.workspace, repo: spec.repo, title: spec.title, resume: None }).await?;
+            let session = self
+                .backend
+                .open(OpenRequest {
+                    workspace: spec.workspace,
+                    repo: spec.repo,
+                    title: spec.title,
+                    resume: None,
+                })
+                .await?;
             self.index.upsert(&session)?;
             return Ok(session);
         };
@@ -72,19 +84,39 @@ impl SessionService {
                     return Ok(known);
                 };
                 let workspace = known.workspace.clone().or(spec.workspace);
-                let attached = self.backend.open(OpenRequest { workspace, repo: known.repo.clone(), title: known.title.clone(), resume: Some(backend_id) }).await?;
+                let attached = self
+                    .backend
+                    .open(OpenRequest {
+                        workspace,
+                        repo: known.repo.clone(),
+                        title: known.title.clone(),
+                        resume: Some(backend_id),
+                    })
+                    .await?;
                 let merged = Session {
                     id: known.id.clone(),
                     created_at: known.created_at,
                     title: known.title.clone().or(attached.title.clone()),
-                    metadata: { let mut m = known.metadata.clone(); m.extend(attached.metadata.clone()); m },
+                    metadata: {
+                        let mut m = known.metadata.clone();
+                        m.extend(attached.metadata.clone());
+                        m
+                    },
                     ..attached
                 };
                 self.index.upsert(&merged)?;
                 Ok(merged)
             }
             Err(Error::NotFound { .. }) if self.backend.capabilities().resume => {
-                let session = self.backend.open(OpenRequest { workspace: spec.workspace, repo: spec.repo, title: spec.title, resume: Some(query.to_string()) }).await?;
+                let session = self
+                    .backend
+                    .open(OpenRequest {
+                        workspace: spec.workspace,
+                        repo: spec.repo,
+                        title: spec.title,
+                        resume: Some(query.to_string()),
+                    })
+                    .await?;
                 self.index.upsert(&session)?;
                 Ok(session)
             }
@@ -107,19 +139,21 @@ impl SessionService {
         let index = self.index.clone();
         let mut run = self.run.clone();
         let previous_hook = run.on_outcome.take();
-        run.on_outcome = Some(Arc::new(move |s: &Session, t: &Task, outcome: &crate::model::Outcome| {
-            let mut updated = s.clone();
-            updated.last_used_at = Utc::now();
-            if let Some(id) = &outcome.backend_session_id {
-                updated.backend_session_id = Some(id.clone());
-            }
-            if let Err(e) = index.upsert(&updated) {
-                tracing::warn!(session = %s.id, "could not record the session in the index: {e}");
-            }
-            if let Some(h) = &previous_hook {
-                h(&updated, t, outcome);
-            }
-        }));
+        run.on_outcome = Some(Arc::new(
+            move |s: &Session, t: &Task, outcome: &crate::model::Outcome| {
+                let mut updated = s.clone();
+                updated.last_used_at = Utc::now();
+                if let Some(id) = &outcome.backend_session_id {
+                    updated.backend_session_id = Some(id.clone());
+                }
+                if let Err(e) = index.upsert(&updated) {
+                    tracing::warn!(session = %s.id, "could not record the session in the index: {e}");
+                }
+                if let Some(h) = &previous_hook {
+                    h(&updated, t, outcome);
+                }
+            },
+        ));
         start_task(self.backend.clone(), session, task, &run)
     }
 

@@ -31,8 +31,12 @@ impl SessionIndex {
     /// The index in `dir` (created if missing).
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
         let dir = dir.into();
-        fs::create_dir_all(&dir)
-            .map_err(|e| Error::io(format!("creating the session index directory {}", dir.display()), e))?;
+        fs::create_dir_all(&dir).map_err(|e| {
+            Error::io(
+                format!("creating the session index directory {}", dir.display()),
+                e,
+            )
+        })?;
         Ok(SessionIndex { dir })
     }
 
@@ -43,8 +47,11 @@ impl SessionIndex {
             return Ok(PathBuf::from(dir));
         }
         use etcetera::BaseStrategy;
-        let strategy = etcetera::choose_base_strategy()
-            .map_err(|e| Error::config(format!("cannot find the home directory for the station data dir: {e}; set STN_DATA_DIR")))?;
+        let strategy = etcetera::choose_base_strategy().map_err(|e| {
+            Error::config(format!(
+                "cannot find the home directory for the station data dir: {e}; set STN_DATA_DIR"
+            ))
+        })?;
         Ok(strategy.data_dir().join("station"))
     }
 
@@ -61,14 +68,21 @@ impl SessionIndex {
             .write(true)
             .open(&lock_path)
             .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
-        if write { lock.lock() } else { lock.lock_shared() }
-            .map_err(|e| Error::io(format!("locking {}", lock_path.display()), e))?;
+        if write {
+            lock.lock()
+        } else {
+            lock.lock_shared()
+        }
+        .map_err(|e| Error::io(format!("locking {}", lock_path.display()), e))?;
         let path = self.path();
         let mut file = read_index(&path)?;
         let out = f(&mut file.sessions)?;
         if write {
             file.version = FORMAT_VERSION;
-            write_atomically(&path, &serde_json::to_vec_pretty(&file).expect("sessions serialize"))?;
+            write_atomically(
+                &path,
+                &serde_json::to_vec_pretty(&file).expect("sessions serialize"),
+            )?;
         }
         drop(lock);
         Ok(out)
@@ -88,7 +102,10 @@ impl SessionIndex {
     /// Change a stored session in place; `NotFound` when it is not there.
     pub fn update(&self, id: &SessionId, change: impl FnOnce(&mut Session)) -> Result<Session> {
         self.locked(true, |sessions| {
-            let s = sessions.iter_mut().find(|s| &s.id == id).ok_or_else(|| Error::session_not_found(id.as_str()))?;
+            let s = sessions
+                .iter_mut()
+                .find(|s| &s.id == id)
+                .ok_or_else(|| Error::session_not_found(id.as_str()))?;
             change(s);
             Ok(s.clone())
         })
@@ -116,10 +133,16 @@ impl SessionIndex {
     pub fn resolve(&self, query: &str) -> Result<Session> {
         let query = query.trim();
         if query.is_empty() {
-            return Err(InputError::new("the session name is empty").field("session").hint("give a session id or part of its title").into());
+            return Err(InputError::new("the session name is empty")
+                .field("session")
+                .hint("give a session id or part of its title")
+                .into());
         }
         let all = self.list()?;
-        if let Some(s) = all.iter().find(|s| s.id.as_str() == query || s.backend_session_id.as_deref() == Some(query)) {
+        if let Some(s) = all
+            .iter()
+            .find(|s| s.id.as_str() == query || s.backend_session_id.as_deref() == Some(query))
+        {
             return Ok(s.clone());
         }
         let needle = query.to_lowercase();
@@ -135,7 +158,14 @@ impl SessionIndex {
                         query: query.to_string(),
                         candidates: matches
                             .iter()
-                            .map(|s| format!("{} [{}] \"{}\"", s.id, s.backend, s.title.as_deref().unwrap_or("")))
+                            .map(|s| {
+                                format!(
+                                    "{} [{}] \"{}\"",
+                                    s.id,
+                                    s.backend,
+                                    s.title.as_deref().unwrap_or("")
+                                )
+                            })
                             .collect(),
                     });
                 }
@@ -148,7 +178,12 @@ impl SessionIndex {
 fn read_index(path: &Path) -> Result<IndexFile> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(IndexFile { version: FORMAT_VERSION, sessions: Vec::new() }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(IndexFile {
+                version: FORMAT_VERSION,
+                sessions: Vec::new(),
+            });
+        }
         Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
     };
     serde_json::from_slice(&bytes).map_err(|e| {
@@ -162,7 +197,8 @@ fn read_index(path: &Path) -> Result<IndexFile> {
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("json.tmp.{}", std::process::id()));
-    let mut f = File::create(&tmp).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+    let mut f =
+        File::create(&tmp).map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
     f.write_all(bytes)
         .and_then(|_| f.sync_all())
         .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
@@ -184,7 +220,11 @@ mod tests {
     fn resolves_by_id_title_and_fragment() {
         let dir = tempfile::tempdir().unwrap();
         let index = SessionIndex::open(dir.path()).unwrap();
-        let a = session("opencode", "Create a new feature branch for user-auth", "ses_aaa");
+        let a = session(
+            "opencode",
+            "Create a new feature branch for user-auth",
+            "ses_aaa",
+        );
         let b = session("opencode", "Fix login validation bug", "ses_bbb");
         let c = session("claudecode", "Fix login", "uuid-c");
         for s in [&a, &b, &c] {
@@ -195,15 +235,26 @@ mod tests {
         assert_eq!(index.resolve(a.id.as_str()).unwrap().id, a.id);
         assert_eq!(index.resolve("ses_bbb").unwrap().id, b.id);
         assert_eq!(index.resolve("USER-AUTH").unwrap().id, a.id);
-        assert_eq!(index.resolve("fix login").unwrap().id, c.id, "exact title wins over fragments");
+        assert_eq!(
+            index.resolve("fix login").unwrap().id,
+            c.id,
+            "exact title wins over fragments"
+        );
         match index.resolve("login") {
             Err(Error::AmbiguousSession { candidates, .. }) => {
                 assert_eq!(candidates.len(), 2);
-                assert!(candidates.iter().any(|c| c.contains("Fix login validation bug")));
+                assert!(
+                    candidates
+                        .iter()
+                        .any(|c| c.contains("Fix login validation bug"))
+                );
             }
             other => panic!("expected ambiguity, got {other:?}"),
         }
-        assert!(matches!(index.resolve("nothing like it"), Err(Error::NotFound { .. })));
+        assert!(matches!(
+            index.resolve("nothing like it"),
+            Err(Error::NotFound { .. })
+        ));
     }
 
     #[test]
@@ -214,13 +265,20 @@ mod tests {
         let b = session("opencode", "second", "ses_2");
         index.upsert(&a).unwrap();
         index.upsert(&b).unwrap();
-        index.update(&a.id, |s| s.last_used_at = b.last_used_at + chrono::Duration::seconds(5)).unwrap();
+        index
+            .update(&a.id, |s| {
+                s.last_used_at = b.last_used_at + chrono::Duration::seconds(5)
+            })
+            .unwrap();
         let listed: Vec<_> = index.list().unwrap().into_iter().map(|s| s.id).collect();
         assert_eq!(listed, vec![a.id.clone(), b.id.clone()]);
         assert!(index.remove(&a.id).unwrap());
         assert!(!index.remove(&a.id).unwrap());
         assert_eq!(index.list().unwrap().len(), 1);
-        assert!(matches!(index.update(&a.id, |_| {}), Err(Error::NotFound { .. })));
+        assert!(matches!(
+            index.update(&a.id, |_| {}),
+            Err(Error::NotFound { .. })
+        ));
     }
 
     #[test]
@@ -228,7 +286,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let index = SessionIndex::open(dir.path()).unwrap();
         fs::write(index.path(), "{ not json").unwrap();
-        let err = index.upsert(&session("opencode", "x", "ses_x")).unwrap_err().to_string();
+        let err = index
+            .upsert(&session("opencode", "x", "ses_x"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("sessions.json"), "{err}");
         assert!(err.contains("move it aside"), "{err}");
         assert_eq!(fs::read_to_string(index.path()).unwrap(), "{ not json");
@@ -242,7 +303,13 @@ mod tests {
                 let index = SessionIndex::open(dir.path()).unwrap();
                 std::thread::spawn(move || {
                     for j in 0..10 {
-                        index.upsert(&session("opencode", &format!("t{i}-{j}"), &format!("ses_{i}_{j}"))).unwrap();
+                        index
+                            .upsert(&session(
+                                "opencode",
+                                &format!("t{i}-{j}"),
+                                &format!("ses_{i}_{j}"),
+                            ))
+                            .unwrap();
                     }
                 })
             })
@@ -250,6 +317,13 @@ mod tests {
         for h in handles {
             h.join().unwrap();
         }
-        assert_eq!(SessionIndex::open(dir.path()).unwrap().list().unwrap().len(), 80);
+        assert_eq!(
+            SessionIndex::open(dir.path())
+                .unwrap()
+                .list()
+                .unwrap()
+                .len(),
+            80
+        );
     }
 }

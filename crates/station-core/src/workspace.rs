@@ -22,7 +22,10 @@ enum Content {
     /// Text (or bytes) kept for line diffs.
     Bytes(Vec<u8>),
     /// Too large to keep: size and modification time.
-    Meta { len: u64, modified: Option<std::time::SystemTime> },
+    Meta {
+        len: u64,
+        modified: Option<std::time::SystemTime>,
+    },
 }
 
 /// The files of a directory at one moment.
@@ -37,14 +40,19 @@ impl Snapshot {
     /// Read `root` (blocking; call from `spawn_blocking` in async code). A missing directory
     /// is an empty snapshot.
     pub fn capture(root: &Path) -> Result<Snapshot> {
-        let mut snap = Snapshot { root: root.to_path_buf(), files: BTreeMap::new(), truncated: false };
+        let mut snap = Snapshot {
+            root: root.to_path_buf(),
+            files: BTreeMap::new(),
+            truncated: false,
+        };
         if !root.is_dir() {
             return Ok(snap);
         }
         let mut budget = MAX_TOTAL_BYTES;
         let mut stack = vec![root.to_path_buf()];
         while let Some(dir) = stack.pop() {
-            let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+            let entries = std::fs::read_dir(&dir)
+                .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
             for entry in entries.flatten() {
                 let path = entry.path();
                 let Ok(ft) = entry.file_type() else { continue };
@@ -61,7 +69,9 @@ impl Snapshot {
                     snap.truncated = true;
                     return Ok(snap);
                 }
-                let Ok(rel) = path.strip_prefix(root) else { continue };
+                let Ok(rel) = path.strip_prefix(root) else {
+                    continue;
+                };
                 let rel = rel.to_string_lossy().replace('\\', "/");
                 let Ok(meta) = entry.metadata() else { continue };
                 let content = if meta.len() <= MAX_TEXT_BYTES && meta.len() <= budget {
@@ -73,7 +83,10 @@ impl Snapshot {
                         Err(_) => continue,
                     }
                 } else {
-                    Content::Meta { len: meta.len(), modified: meta.modified().ok() }
+                    Content::Meta {
+                        len: meta.len(),
+                        modified: meta.modified().ok(),
+                    }
                 };
                 snap.files.insert(rel, content);
             }
@@ -113,14 +126,24 @@ impl Snapshot {
                         Content::Bytes(b) => count_lines(b),
                         Content::Meta { .. } => 0,
                     };
-                    out.push(FileChange { path: path.clone(), action: FileAction::Created, lines_added: added, lines_removed: 0 });
+                    out.push(FileChange {
+                        path: path.clone(),
+                        action: FileAction::Created,
+                        lines_added: added,
+                        lines_removed: 0,
+                    });
                 }
                 Some(old) if old != new => {
                     let (added, removed) = match (old, new) {
                         (Content::Bytes(a), Content::Bytes(b)) => line_delta(a, b),
                         _ => (0, 0),
                     };
-                    out.push(FileChange { path: path.clone(), action: FileAction::Modified, lines_added: added, lines_removed: removed });
+                    out.push(FileChange {
+                        path: path.clone(),
+                        action: FileAction::Modified,
+                        lines_added: added,
+                        lines_removed: removed,
+                    });
                 }
                 Some(_) => {}
             }
@@ -131,7 +154,12 @@ impl Snapshot {
                     Content::Bytes(b) => count_lines(b),
                     Content::Meta { .. } => 0,
                 };
-                out.push(FileChange { path: path.clone(), action: FileAction::Deleted, lines_added: 0, lines_removed: removed });
+                out.push(FileChange {
+                    path: path.clone(),
+                    action: FileAction::Deleted,
+                    lines_added: 0,
+                    lines_removed: removed,
+                });
             }
         }
         out.sort();
@@ -145,13 +173,19 @@ pub fn count_lines(bytes: &[u8]) -> u64 {
         return 0;
     }
     let newlines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
-    if bytes.last() == Some(&b'\n') { newlines } else { newlines + 1 }
+    if bytes.last() == Some(&b'\n') {
+        newlines
+    } else {
+        newlines + 1
+    }
 }
 
 /// Lines added and removed between two versions of a file.
 pub fn line_delta(old: &[u8], new: &[u8]) -> (u64, u64) {
     let (old, new) = (String::from_utf8_lossy(old), String::from_utf8_lossy(new));
-    let diff = similar::TextDiff::configure().timeout(std::time::Duration::from_secs(2)).diff_lines(old.as_ref(), new.as_ref());
+    let diff = similar::TextDiff::configure()
+        .timeout(std::time::Duration::from_secs(2))
+        .diff_lines(old.as_ref(), new.as_ref());
     let (mut added, mut removed) = (0, 0);
     for change in diff.iter_all_changes() {
         match change.tag() {
@@ -187,9 +221,24 @@ mod tests {
         assert_eq!(
             before.diff(&after),
             vec![
-                FileChange { path: "edit.py".into(), action: FileAction::Modified, lines_added: 2, lines_removed: 1 },
-                FileChange { path: "gone.txt".into(), action: FileAction::Deleted, lines_added: 0, lines_removed: 2 },
-                FileChange { path: "src/hello.py".into(), action: FileAction::Created, lines_added: 1, lines_removed: 0 },
+                FileChange {
+                    path: "edit.py".into(),
+                    action: FileAction::Modified,
+                    lines_added: 2,
+                    lines_removed: 1
+                },
+                FileChange {
+                    path: "gone.txt".into(),
+                    action: FileAction::Deleted,
+                    lines_added: 0,
+                    lines_removed: 2
+                },
+                FileChange {
+                    path: "src/hello.py".into(),
+                    action: FileAction::Created,
+                    lines_added: 1,
+                    lines_removed: 0
+                },
             ]
         );
     }
@@ -203,7 +252,15 @@ mod tests {
         fs::create_dir_all(&ws).unwrap();
         fs::write(ws.join("x"), "1\n2\n3\n").unwrap();
         let changes = before.diff(&Snapshot::capture(&ws).unwrap());
-        assert_eq!(changes, vec![FileChange { path: "x".into(), action: FileAction::Created, lines_added: 3, lines_removed: 0 }]);
+        assert_eq!(
+            changes,
+            vec![FileChange {
+                path: "x".into(),
+                action: FileAction::Created,
+                lines_added: 3,
+                lines_removed: 0
+            }]
+        );
     }
 
     #[test]

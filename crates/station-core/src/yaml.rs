@@ -8,17 +8,27 @@ use std::sync::LazyLock;
 
 use crate::error::InputError;
 
-static KEY_LINE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r#"^(\s*)(?:-\s+)?["']?([A-Za-z0-9_.\-]+)["']?\s*:(?:\s|$)"#).expect("regex compiles"));
-static UNKNOWN_FIELD: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"unknown field `([^`]*)`, expected (?:one of )?(.*)").expect("regex compiles"));
-static UNKNOWN_VARIANT: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"unknown variant `([^`]*)`, expected (?:one of )?(.*)").expect("regex compiles"));
-static AT_SUFFIX: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\s+at line \d+, column \d+\s*$").expect("regex compiles"));
+static KEY_LINE: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r#"^(\s*)(?:-\s+)?["']?([A-Za-z0-9_.\-]+)["']?\s*:(?:\s|$)"#)
+        .expect("regex compiles")
+});
+static UNKNOWN_FIELD: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"unknown field `([^`]*)`, expected (?:one of )?(.*)").expect("regex compiles")
+});
+static UNKNOWN_VARIANT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"unknown variant `([^`]*)`, expected (?:one of )?(.*)").expect("regex compiles")
+});
+static AT_SUFFIX: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\s+at line \d+, column \d+\s*$").expect("regex compiles"));
 
 /// Parse `text` (which starts at `first_line` of `file`) into `T`, mapping errors to
 /// [`InputError`]s with file, line, column, the dotted field path and a suggestion.
-pub(crate) fn parse<T: DeserializeOwned>(text: &str, file: Option<&Path>, first_line: usize, path_prefix: &str) -> Result<T, InputError> {
+pub(crate) fn parse<T: DeserializeOwned>(
+    text: &str,
+    file: Option<&Path>,
+    first_line: usize,
+    path_prefix: &str,
+) -> Result<T, InputError> {
     serde_saphyr::from_str::<T>(text).map_err(|e| {
         let raw = e.without_snippet().to_string();
         let message = AT_SUFFIX.replace(&raw, "").into_owned();
@@ -36,7 +46,10 @@ pub(crate) fn parse<T: DeserializeOwned>(text: &str, file: Option<&Path>, first_
             let expected = split_expected(&caps[2]);
             err.message = format!("unknown key `{unknown}`");
             err.hint = Some(match suggest(&unknown, &expected) {
-                Some(s) => format!("did you mean `{s}`? valid keys here: {}", expected.join(", ")),
+                Some(s) => format!(
+                    "did you mean `{s}`? valid keys here: {}",
+                    expected.join(", ")
+                ),
                 None => format!("valid keys here: {}", expected.join(", ")),
             });
         } else if let Some(caps) = UNKNOWN_VARIANT.captures(&message) {
@@ -51,7 +64,11 @@ pub(crate) fn parse<T: DeserializeOwned>(text: &str, file: Option<&Path>, first_
             err.hint = Some("check the value's type".to_string());
         }
         if let Some(f) = field.take() {
-            let full = if path_prefix.is_empty() { f } else { format!("{path_prefix}.{f}") };
+            let full = if path_prefix.is_empty() {
+                f
+            } else {
+                format!("{path_prefix}.{f}")
+            };
             err = err.field(full);
         }
         err
@@ -69,7 +86,12 @@ fn split_expected(list: &str) -> Vec<String> {
 pub(crate) fn suggest(word: &str, candidates: &[String]) -> Option<String> {
     candidates
         .iter()
-        .map(|c| (strsim::jaro_winkler(&word.to_lowercase(), &c.to_lowercase()), c))
+        .map(|c| {
+            (
+                strsim::jaro_winkler(&word.to_lowercase(), &c.to_lowercase()),
+                c,
+            )
+        })
         .filter(|(score, _)| *score >= 0.8)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, c)| c.clone())
@@ -112,9 +134,16 @@ mod tests {
 
     #[test]
     fn suggestions_catch_typos_only() {
-        let keys = vec!["enabled".to_string(), "backend".to_string(), "workspace_path".to_string()];
+        let keys = vec![
+            "enabled".to_string(),
+            "backend".to_string(),
+            "workspace_path".to_string(),
+        ];
         assert_eq!(suggest("enabeld", &keys).as_deref(), Some("enabled"));
-        assert_eq!(suggest("workspace", &keys).as_deref(), Some("workspace_path"));
+        assert_eq!(
+            suggest("workspace", &keys).as_deref(),
+            Some("workspace_path")
+        );
         assert_eq!(suggest("zzz", &keys), None);
     }
 }

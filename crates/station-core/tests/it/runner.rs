@@ -2,8 +2,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use station_core::{
-    Capabilities, CodingBackend, Error, EventKind, ExecContext, Health, OpenRequest, Outcome, RunOptions, Session, SessionIndex, SessionService,
-    StopReason, Task, start_task,
+    Capabilities, CodingBackend, Error, EventKind, ExecContext, Health, OpenRequest, Outcome,
+    RunOptions, Session, SessionIndex, SessionService, StopReason, Task, start_task,
 };
 
 /// A backend whose behaviour each test picks.
@@ -30,10 +30,18 @@ impl CodingBackend for FakeBackend {
         "fake"
     }
     fn capabilities(&self) -> Capabilities {
-        Capabilities { streaming: true, cancel: true, ..Capabilities::NONE }
+        Capabilities {
+            streaming: true,
+            cancel: true,
+            ..Capabilities::NONE
+        }
     }
     async fn health(&self) -> station_core::Result<Health> {
-        Ok(Health { ok: true, version: None, detail: "fake".into() })
+        Ok(Health {
+            ok: true,
+            version: None,
+            detail: "fake".into(),
+        })
     }
     async fn open(&self, req: OpenRequest) -> station_core::Result<Session> {
         let mut s = Session::new("fake");
@@ -42,12 +50,21 @@ impl CodingBackend for FakeBackend {
         s.backend_session_id = req.resume;
         Ok(s)
     }
-    async fn execute(&self, _session: &Session, task: &Task, ctx: ExecContext) -> station_core::Result<Outcome> {
+    async fn execute(
+        &self,
+        _session: &Session,
+        task: &Task,
+        ctx: ExecContext,
+    ) -> station_core::Result<Outcome> {
         match self.0 {
             Behaviour::Succeed => {
-                ctx.events.emit(EventKind::BackendSession { backend_session_id: "fake_1".into() });
+                ctx.events.emit(EventKind::BackendSession {
+                    backend_session_id: "fake_1".into(),
+                });
                 for word in task.instruction.split_whitespace() {
-                    ctx.events.emit(EventKind::TextDelta { text: word.to_string() });
+                    ctx.events.emit(EventKind::TextDelta {
+                        text: word.to_string(),
+                    });
                 }
                 let mut o = Outcome::new(true, StopReason::Completed);
                 o.summary = "done".into();
@@ -60,11 +77,19 @@ impl CodingBackend for FakeBackend {
             }
             Behaviour::StopOnCancel => {
                 ctx.cancel.cancelled().await;
-                Ok(Outcome::failed(ctx.cancel.reason().unwrap_or(StopReason::Cancelled), "stopped"))
+                Ok(Outcome::failed(
+                    ctx.cancel.reason().unwrap_or(StopReason::Cancelled),
+                    "stopped",
+                ))
             }
-            Behaviour::Fail => Err(Error::Unavailable { backend: "fake".into(), message: "not running".into() }),
+            Behaviour::Fail => Err(Error::Unavailable {
+                backend: "fake".into(),
+                message: "not running".into(),
+            }),
             Behaviour::SendTerminal => {
-                ctx.events.emit(EventKind::Finished { outcome: Box::new(Outcome::new(true, StopReason::Completed)) });
+                ctx.events.emit(EventKind::Finished {
+                    outcome: Box::new(Outcome::new(true, StopReason::Completed)),
+                });
                 Ok(Outcome::new(true, StopReason::Completed))
             }
         }
@@ -78,27 +103,46 @@ fn backend(b: Behaviour) -> Arc<dyn CodingBackend> {
     Arc::new(FakeBackend(b))
 }
 
-async fn collect(mut run: station_core::TaskRun) -> (Vec<station_core::Event>, station_core::Result<Outcome>) {
+async fn collect(
+    mut run: station_core::TaskRun,
+) -> (Vec<station_core::Event>, station_core::Result<Outcome>) {
     let mut events = Vec::new();
-    while let Some(e) = tokio::time::timeout(Duration::from_secs(30), run.next_event()).await.expect("events never stall") {
+    while let Some(e) = tokio::time::timeout(Duration::from_secs(30), run.next_event())
+        .await
+        .expect("events never stall")
+    {
         events.push(e);
     }
     (events, run.outcome().await)
 }
 
 fn assert_well_formed(events: &[station_core::Event]) {
-    assert!(matches!(events.first().map(|e| &e.kind), Some(EventKind::Started { .. })), "Started comes first: {events:?}");
+    assert!(
+        matches!(
+            events.first().map(|e| &e.kind),
+            Some(EventKind::Started { .. })
+        ),
+        "Started comes first: {events:?}"
+    );
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
     let expected: Vec<u64> = (1..=events.len() as u64).collect();
     assert_eq!(seqs, expected, "sequence numbers are 1..n without gaps");
     let terminals = events.iter().filter(|e| e.kind.is_terminal()).count();
     assert_eq!(terminals, 1, "exactly one terminal event");
-    assert!(events.last().unwrap().kind.is_terminal(), "the terminal event is last");
+    assert!(
+        events.last().unwrap().kind.is_terminal(),
+        "the terminal event is last"
+    );
 }
 
 #[tokio::test]
 async fn success_is_started_progress_finished() {
-    let run = start_task(backend(Behaviour::Succeed), Session::new("fake"), Task::new("one two three"), &RunOptions::default());
+    let run = start_task(
+        backend(Behaviour::Succeed),
+        Session::new("fake"),
+        Task::new("one two three"),
+        &RunOptions::default(),
+    );
     let (events, outcome) = collect(run).await;
     assert_well_formed(&events);
     let outcome = outcome.unwrap();
@@ -112,28 +156,48 @@ async fn success_is_started_progress_finished() {
 
 #[tokio::test]
 async fn an_error_is_one_failed_event_and_err() {
-    let run = start_task(backend(Behaviour::Fail), Session::new("fake"), Task::new("x"), &RunOptions::default());
+    let run = start_task(
+        backend(Behaviour::Fail),
+        Session::new("fake"),
+        Task::new("x"),
+        &RunOptions::default(),
+    );
     let (events, outcome) = collect(run).await;
     assert_well_formed(&events);
     assert!(matches!(outcome, Err(Error::Unavailable { .. })));
-    assert!(matches!(&events.last().unwrap().kind, EventKind::Failed { message, .. } if message.contains("not running")));
+    assert!(
+        matches!(&events.last().unwrap().kind, EventKind::Failed { message, .. } if message.contains("not running"))
+    );
 }
 
 #[tokio::test]
 async fn cancel_gives_a_cancelled_outcome() {
-    let run = start_task(backend(Behaviour::StopOnCancel), Session::new("fake"), Task::new("x"), &RunOptions::default());
+    let run = start_task(
+        backend(Behaviour::StopOnCancel),
+        Session::new("fake"),
+        Task::new("x"),
+        &RunOptions::default(),
+    );
     run.cancel();
     let (events, outcome) = collect(run).await;
     assert_well_formed(&events);
     let outcome = outcome.unwrap();
-    assert_eq!((outcome.success, outcome.stop_reason), (false, StopReason::Cancelled));
+    assert_eq!(
+        (outcome.success, outcome.stop_reason),
+        (false, StopReason::Cancelled)
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn timeout_gives_a_timeout_outcome() {
     let mut task = Task::new("x");
     task.timeout_secs = Some(5);
-    let run = start_task(backend(Behaviour::StopOnCancel), Session::new("fake"), task, &RunOptions::default());
+    let run = start_task(
+        backend(Behaviour::StopOnCancel),
+        Session::new("fake"),
+        task,
+        &RunOptions::default(),
+    );
     let (events, outcome) = collect(run).await;
     assert_well_formed(&events);
     let outcome = outcome.unwrap();
@@ -143,8 +207,16 @@ async fn timeout_gives_a_timeout_outcome() {
 
 #[tokio::test(start_paused = true)]
 async fn a_backend_that_ignores_cancel_is_dropped_after_the_grace_period() {
-    let opts = RunOptions { grace: Duration::from_secs(2), ..RunOptions::default() };
-    let run = start_task(backend(Behaviour::Hang), Session::new("fake"), Task::new("x"), &opts);
+    let opts = RunOptions {
+        grace: Duration::from_secs(2),
+        ..RunOptions::default()
+    };
+    let run = start_task(
+        backend(Behaviour::Hang),
+        Session::new("fake"),
+        Task::new("x"),
+        &opts,
+    );
     run.cancel();
     let (events, outcome) = collect(run).await;
     assert_well_formed(&events);
@@ -153,14 +225,24 @@ async fn a_backend_that_ignores_cancel_is_dropped_after_the_grace_period() {
 
 #[tokio::test]
 async fn backends_cannot_send_terminal_events() {
-    let run = start_task(backend(Behaviour::SendTerminal), Session::new("fake"), Task::new("x"), &RunOptions::default());
+    let run = start_task(
+        backend(Behaviour::SendTerminal),
+        Session::new("fake"),
+        Task::new("x"),
+        &RunOptions::default(),
+    );
     let (events, _) = collect(run).await;
     assert_well_formed(&events);
 }
 
 #[tokio::test]
 async fn dropping_the_run_cancels_the_task() {
-    let run = start_task(backend(Behaviour::StopOnCancel), Session::new("fake"), Task::new("x"), &RunOptions::default());
+    let run = start_task(
+        backend(Behaviour::StopOnCancel),
+        Session::new("fake"),
+        Task::new("x"),
+        &RunOptions::default(),
+    );
     let signal = run.cancel_signal();
     drop(run);
     assert_eq!(signal.reason(), Some(StopReason::Cancelled));
@@ -170,22 +252,48 @@ async fn dropping_the_run_cancels_the_task() {
 async fn the_service_records_title_and_backend_id_and_continues_by_title() {
     let dir = tempfile::tempdir().unwrap();
     let index = SessionIndex::open(dir.path()).unwrap();
-    let service = SessionService::new(backend(Behaviour::Succeed), index.clone(), RunOptions::default());
+    let service = SessionService::new(
+        backend(Behaviour::Succeed),
+        index.clone(),
+        RunOptions::default(),
+    );
     let session = service.open(Default::default()).await.unwrap();
     assert_eq!(session.title, None);
-    let outcome = service.execute(&session, Task::new("Create a new feature branch for user-auth\nmore")).outcome().await.unwrap();
+    let outcome = service
+        .execute(
+            &session,
+            Task::new("Create a new feature branch for user-auth\nmore"),
+        )
+        .outcome()
+        .await
+        .unwrap();
     assert!(outcome.success);
     let stored = index.resolve(session.id.as_str()).unwrap();
-    assert_eq!(stored.title.as_deref(), Some("Create a new feature branch for user-auth"));
+    assert_eq!(
+        stored.title.as_deref(),
+        Some("Create a new feature branch for user-auth")
+    );
     assert_eq!(stored.backend_session_id.as_deref(), Some("fake_1"));
-    let again = service.open(station_core::service::OpenSpec { session: Some("user-auth".into()), ..Default::default() }).await.unwrap();
+    let again = service
+        .open(station_core::service::OpenSpec {
+            session: Some("user-auth".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(again.id, session.id);
     assert_eq!(again.backend_session_id.as_deref(), Some("fake_1"));
     // A session of another backend is refused with the fix.
     let mut other = Session::new("claudecode");
     other.title = Some("claude work".into());
     index.upsert(&other).unwrap();
-    let err = service.open(station_core::service::OpenSpec { session: Some("claude work".into()), ..Default::default() }).await.unwrap_err();
+    let err = service
+        .open(station_core::service::OpenSpec {
+            session: Some("claude work".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("--backend claudecode"), "{err}");
     // Closing is idempotent, also for unknown ids.
     service.close(&session.id).await.unwrap();

@@ -1,0 +1,125 @@
+//! Command-line surface.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Hand coding work to coding agents: OpenCode (HTTP, NATS, CLI) and Claude Code.
+#[derive(Debug, Parser)]
+#[command(name = "stn", version, about, long_about = None, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Config file (default: $STN_CONFIG, else ~/.config/station/config.yaml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// More logs on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+impl Cli {
+    pub(crate) fn wants_json(&self) -> bool {
+        match &self.command {
+            Command::Agent(AgentCommand::Validate(a)) => a.json,
+            Command::Config(ConfigCommand::Show(a)) => a.json,
+            Command::Code(a) => a.json,
+            Command::Session(SessionCommand::List(a)) => a.json,
+            Command::Doctor(a) => a.json,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Work with agent definitions (.prompt files).
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Show the effective configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Run one coding task on a backend, without an orchestrating model.
+    Code(CodeArgs),
+    /// Coding sessions Station knows about.
+    #[command(subcommand)]
+    Session(SessionCommand),
+    /// Check that the configured backend is reachable and usable.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AgentCommand {
+    /// Check an agent file and print what it defines.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ValidateArgs {
+    /// The .prompt file.
+    pub(crate) file: PathBuf,
+    /// Print the parsed definition as JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Print the effective config (file + environment overrides + defaults), secrets redacted.
+    Show(JsonFlag),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JsonFlag {
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CodeArgs {
+    /// What the coding agent should do.
+    pub(crate) instruction: String,
+    /// Backend to use instead of the configured one (opencode, opencode-cli, claudecode, opencode-nats).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) backend: Option<String>,
+    /// Workspace directory (default: the current directory; with --repo: a new directory under workspace_base_path).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) workspace: Option<PathBuf>,
+    /// Repository to clone into the workspace first (credentials come from coding.git in config).
+    #[arg(long, value_name = "URL")]
+    pub(crate) repo: Option<String>,
+    /// Branch to check out with --repo.
+    #[arg(long, value_name = "BRANCH", requires = "repo")]
+    pub(crate) branch: Option<String>,
+    /// Continue a session: its id, backend id, title, or a unique part of its title.
+    #[arg(long, value_name = "NAME|ID")]
+    pub(crate) session: Option<String>,
+    /// Title of a new session (default: the instruction).
+    #[arg(long, value_name = "TITLE", conflicts_with = "session")]
+    pub(crate) title: Option<String>,
+    /// Deadline in seconds (default: the backend's configured timeout).
+    #[arg(long, value_name = "SECS")]
+    pub(crate) timeout: Option<u64>,
+    /// Show live events on stderr.
+    #[arg(long)]
+    pub(crate) tail: bool,
+    /// Print the outcome as one JSON object on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SessionCommand {
+    /// List coding sessions, most recently used first.
+    List(JsonFlag),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DoctorArgs {
+    /// Backend to check instead of the configured one.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) backend: Option<String>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+}

@@ -1,0 +1,235 @@
+//! `stn code`: one coding task on a backend, no orchestrating model.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use serde_json::json;
+use station_core::config::{BackendKind, LoadedConfig};
+use station_core::service::OpenSpec;
+use station_core::{
+    Event, EventKind, Outcome, RepoSpec, RunOptions, Session, SessionIndex, SessionService, Task,
+};
+
+use crate::cli::CodeArgs;
+use crate::{backends, output};
+
+pub(crate) async fn run(loaded: &LoadedConfig, args: CodeArgs) -> anyhow::Result<ExitCode> {
+    let kind: BackendKind = match &args.backend {
+        Some(b) => b.parse()?,
+        None => loaded.config.coding.backend,
+    };
+    let backend = backends::build(kind, loaded)?;
+    let index = SessionIndex::open(SessionIndex::default_dir()?)?;
+    let service = SessionService::new(
+        backend,
+        index,
+        RunOptions {
+            default_timeout: backends::default_timeout(kind, loaded),
+            ..RunOptions::default()
+        },
+    );
+    let workspace = match (&args.workspace, &args.repo, &args.session) {
+        (Some(w), _, _) => Some(absolute(w)?),
+        // A continued session keeps its own workspace; a clone gets a fresh directory.
+        (None, _, Some(_)) | (None, Some(_), None) => None,
+        (None, None, None) => {
+            Some(std::env::current_dir().context("cannot read the current directory")?)
+        }
+    };
+    let repo = args.repo.as_ref().map(|url| RepoSpec {
+        url: url.clone(),
+        branch: args.branch.clone(),
+    });
+    let session = service
+        .open(OpenSpec {
+            workspace,
+            repo,
+            title: args.title.clone(),
+            session: args.session.clone(),
+        })
+        .await?;
+    let task = Task {
+        instruction: args.instruction.clone(),
+        timeout_secs: args.timeout,
+        ..Task::default()
+    };
+    let mut run = service.execute(&session, task);
+    let cancel = run.cancel_signal();
+    let ctrl_c = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            output::progress("stn: cancelling (Ctrl-C)");
+            cancel.cancel();
+        }
+    });
+    let mut tail = TailPrinter::default();
+    while let Some(event) = run.next_event().await {
+        if args.tail {
+            tail.print(&event);
+        }
+    }
+    tail.flush();
+    ctrl_c.abort();
+    let outcome = run.outcome().await?;
+    let session = service.get(session.id.as_str()).unwrap_or(session);
+    if args.json {
+        output::json(&outcome_json(&session, &outcome));
+    } else {
+        print_human(&session, &outcome);
+    }
+    Ok(if outcome.success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
+    let p = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(p)
+    };
+    Ok(p)
+}
+
+/// The `--json` shape of `stn code`.
+pub(crate) fn outcome_json(session: &Session, outcome: &Outcome) -> serde_json::Value {
+    json!({
+        "session": {
+            "id": session.id,
+            "title": session.title,
+            "backend": session.backend,
+            "backend_session_id": outcome.backend_session_id.as_ref().or(session.backend_session_id.as_ref()),
+            "workspace": session.workspace,
+        },
+        "success": outcome.success,
+        "summary": outcome.summary,
+        "stop_reason": outcome.stop_reason,
+        "error": outcome.error,
+        "files_changed": outcome.files_changed,
+        "usage": outcome.usage,
+        "cost_usd": outcome.cost_usd,
+        "tool_calls": outcome.tool_calls,
+        "model": outcome.model,
+        "duration_ms": outcome.duration_ms,
+    })
+}
+
+fn print_human(session: &Session, outcome: &Outcome) {
+    if !outcome.summary.trim().is_empty() {
+        output::line(outcome.summary.trim());
+    }
+    for f in &outcome.files_changed {
+        output::progress(
+            &format!(
+                "  {:?} {} (+{} -{})",
+                f.action, f.path, f.lines_added, f.lines_removed
+            )
+            .to_lowercase(),
+        );
+    }
+    let cost = outcome
+        .cost_usd
+        .map(|c| format!(", ${c:.4}"))
+        .unwrap_or_default();
+    output::progress(&format!(
+        "session {} [{}{}] · {:?} · {} in / {} out tokens{cost} · {:.1}s",
+        session.id,
+        session.backend,
+        outcome
+            .backend_session_id
+            .as_ref()
+            .or(session.backend_session_id.as_ref())
+            .map(|b| format!(" {b}"))
+            .unwrap_or_default(),
+        outcome.stop_reason,
+        outcome.usage.input_tokens,
+        outcome.usage.output_tokens,
+        outcome.duration_ms as f64 / 1000.0
+    ));
+    if let Some(e) = &outcome.error {
+        output::error_line(e);
+    }
+}
+
+/// Live events as lines on stderr; streamed text is gathered into lines.
+#[derive(Default)]
+pub(crate) struct TailPrinter {
+    pending: String,
+}
+
+impl TailPrinter {
+    pub(crate) fn print(&mut self, event: &Event) {
+        match &event.kind {
+            EventKind::TextDelta { text } => {
+                self.pending.push_str(text);
+                while let Some(i) = self.pending.find('\n') {
+                    let line: String = self.pending.drain(..=i).collect();
+                    output::progress(&format!("  │ {}", line.trim_end()));
+                }
+                return;
+            }
+            EventKind::Text { text }
+                if !self.pending.is_empty() && text.contains(self.pending.trim()) =>
+            {
+                // The complete text repeats what was streamed.
+                self.pending.clear();
+                output::progress(&format!("  │ {}", text.trim()));
+                return;
+            }
+            _ => {}
+        }
+        self.flush();
+        let line = match &event.kind {
+            EventKind::Started {
+                session_id,
+                backend,
+            } => format!("▶ task started on {backend} (session {session_id})"),
+            EventKind::BackendSession { backend_session_id } => {
+                format!("  backend session {backend_session_id}")
+            }
+            EventKind::Text { text } => format!("  │ {}", text.trim()),
+            EventKind::Reasoning { text } => format!("  … {}", text.trim()),
+            EventKind::ToolStarted { name, input, .. } => format!("  ⚙ {name} {}", brief(input)),
+            EventKind::ToolFinished {
+                name,
+                error: Some(e),
+                ..
+            } => format!("  ✗ {name}: {e}"),
+            EventKind::ToolFinished { name, .. } => format!("  ✓ {name}"),
+            EventKind::FileEdited { path } => format!("  ✎ {path}"),
+            EventKind::StepFinished { usage, cost_usd } => format!(
+                "  · step: {} in / {} out tokens{}",
+                usage.input_tokens,
+                usage.output_tokens,
+                cost_usd.map(|c| format!(", ${c:.4}")).unwrap_or_default()
+            ),
+            EventKind::Notice { message } => format!("  ! {message}"),
+            EventKind::Finished { outcome } => format!(
+                "■ finished: {:?}{}",
+                outcome.stop_reason,
+                if outcome.success { "" } else { " (failed)" }
+            ),
+            EventKind::Failed { message, .. } => format!("■ failed: {message}"),
+            _ => return,
+        };
+        output::progress(&line);
+    }
+
+    pub(crate) fn flush(&mut self) {
+        if !self.pending.trim().is_empty() {
+            output::progress(&format!("  │ {}", self.pending.trim_end()));
+        }
+        self.pending.clear();
+    }
+}
+
+fn brief(input: &serde_json::Value) -> String {
+    let text = input.to_string();
+    if text.chars().count() > 120 {
+        format!("{}…", text.chars().take(119).collect::<String>())
+    } else {
+        text
+    }
+}

@@ -1,0 +1,37 @@
+//! One module per command.
+
+mod agent;
+mod code;
+mod config;
+mod doctor;
+mod session;
+
+use std::process::ExitCode;
+
+use station_core::config::{Config, LoadedConfig, process_env};
+
+use crate::cli::{AgentCommand, Cli, Command, ConfigCommand, SessionCommand};
+
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config_path = cli.config.clone();
+    match cli.command {
+        Command::Agent(AgentCommand::Validate(args)) => {
+            agent::validate(config_path.as_deref(), &args)
+        }
+        Command::Config(ConfigCommand::Show(args)) => {
+            config::show(&load_config(config_path.as_deref())?, args.json)
+        }
+        Command::Code(args) => code::run(&load_config(config_path.as_deref())?, args).await,
+        Command::Session(SessionCommand::List(args)) => session::list(args.json),
+        Command::Doctor(args) => doctor::run(&load_config(config_path.as_deref())?, args).await,
+    }
+}
+
+/// Load the config, printing its warnings.
+pub(crate) fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<LoadedConfig> {
+    let loaded = Config::load(path, &process_env)?;
+    for w in &loaded.warnings {
+        crate::output::warn_line(w);
+    }
+    Ok(loaded)
+}

@@ -1,0 +1,111 @@
+use predicates::prelude::*;
+
+use crate::support::stn;
+
+fn fake_token() -> String {
+    format!("ghp_{}", "T0k3n".repeat(7) + "x")
+}
+
+#[test]
+fn config_show_never_prints_the_token() {
+    let home = tempfile::tempdir().unwrap();
+    let cfg = home.path().join("config.yaml");
+    std::fs::write(&cfg, "coding:\n  backend: opencode-cli\n  git:\n    token: ${GITHUB_TOKEN}\n    user_name: Bot\n").unwrap();
+    let token = fake_token();
+    for json in [false, true] {
+        let mut cmd = stn(home.path());
+        cmd.arg("--config")
+            .arg(&cfg)
+            .args(["config", "show"])
+            .env("GITHUB_TOKEN", &token)
+            .env("RUST_LOG", "trace");
+        if json {
+            cmd.arg("--json");
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success());
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !all.contains(&token) && !all.contains("T0k3nT0k3n"),
+            "token leaked: {all}"
+        );
+        assert!(all.contains("[REDACTED]"), "{all}");
+        assert!(all.contains("opencode-cli"), "{all}");
+        if json {
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(v["resolved"]["git_access"], "set (from coding.git.token)");
+        }
+    }
+}
+
+#[test]
+fn config_lookup_and_env_overrides() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join(".config/station");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("config.yaml"),
+        "coding:\n  claudecode:\n    max_turns: 7\n",
+    )
+    .unwrap();
+    let out = stn(home.path())
+        .args(["config", "show", "--json"])
+        .env("STN_CODING_BACKEND", "claudecode")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["config"]["coding"]["backend"], "claudecode");
+    assert_eq!(v["config"]["coding"]["claudecode"]["max_turns"], 7);
+    assert!(
+        v["resolved"]["config_file"]
+            .as_str()
+            .unwrap()
+            .ends_with(".config/station/config.yaml")
+    );
+}
+
+#[test]
+fn bad_config_is_located() {
+    let home = tempfile::tempdir().unwrap();
+    let cfg = home.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        "coding:\n  backend: opencode\n  cli:\n    timout_sec: 5\n",
+    )
+    .unwrap();
+    stn(home.path())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["config", "show"])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("config.yaml:4:5")
+                .and(predicate::str::contains("did you mean `timeout_sec`")),
+        );
+    stn(home.path())
+        .args(["--config", "/nonexistent/c.yaml", "config", "show"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("does not exist"));
+}
+
+#[test]
+fn empty_session_list() {
+    let home = tempfile::tempdir().unwrap();
+    stn(home.path())
+        .args(["session", "list"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("no coding sessions yet"));
+    stn(home.path())
+        .args(["session", "list", "--json"])
+        .assert()
+        .success()
+        .stdout(predicate::str::diff("[]\n"));
+}

@@ -1,0 +1,5 @@
+//! End-to-end tests of the `stn` binary.
+
+mod agent;
+mod config;
+mod support;
