@@ -1,0 +1,13 @@
+//! The Station agent runtime: an orchestrating model (OpenAI or Anthropic, through our
+//! [`LlmClient`] trait) runs an agent definition in a tool-calling loop; coding agents get the
+//! coding tools ([`CodingTools`]), bound to the one station-level coding backend.
+
+pub mod git;
+pub mod llm;
+pub mod runtime;
+pub mod tools;
+
+pub use git::GitOps;
+pub use llm::{GenaiClient, LlmClient, LlmSettings, ModelRef};
+pub use runtime::{AgentEvent, AgentReport, Runtime};
+pub use tools::CodingTools;
