@@ -7,7 +7,7 @@ pub mod llm;
 pub mod runtime;
 pub mod tools;
 
-pub use git::GitOps;
+pub use git::{GitOps, LocalGit};
 pub use llm::{GenaiClient, LlmClient, LlmSettings, ModelRef};
 pub use runtime::{AgentEvent, AgentReport, Runtime};
 pub use tools::CodingTools;

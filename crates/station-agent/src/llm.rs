@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use genai::ServiceTarget;
 use genai::adapter::AdapterKind;
-use genai::chat::{ChatMessage, ChatRequest, ContentPart, MessageContent, Tool, ToolCall, ToolResponse};
+use genai::chat::{
+    ChatMessage, ChatRequest, ContentPart, MessageContent, Tool, ToolCall, ToolResponse,
+};
 use genai::resolver::{AuthData, Endpoint};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -41,18 +43,25 @@ impl ModelRef {
             None => (default_provider, model),
         };
         if name.is_empty() {
-            return Err(Error::config(format!("`{model}` is not a model name; use provider/model, e.g. openai/gpt-4o")));
+            return Err(Error::config(format!(
+                "`{model}` is not a model name; use provider/model, e.g. openai/gpt-4o"
+            )));
         }
         let provider = match provider.map(str::to_ascii_lowercase).as_deref() {
             Some("openai") => Provider::OpenAi,
             Some("anthropic") => Provider::Anthropic,
             Some(other) => {
-                return Err(Error::config(format!("model provider `{other}` is not supported for the orchestrating model; use openai/... or anthropic/...")));
+                return Err(Error::config(format!(
+                    "model provider `{other}` is not supported for the orchestrating model; use openai/... or anthropic/..."
+                )));
             }
             None if name.starts_with("claude") => Provider::Anthropic,
             None => Provider::OpenAi,
         };
-        Ok(ModelRef { provider, name: name.to_string() })
+        Ok(ModelRef {
+            provider,
+            name: name.to_string(),
+        })
     }
 }
 
@@ -158,7 +167,11 @@ pub struct LlmSettings {
 /// `http://h:p` or `http://h:p/v1` → `http://h:p/v1/`.
 fn api_base(url: &str) -> String {
     let trimmed = url.trim().trim_end_matches('/');
-    if trimmed.ends_with("/v1") { format!("{trimmed}/") } else { format!("{trimmed}/v1/") }
+    if trimmed.ends_with("/v1") {
+        format!("{trimmed}/")
+    } else {
+        format!("{trimmed}/v1/")
+    }
 }
 
 impl LlmSettings {
@@ -166,8 +179,17 @@ impl LlmSettings {
     /// `OPENAI_BASE_URL` / `ANTHROPIC_BASE_URL`, and the providers' API keys. Keys are registered
     /// with the global redactor.
     pub fn from_config(config: &Config, env: EnvLookup<'_>) -> Self {
-        let common = config.ai_base_url.as_deref().filter(|u| !u.trim().is_empty());
-        let pick = |var: &str| common.map(api_base).or_else(|| env(var).filter(|v| !v.trim().is_empty()).map(|v| api_base(&v)));
+        let common = config
+            .ai_base_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty());
+        let pick = |var: &str| {
+            common.map(api_base).or_else(|| {
+                env(var)
+                    .filter(|v| !v.trim().is_empty())
+                    .map(|v| api_base(&v))
+            })
+        };
         let key = |var: &str| {
             env(var).filter(|v| !v.is_empty()).map(|v| {
                 let s = Secret::new(v);
@@ -195,7 +217,9 @@ pub struct GenaiClient {
 impl GenaiClient {
     /// A client with these endpoints and keys.
     pub fn new(settings: LlmSettings) -> Result<Self> {
-        let web = genai::WebConfig::default().with_timeout(settings.request_timeout).with_connect_timeout(Duration::from_secs(10));
+        let web = genai::WebConfig::default()
+            .with_timeout(settings.request_timeout)
+            .with_connect_timeout(Duration::from_secs(10));
         let client = genai::Client::builder()
             .with_web_config(web)
             .build()
@@ -205,21 +229,40 @@ impl GenaiClient {
 
     fn target(&self, model: &ModelRef) -> Result<ServiceTarget> {
         let (kind, base, key, key_var, default_base) = match model.provider {
-            Provider::OpenAi => (AdapterKind::OpenAI, &self.settings.openai_base_url, &self.settings.openai_key, "OPENAI_API_KEY", "https://api.openai.com/v1/"),
-            Provider::Anthropic => {
-                (AdapterKind::Anthropic, &self.settings.anthropic_base_url, &self.settings.anthropic_key, "ANTHROPIC_API_KEY", "https://api.anthropic.com/v1/")
-            }
+            Provider::OpenAi => (
+                AdapterKind::OpenAI,
+                &self.settings.openai_base_url,
+                &self.settings.openai_key,
+                "OPENAI_API_KEY",
+                "https://api.openai.com/v1/",
+            ),
+            Provider::Anthropic => (
+                AdapterKind::Anthropic,
+                &self.settings.anthropic_base_url,
+                &self.settings.anthropic_key,
+                "ANTHROPIC_API_KEY",
+                "https://api.anthropic.com/v1/",
+            ),
         };
         let key = match (key, base) {
             (Some(k), _) => k.expose().to_string(),
             // A custom endpoint (a local or scripted server) may need no key.
             (None, Some(_)) => "unused".to_string(),
             (None, None) => {
-                return Err(Error::Auth { message: format!("the orchestrating model {model} needs {key_var}; export it, or point ai_base_url at a compatible server") });
+                return Err(Error::Auth {
+                    message: format!(
+                        "the orchestrating model {model} needs {key_var}; export it, or point ai_base_url at a compatible server"
+                    ),
+                });
             }
         };
-        let endpoint = Endpoint::from_owned(base.clone().unwrap_or_else(|| default_base.to_string()));
-        Ok(ServiceTarget { endpoint, auth: AuthData::from_single(key), model: genai::ModelIden::new(kind, model.name.clone()) })
+        let endpoint =
+            Endpoint::from_owned(base.clone().unwrap_or_else(|| default_base.to_string()));
+        Ok(ServiceTarget {
+            endpoint,
+            auth: AuthData::from_single(key),
+            model: genai::ModelIden::new(kind, model.name.clone()),
+        })
     }
 }
 
@@ -246,7 +289,9 @@ impl LlmClient for GenaiClient {
                     }
                     ChatMessage::assistant(MessageContent::from_parts(parts))
                 }
-                Turn::ToolResult { call_id, content } => ChatMessage::from(ToolResponse::new(call_id.clone(), content.clone())),
+                Turn::ToolResult { call_id, content } => {
+                    ChatMessage::from(ToolResponse::new(call_id.clone(), content.clone()))
+                }
             });
         }
         let mut req = ChatRequest::new(messages);
@@ -254,37 +299,82 @@ impl LlmClient for GenaiClient {
             req = req.with_system(system.clone());
         }
         if !spec.tools.is_empty() {
-            req = req.with_tools(spec.tools.iter().map(|t| Tool::new(t.name.clone()).with_description(t.description.clone()).with_schema(t.schema.clone())));
+            req = req.with_tools(spec.tools.iter().map(|t| {
+                Tool::new(t.name.clone())
+                    .with_description(t.description.clone())
+                    .with_schema(t.schema.clone())
+            }));
         }
-        let response = self.client.exec_chat(genai::ModelSpec::Target(target), req, None).await.map_err(|e| map_error(&spec.model, e))?;
+        let response = self
+            .client
+            .exec_chat(genai::ModelSpec::Target(target), req, None)
+            .await
+            .map_err(|e| map_error(&spec.model, e))?;
         let usage = Usage {
             input_tokens: response.usage.prompt_tokens.unwrap_or(0).max(0) as u64,
             output_tokens: response.usage.completion_tokens.unwrap_or(0).max(0) as u64,
-            cache_read_tokens: response.usage.prompt_tokens_details.as_ref().and_then(|d| d.cached_tokens).unwrap_or(0).max(0) as u64,
-            cache_write_tokens: response.usage.prompt_tokens_details.as_ref().and_then(|d| d.cache_creation_tokens).unwrap_or(0).max(0) as u64,
+            cache_read_tokens: response
+                .usage
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0)
+                .max(0) as u64,
+            cache_write_tokens: response
+                .usage
+                .prompt_tokens_details
+                .as_ref()
+                .and_then(|d| d.cache_creation_tokens)
+                .unwrap_or(0)
+                .max(0) as u64,
             ..Usage::default()
         };
-        let texts: Vec<String> = response.content.texts().into_iter().map(str::to_string).collect();
+        let texts: Vec<String> = response
+            .content
+            .texts()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
         let tool_calls = response
             .content
             .tool_calls()
             .into_iter()
-            .map(|c| ToolCallRequest { id: c.call_id.clone(), name: c.fn_name.clone(), arguments: c.fn_arguments.clone() })
+            .map(|c| ToolCallRequest {
+                id: c.call_id.clone(),
+                name: c.fn_name.clone(),
+                arguments: c.fn_arguments.clone(),
+            })
             .collect();
         let text = (!texts.is_empty()).then(|| texts.join("\n"));
-        Ok(Reply { text, tool_calls, usage })
+        Ok(Reply {
+            text,
+            tool_calls,
+            usage,
+        })
     }
 }
 
 fn map_error(model: &ModelRef, e: genai::Error) -> Error {
     let message = station_core::redact::redact(&e.to_string());
     let lower = message.to_lowercase();
-    if lower.contains("401") || lower.contains("403") || lower.contains("api key") || lower.contains("unauthorized") {
-        Error::Auth { message: format!("the model API rejected the credentials for {model}: {message}") }
+    if lower.contains("401")
+        || lower.contains("403")
+        || lower.contains("api key")
+        || lower.contains("unauthorized")
+    {
+        Error::Auth {
+            message: format!("the model API rejected the credentials for {model}: {message}"),
+        }
     } else if lower.contains("connect") || lower.contains("dns") {
-        Error::Unavailable { backend: format!("model {model}"), message }
+        Error::Unavailable {
+            backend: format!("model {model}"),
+            message,
+        }
     } else {
-        Error::Backend { backend: format!("model {model}"), message: format!("the model API failed: {message}") }
+        Error::Backend {
+            backend: format!("model {model}"),
+            message: format!("the model API failed: {message}"),
+        }
     }
 }
 
@@ -294,11 +384,35 @@ mod tests {
 
     #[test]
     fn model_refs() {
-        assert_eq!(ModelRef::parse("openai/gpt-4o", None).unwrap(), ModelRef { provider: Provider::OpenAi, name: "gpt-4o".into() });
-        assert_eq!(ModelRef::parse("anthropic/claude-sonnet-4-5-20250929", None).unwrap().provider, Provider::Anthropic);
-        assert_eq!(ModelRef::parse("claude-x", None).unwrap().provider, Provider::Anthropic);
-        assert_eq!(ModelRef::parse("gpt-5-mini", Some("anthropic")).unwrap().provider, Provider::Anthropic);
-        assert!(ModelRef::parse("gemini/x", None).unwrap_err().to_string().contains("not supported"));
+        assert_eq!(
+            ModelRef::parse("openai/gpt-4o", None).unwrap(),
+            ModelRef {
+                provider: Provider::OpenAi,
+                name: "gpt-4o".into()
+            }
+        );
+        assert_eq!(
+            ModelRef::parse("anthropic/claude-sonnet-4-5-20250929", None)
+                .unwrap()
+                .provider,
+            Provider::Anthropic
+        );
+        assert_eq!(
+            ModelRef::parse("claude-x", None).unwrap().provider,
+            Provider::Anthropic
+        );
+        assert_eq!(
+            ModelRef::parse("gpt-5-mini", Some("anthropic"))
+                .unwrap()
+                .provider,
+            Provider::Anthropic
+        );
+        assert!(
+            ModelRef::parse("gemini/x", None)
+                .unwrap_err()
+                .to_string()
+                .contains("not supported")
+        );
     }
 
     #[test]

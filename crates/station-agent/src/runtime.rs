@@ -99,8 +99,16 @@ pub struct Runtime {
 
 impl Runtime {
     /// A runtime; `default_model`/`default_provider` come from the config's `ai_model`/`ai_provider`.
-    pub fn new(llm: Arc<dyn LlmClient>, default_model: Option<String>, default_provider: Option<String>) -> Self {
-        Runtime { llm, default_model, default_provider }
+    pub fn new(
+        llm: Arc<dyn LlmClient>,
+        default_model: Option<String>,
+        default_provider: Option<String>,
+    ) -> Self {
+        Runtime {
+            llm,
+            default_model,
+            default_provider,
+        }
     }
 
     /// Run `agent` on `task`. `tools` must be given when the agent has coding enabled.
@@ -118,13 +126,22 @@ impl Runtime {
         })?;
         let model = ModelRef::parse(&model_name, self.default_provider.as_deref())?;
         let tools = if agent.coding.enabled {
-            Some(tools.ok_or_else(|| Error::config(format!("agent `{}` has coding enabled but no coding backend is configured", agent.name)))?)
+            Some(tools.ok_or_else(|| {
+                Error::config(format!(
+                    "agent `{}` has coding enabled but no coding backend is configured",
+                    agent.name
+                ))
+            })?)
         } else {
             None
         };
         let max_steps = agent.max_steps.unwrap_or(DEFAULT_MAX_STEPS);
         let (system, mut turns) = initial_conversation(agent, task, variables)?;
-        let specs = if tools.is_some() { CodingTools::specs() } else { Vec::new() };
+        let specs = if tools.is_some() {
+            CodingTools::specs()
+        } else {
+            Vec::new()
+        };
         let mut report = AgentReport {
             agent: agent.name.clone(),
             model: model.to_string(),
@@ -145,28 +162,57 @@ impl Runtime {
         for step in 1..=max_steps {
             report.steps = step;
             on_event(AgentEvent::Step { step, max_steps });
-            let spec = ChatSpec { model: model.clone(), system: system.clone(), turns: turns.clone(), tools: specs.clone() };
+            let spec = ChatSpec {
+                model: model.clone(),
+                system: system.clone(),
+                turns: turns.clone(),
+                tools: specs.clone(),
+            };
             let reply = self.llm.chat(&spec).await?;
             report.usage += reply.usage;
             if let Some(text) = reply.text.as_ref().filter(|t| !t.trim().is_empty()) {
                 on_event(AgentEvent::Text { text: text.clone() });
             }
-            turns.push(Turn::Assistant { text: reply.text.clone(), tool_calls: reply.tool_calls.clone() });
+            turns.push(Turn::Assistant {
+                text: reply.text.clone(),
+                tool_calls: reply.tool_calls.clone(),
+            });
             if reply.tool_calls.is_empty() {
                 report.final_text = reply.text.unwrap_or_default();
                 finished = true;
                 break;
             }
             for call in reply.tool_calls {
-                on_event(AgentEvent::ToolCall { name: call.name.clone(), arguments: call.arguments.clone() });
+                on_event(AgentEvent::ToolCall {
+                    name: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                });
                 let result = match tools {
-                    Some(t) => t.call(&call.name, &call.arguments, Some(progress.clone())).await,
-                    None => serde_json::json!({"success": false, "error": format!("unknown tool `{}`", call.name), "fix": "this agent has no tools; answer directly"}),
+                    Some(t) => {
+                        t.call(&call.name, &call.arguments, Some(progress.clone()))
+                            .await
+                    }
+                    None => {
+                        serde_json::json!({"success": false, "error": format!("unknown tool `{}`", call.name), "fix": "this agent has no tools; answer directly"})
+                    }
                 };
-                let success = result.get("success").and_then(Value::as_bool).unwrap_or(false);
-                report.tool_calls.push(ToolCallReport { name: call.name.clone(), arguments: call.arguments.clone(), success });
-                on_event(AgentEvent::ToolResult { name: call.name.clone(), result: result.clone() });
-                turns.push(Turn::ToolResult { call_id: call.id, content: result.to_string() });
+                let success = result
+                    .get("success")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                report.tool_calls.push(ToolCallReport {
+                    name: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                    success,
+                });
+                on_event(AgentEvent::ToolResult {
+                    name: call.name.clone(),
+                    result: result.clone(),
+                });
+                turns.push(Turn::ToolResult {
+                    call_id: call.id,
+                    content: result.to_string(),
+                });
             }
         }
         if let Some(t) = tools {
@@ -184,7 +230,9 @@ impl Runtime {
         if finished {
             report.success = true;
         } else {
-            report.error = Some(format!("the agent used all {max_steps} steps (max_steps) without finishing; raise max_steps or simplify the task"));
+            report.error = Some(format!(
+                "the agent used all {max_steps} steps (max_steps) without finishing; raise max_steps or simplify the task"
+            ));
         }
         Ok(report)
     }
@@ -193,7 +241,11 @@ impl Runtime {
 /// System prompt and first turns from the agent's rendered body. The task is always in the
 /// conversation: when the body does not place `{{userInput}}` in a user message, it is added as
 /// the last user message.
-fn initial_conversation(agent: &AgentDefinition, task: &str, variables: &BTreeMap<String, Value>) -> Result<(Option<String>, Vec<Turn>)> {
+fn initial_conversation(
+    agent: &AgentDefinition,
+    task: &str,
+    variables: &BTreeMap<String, Value>,
+) -> Result<(Option<String>, Vec<Turn>)> {
     let messages = agent.render(task, variables)?;
     let mut system = Vec::new();
     let mut turns = Vec::new();
@@ -201,10 +253,15 @@ fn initial_conversation(agent: &AgentDefinition, task: &str, variables: &BTreeMa
         match m.role {
             Role::System => system.push(m.text),
             Role::User => turns.push(Turn::User(m.text)),
-            Role::Model => turns.push(Turn::Assistant { text: Some(m.text), tool_calls: Vec::new() }),
+            Role::Model => turns.push(Turn::Assistant {
+                text: Some(m.text),
+                tool_calls: Vec::new(),
+            }),
         }
     }
-    let task_in_user_turn = turns.iter().any(|t| matches!(t, Turn::User(text) if text.contains(task.trim())));
+    let task_in_user_turn = turns
+        .iter()
+        .any(|t| matches!(t, Turn::User(text) if text.contains(task.trim())));
     if !task_in_user_turn || !matches!(turns.last(), Some(Turn::User(_))) {
         turns.push(Turn::User(task.to_string()));
     }

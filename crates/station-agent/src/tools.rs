@@ -38,7 +38,14 @@ impl std::fmt::Debug for CodingTools {
 }
 
 /// Names of the tools.
-pub const TOOL_NAMES: [&str; 6] = ["coding_open", "code", "coding_close", "coding_commit", "coding_push", "coding_branch"];
+pub const TOOL_NAMES: [&str; 6] = [
+    "coding_open",
+    "code",
+    "coding_close",
+    "coding_commit",
+    "coding_push",
+    "coding_branch",
+];
 
 impl CodingTools {
     /// Tools bound to `service`; managed workspaces are created under `workspace_base`.
@@ -74,16 +81,26 @@ impl CodingTools {
     }
     /// Sessions opened through these tools.
     pub fn opened_sessions(&self) -> Vec<Session> {
-        self.opened.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.opened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
     /// Every file changed by `code` calls so far.
     pub fn files_changed(&self) -> Vec<FileChange> {
-        self.files_changed.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.files_changed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The tools' JSON schemas.
     pub fn specs() -> Vec<ToolSpec> {
-        let spec = |name: &str, description: &str, schema: Value| ToolSpec { name: name.into(), description: description.into(), schema };
+        let spec = |name: &str, description: &str, schema: Value| ToolSpec {
+            name: name.into(),
+            description: description.into(),
+            schema,
+        };
         vec![
             spec(
                 "coding_open",
@@ -150,34 +167,55 @@ impl CodingTools {
             "code" => self.code(args, progress).await,
             "coding_close" => self.close(args).await,
             "coding_commit" | "coding_push" | "coding_branch" => self.git_tool(name, args).await,
-            other => Err(ToolError::new(format!("unknown tool `{other}`"), format!("use one of: {}", TOOL_NAMES.join(", ")))),
+            other => Err(ToolError::new(
+                format!("unknown tool `{other}`"),
+                format!("use one of: {}", TOOL_NAMES.join(", ")),
+            )),
         };
         match result {
             Ok(v) => v,
-            Err(e) => json!({"success": false, "error": station_core::redact::redact(&e.error), "fix": e.fix}),
+            Err(e) => {
+                json!({"success": false, "error": station_core::redact::redact(&e.error), "fix": e.fix})
+            }
         }
     }
 
     async fn open(&self, args: &Value) -> Result<Value, ToolError> {
-        let session_query = self.continue_session.clone().or_else(|| opt_str(args, "session"));
+        let session_query = self
+            .continue_session
+            .clone()
+            .or_else(|| opt_str(args, "session"));
         let repo_url = opt_str(args, "repo_url");
-        let workspace = opt_str(args, "workspace_path").map(PathBuf::from).or_else(|| self.default_workspace.clone());
+        let workspace = opt_str(args, "workspace_path")
+            .map(PathBuf::from)
+            .or_else(|| self.default_workspace.clone());
         let continuing = session_query.is_some();
         let workspace = match (&workspace, &repo_url, continuing) {
             (Some(w), _, _) => Some(w.clone()),
             (None, _, true) => None,
             (None, _, false) => Some(self.managed_workspace(repo_url.as_deref())),
         };
-        let repo = repo_url.map(|url| RepoSpec { url, branch: opt_str(args, "branch") });
+        let repo = repo_url.map(|url| RepoSpec {
+            url,
+            branch: opt_str(args, "branch"),
+        });
         if let (Some(repo), Some(ws), false) = (&repo, &workspace, continuing) {
             self.clone_repo(repo, ws).await?;
         }
         let session = self
             .service
-            .open(OpenSpec { workspace, repo, title: opt_str(args, "title"), session: session_query })
+            .open(OpenSpec {
+                workspace,
+                repo,
+                title: opt_str(args, "title"),
+                session: session_query,
+            })
             .await
             .map_err(ToolError::from_core)?;
-        self.opened.lock().unwrap_or_else(|e| e.into_inner()).push(session.clone());
+        self.opened
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(session.clone());
         Ok(json!({
             "success": true,
             "session_id": session.id,
@@ -192,18 +230,30 @@ impl CodingTools {
         let stem = repo_url
             .and_then(|u| u.trim_end_matches('/').rsplit('/').next())
             .map(|s| s.trim_end_matches(".git").to_string())
-            .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'))
+            .filter(|s| {
+                !s.is_empty()
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            })
             .unwrap_or_else(|| "ws".into());
         let id = station_core::SessionId::generate();
-        self.workspace_base.join(format!("{stem}-{}", &id.as_str()[id.as_str().len() - 8..]))
+        self.workspace_base
+            .join(format!("{stem}-{}", &id.as_str()[id.as_str().len() - 8..]))
     }
 
     async fn clone_repo(&self, repo: &RepoSpec, workspace: &Path) -> Result<(), ToolError> {
-        let git = self.git.as_ref().ok_or_else(|| ToolError::new("git is not available in this build", "open a workspace_path instead of a repo_url"))?;
+        let git = self.git.as_ref().ok_or_else(|| {
+            ToolError::new(
+                "git is not available in this build",
+                "open a workspace_path instead of a repo_url",
+            )
+        })?;
         if workspace.join(".git").exists() {
             return Ok(());
         }
-        git.clone_repo(&repo.url, repo.branch.as_deref(), workspace).await.map_err(ToolError::from_core)
+        git.clone_repo(&repo.url, repo.branch.as_deref(), workspace)
+            .await
+            .map_err(ToolError::from_core)
     }
 
     /// The session a tool call names; without `session_id`, the one opened last in this run
@@ -212,9 +262,21 @@ impl CodingTools {
         match opt_str(args, "session_id") {
             Some(id) => self.service.get(&id).map_err(ToolError::from_core),
             None => {
-                let last = self.opened.lock().unwrap_or_else(|e| e.into_inner()).last().cloned();
-                let last = last.ok_or_else(|| ToolError::new("`session_id` is required", "call coding_open first and pass the session_id it returns"))?;
-                self.service.get(last.id.as_str()).map_err(ToolError::from_core)
+                let last = self
+                    .opened
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .last()
+                    .cloned();
+                let last = last.ok_or_else(|| {
+                    ToolError::new(
+                        "`session_id` is required",
+                        "call coding_open first and pass the session_id it returns",
+                    )
+                })?;
+                self.service
+                    .get(last.id.as_str())
+                    .map_err(ToolError::from_core)
             }
         }
     }
@@ -222,8 +284,22 @@ impl CodingTools {
     async fn code(&self, args: &Value, progress: Option<ProgressFn>) -> Result<Value, ToolError> {
         let session = self.session(args)?;
         let instruction = req_str(args, "instruction")?;
-        let files = args.get("files").and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect()).unwrap_or_default();
-        let task = Task { instruction, context: opt_str(args, "context"), files, timeout_secs: args.get("timeout_secs").and_then(Value::as_u64) };
+        let files = args
+            .get("files")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let task = Task {
+            instruction,
+            context: opt_str(args, "context"),
+            files,
+            timeout_secs: args.get("timeout_secs").and_then(Value::as_u64),
+        };
         let run = self.service.execute(&session, task);
         let outcome = run
             .follow(|event| {
@@ -233,7 +309,10 @@ impl CodingTools {
             })
             .await
             .map_err(ToolError::from_core)?;
-        self.files_changed.lock().unwrap_or_else(|e| e.into_inner()).extend(outcome.files_changed.iter().cloned());
+        self.files_changed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(outcome.files_changed.iter().cloned());
         Ok(json!({
             "success": outcome.success,
             "session_id": session.id,
@@ -255,24 +334,64 @@ impl CodingTools {
         let session = match self.service.get(&id) {
             Ok(s) => s,
             // Closing something unknown is not worth failing an agent over.
-            Err(Error::NotFound { .. }) => return Ok(json!({"success": true, "session_id": id, "note": "no such session; nothing to close"})),
+            Err(Error::NotFound { .. }) => {
+                return Ok(
+                    json!({"success": true, "session_id": id, "note": "no such session; nothing to close"}),
+                );
+            }
             Err(e) => return Err(ToolError::from_core(e)),
         };
-        self.service.close(&session.id).await.map_err(ToolError::from_core)?;
-        Ok(json!({"success": true, "session_id": session.id, "note": "closed; continue it later with its id or title"}))
+        self.service
+            .close(&session.id)
+            .await
+            .map_err(ToolError::from_core)?;
+        Ok(
+            json!({"success": true, "session_id": session.id, "note": "closed; continue it later with its id or title"}),
+        )
     }
 
     async fn git_tool(&self, name: &str, args: &Value) -> Result<Value, ToolError> {
         let session = self.session(args)?;
-        let git = self.git.as_ref().ok_or_else(|| ToolError::new("git is not available in this build", "commit and push outside Station"))?;
-        let workspace = session.workspace.clone().ok_or_else(|| ToolError::new("the session has no workspace", "open the session with a workspace_path or repo_url"))?;
+        let git = self.git.as_ref().ok_or_else(|| {
+            ToolError::new(
+                "git is not available in this build",
+                "commit and push outside Station",
+            )
+        })?;
+        let workspace = session.workspace.clone().ok_or_else(|| {
+            ToolError::new(
+                "the session has no workspace",
+                "open the session with a workspace_path or repo_url",
+            )
+        })?;
         let result = match name {
-            "coding_commit" => git.commit(&workspace, &req_str(args, "message")?, args.get("add_all").and_then(Value::as_bool).unwrap_or(true)).await,
-            "coding_push" => {
-                git.push(&workspace, opt_str(args, "remote").as_deref(), opt_str(args, "branch").as_deref(), args.get("set_upstream").and_then(Value::as_bool).unwrap_or(true))
-                    .await
+            "coding_commit" => {
+                git.commit(
+                    &workspace,
+                    &req_str(args, "message")?,
+                    args.get("add_all").and_then(Value::as_bool).unwrap_or(true),
+                )
+                .await
             }
-            _ => git.branch(&workspace, &req_str(args, "branch")?, args.get("create").and_then(Value::as_bool).unwrap_or(true)).await,
+            "coding_push" => {
+                git.push(
+                    &workspace,
+                    opt_str(args, "remote").as_deref(),
+                    opt_str(args, "branch").as_deref(),
+                    args.get("set_upstream")
+                        .and_then(Value::as_bool)
+                        .unwrap_or(true),
+                )
+                .await
+            }
+            _ => {
+                git.branch(
+                    &workspace,
+                    &req_str(args, "branch")?,
+                    args.get("create").and_then(Value::as_bool).unwrap_or(true),
+                )
+                .await
+            }
         }
         .map_err(ToolError::from_core)?;
         let mut out = json!({"success": true, "session_id": session.id});
@@ -290,14 +409,21 @@ struct ToolError {
 
 impl ToolError {
     fn new(error: impl Into<String>, fix: impl Into<String>) -> Self {
-        ToolError { error: error.into(), fix: fix.into() }
+        ToolError {
+            error: error.into(),
+            fix: fix.into(),
+        }
     }
     fn from_core(e: Error) -> Self {
         let fix = match &e {
             Error::NotFound { .. } => "call coding_open first and use the session_id it returns",
             Error::AmbiguousSession { .. } => "use the session id, or a longer part of the title",
-            Error::Unavailable { .. } => "the coding backend is down or not installed; tell the user to run `stn doctor`",
-            Error::Auth { .. } => "credentials are missing or wrong; tell the user to check the station config (coding.git.token_env)",
+            Error::Unavailable { .. } => {
+                "the coding backend is down or not installed; tell the user to run `stn doctor`"
+            }
+            Error::Auth { .. } => {
+                "credentials are missing or wrong; tell the user to check the station config (coding.git.token_env)"
+            }
             Error::Timeout { .. } => "split the task into smaller steps or raise the timeout",
             Error::Config(_) => "fix the arguments as the error says",
             _ => "report the error to the user",
@@ -307,9 +433,18 @@ impl ToolError {
 }
 
 fn opt_str(args: &Value, key: &str) -> Option<String> {
-    args.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
+    args.get(key)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
 }
 
 fn req_str(args: &Value, key: &str) -> Result<String, ToolError> {
-    opt_str(args, key).ok_or_else(|| ToolError::new(format!("`{key}` is required"), format!("call the tool again with a `{key}` argument")))
+    opt_str(args, key).ok_or_else(|| {
+        ToolError::new(
+            format!("`{key}` is required"),
+            format!("call the tool again with a `{key}` argument"),
+        )
+    })
 }

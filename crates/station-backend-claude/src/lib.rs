@@ -1,1 +1,65 @@
-//! placeholder
+//! The `claudecode` coding backend: drives the Claude Code CLI (`claude -p`) as a
+//! [`CodingBackend`](station_core::CodingBackend).
+//!
+//! Each task is one `claude` process, started in the session's workspace in its own process
+//! group:
+//!
+//! ```text
+//! claude -p --input-format=stream-json --output-format=stream-json --verbose --include-partial-messages \
+//!        --dangerously-skip-permissions --max-turns=N [--model=M] [--resume=<session uuid>] \
+//!        [--allowed-tools=a,b] [--disallowed-tools=x,y]      < one stream-json user message
+//! ```
+//!
+//! * **The prompt** goes in on stdin as a stream-json user message, after which stdin is closed.
+//!   It is never an argument, so a prompt that starts with `-` is just text, and it does not show
+//!   up in `ps`.
+//! * **Output** is parsed line by line, without a line-length limit, by [`parser::StreamParser`]:
+//!   events are emitted as they arrive; the outcome's final text, usage, cost, turn count and
+//!   error come from the CLI's `result` line; tool outputs are paired with their calls by
+//!   `tool_use_id`. A line that is not JSON becomes a `Notice` and parsing goes on.
+//! * **Stop.** The task deadline (`coding.claudecode.timeout_sec`, default 300 s, or the task's
+//!   own) and cancel end the whole process group (SIGTERM, then SIGKILL); when `claude` exits,
+//!   anything it left running in its group is killed too. A `claude` that prints its `result`
+//!   but does not exit within 5 s is stopped the same way, and its result kept.
+//! * **Files changed** are found by snapshotting the workspace before and after the task
+//!   ([`station_core::workspace::Snapshot`]).
+//!
+//! # Authentication
+//!
+//! Claude Code keeps its own credentials: its `claude login`, or `ANTHROPIC_API_KEY` (or
+//! `ANTHROPIC_AUTH_TOKEN`, `CLAUDE_CODE_OAUTH_TOKEN`, Bedrock/Vertex settings) in the environment
+//! Station was started with, which the child inherits. Station never hands it credentials of
+//! its own configuration. [`health`](station_core::CodingBackend::health) says which source it
+//! found, never a value.
+//!
+//! # Running as root
+//!
+//! The CLI refuses `--dangerously-skip-permissions` as root ("cannot be used with root/sudo
+//! privileges") unless it is told it runs in a sandbox. When the effective uid is 0 the backend
+//! therefore sets `IS_SANDBOX=1` for the child (and only then). Run Station as root only inside
+//! a container or VM you are willing to let the agent change.
+//!
+//! # Sessions and continuation
+//!
+//! A Claude session id (a UUID) exists only after the first task, so [`open`] leaves
+//! `backend_session_id` empty and the task's outcome reports it. Later tasks pass it to
+//! `--resume`. Claude keeps transcripts per working directory
+//! (`<CLAUDE_CONFIG_DIR or ~/.claude>/projects/<cwd, non-alphanumerics as '-'>/<id>.jsonl`) and
+//! resumes a session only from the directory it was created in, so:
+//!
+//! * `open` with `resume` finds the transcript, takes the session's directory from it as the
+//!   workspace, and refuses a different `workspace` with a message that names both;
+//! * a resume the CLI itself cannot find (`No conversation found`) is
+//!   [`Error::NotFound`](station_core::Error::NotFound).
+//!
+//! [`list_sessions`](station_core::CodingBackend::list_sessions) reads the same transcripts.
+//! `open` creates the workspace directory (under the workspace base when none is given); it
+//! records `repo` but does not clone it.
+//!
+//! [`open`]: station_core::CodingBackend::open
+
+mod backend;
+pub mod parser;
+mod transcripts;
+
+pub use backend::{ClaudeBackend, NAME};

@@ -1,1 +1,16 @@
-//! placeholder
+//! The `opencode-cli` coding backend: no server, one `opencode run --format json` process per
+//! task, for CI/CD.
+//!
+//! * [`CliBackend`] implements [`station_core::CodingBackend`]. Each task spawns a fresh child in
+//!   the session's workspace (own process group, prompt on stdin, stdin then closed), parses its
+//!   JSON event lines live ([`stream`]), and kills the whole group on timeout, cancel or drop.
+//! * Sessions continue with `--session ses_…`; a title (or a unique part of one) is resolved
+//!   through `opencode session list --format json` ([`sessions`]).
+//! * Files changed are computed from workspace snapshots taken before and after the run.
+#![warn(missing_docs)]
+
+mod backend;
+pub mod sessions;
+pub mod stream;
+
+pub use backend::{CliBackend, INSTALL_HINT, NAME};

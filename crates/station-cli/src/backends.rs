@@ -93,3 +93,11 @@ fn nats(_config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
 fn nats(_config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
     Err(compiled_out(BackendKind::OpencodeNats, "nats"))
 }
+
+/// Give the coding tools git (clone, commit, push, branch) where this build has it.
+pub(crate) fn with_git(
+    tools: station_agent::CodingTools,
+    _config: &LoadedConfig,
+) -> station_agent::CodingTools {
+    tools
+}

@@ -22,6 +22,10 @@ impl Cli {
     pub(crate) fn wants_json(&self) -> bool {
         match &self.command {
             Command::Agent(AgentCommand::Validate(a)) => a.json,
+            Command::Agent(AgentCommand::Run(a)) => a.json,
+            Command::Agent(AgentCommand::List(a)) => a.json,
+            Command::Agent(AgentCommand::Show(a)) => a.json,
+            Command::Agent(AgentCommand::Create(_) | AgentCommand::Delete(_)) => false,
             Command::Config(ConfigCommand::Show(a)) => a.json,
             Command::Code(a) => a.json,
             Command::Session(SessionCommand::List(a)) => a.json,
@@ -51,6 +55,88 @@ pub(crate) enum Command {
 pub(crate) enum AgentCommand {
     /// Check an agent file and print what it defines.
     Validate(ValidateArgs),
+    /// Write a new agent definition.
+    Create(CreateAgentArgs),
+    /// List the agents of an environment.
+    List(ListAgentsArgs),
+    /// Show an agent's definition.
+    Show(AgentRefArgs),
+    /// Delete an agent definition.
+    Delete(AgentRefArgs),
+    /// Run an agent on a task.
+    Run(RunAgentArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CreateAgentArgs {
+    /// Agent name (also the file name).
+    pub(crate) name: String,
+    /// What the agent is for.
+    #[arg(short, long)]
+    pub(crate) description: String,
+    /// The system prompt.
+    #[arg(short, long)]
+    pub(crate) prompt: String,
+    /// Coding settings as JSON, e.g. '{"enabled":true}'.
+    #[arg(long, value_name = "JSON")]
+    pub(crate) coding: Option<String>,
+    /// Limit of model steps.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) max_steps: u32,
+    /// The orchestrating model, e.g. openai/gpt-4o (default: the config's ai_model).
+    #[arg(long)]
+    pub(crate) model: Option<String>,
+    /// Environment.
+    #[arg(short, long = "env", default_value = "default")]
+    pub(crate) env: String,
+    /// Replace an existing agent of that name.
+    #[arg(long)]
+    pub(crate) force: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListAgentsArgs {
+    /// Environment.
+    #[arg(short, long = "env", default_value = "default")]
+    pub(crate) env: String,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentRefArgs {
+    /// Agent name (file name or metadata.name), or a path to a .prompt file.
+    pub(crate) name: String,
+    /// Environment.
+    #[arg(short, long = "env", default_value = "default")]
+    pub(crate) env: String,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunAgentArgs {
+    /// Agent name (file name or metadata.name), or a path to a .prompt file.
+    pub(crate) name: String,
+    /// The task, given to the agent as {{userInput}}.
+    pub(crate) task: String,
+    /// Environment.
+    #[arg(short, long = "env", default_value = "default")]
+    pub(crate) env: String,
+    /// Stream model steps, tool calls and coding progress on stderr.
+    #[arg(long)]
+    pub(crate) tail: bool,
+    /// Make coding_open continue this coding session (id, title, or unique part of the title).
+    #[arg(long, value_name = "NAME|ID")]
+    pub(crate) coding_session: Option<String>,
+    /// Template variables for the agent body, NAME=VALUE (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub(crate) vars: Vec<String>,
+    /// Print the final report as JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -144,6 +144,10 @@ static VARIABLE: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 /// Split a file into (frontmatter YAML, body, first line of the body). Lines are 1-based.
+#[allow(
+    clippy::result_large_err,
+    reason = "private; every caller boxes it into Error::Config"
+)]
 fn split_frontmatter(text: &str) -> std::result::Result<(&str, &str, usize), InputError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text.split_inclusive('\n');

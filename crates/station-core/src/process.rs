@@ -170,6 +170,8 @@ impl CommandSpec {
         if self.clear_env {
             cmd.env_clear();
         }
+        // Some children (OpenCode) take their directory from $PWD, not from the real cwd.
+        cmd.env("PWD", &self.cwd);
         for (k, v) in &self.env {
             match v {
                 Some(v) => cmd.env(k, v),
@@ -405,10 +407,12 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     }
 
     /// The next line, or `None` at the end.
+    ///
+    /// Cancel-safe: when the future is dropped mid-line (in `select!`), the bytes read so far
+    /// are kept and the next call continues the same line.
     pub async fn next_line(&mut self) -> std::io::Result<Option<String>> {
-        self.buf.clear();
-        let n = self.reader.read_until(b'\n', &mut self.buf).await?;
-        if n == 0 {
+        self.reader.read_until(b'\n', &mut self.buf).await?;
+        if self.buf.is_empty() {
             return Ok(None);
         }
         if self.buf.last() == Some(&b'\n') {

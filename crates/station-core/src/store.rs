@@ -123,7 +123,7 @@ impl SessionIndex {
     /// Every session, most recently used first.
     pub fn list(&self) -> Result<Vec<Session>> {
         let mut all = self.locked(false, |sessions| Ok(sessions.clone()))?;
-        all.sort_by(|a, b| b.last_used_at.cmp(&a.last_used_at));
+        all.sort_by_key(|s| std::cmp::Reverse(s.last_used_at));
         Ok(all)
     }
 

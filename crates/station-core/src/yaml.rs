@@ -23,6 +23,10 @@ static AT_SUFFIX: LazyLock<Regex> =
 
 /// Parse `text` (which starts at `first_line` of `file`) into `T`, mapping errors to
 /// [`InputError`]s with file, line, column, the dotted field path and a suggestion.
+#[allow(
+    clippy::result_large_err,
+    reason = "crate-private; every caller boxes it into Error::Config"
+)]
 pub(crate) fn parse<T: DeserializeOwned>(
     text: &str,
     file: Option<&Path>,

@@ -10,8 +10,8 @@ use station_agent::llm::{LlmSettings, ModelRef};
 use station_agent::{AgentEvent, CodingTools, GenaiClient, Runtime};
 use station_core::agent::AgentDefinition;
 use station_core::{
-    Capabilities, CodingBackend, EventKind, ExecContext, FileAction, FileChange, Health, OpenRequest, Outcome, RunOptions, Session, SessionIndex,
-    SessionService, StopReason, Task,
+    Capabilities, CodingBackend, EventKind, ExecContext, FileAction, FileChange, Health,
+    OpenRequest, Outcome, RunOptions, Session, SessionIndex, SessionService, StopReason, Task,
 };
 use station_testkit::model_server::{Fault, Script, ScriptedModel, Step};
 
@@ -25,10 +25,19 @@ impl CodingBackend for WritingBackend {
         "opencode"
     }
     fn capabilities(&self) -> Capabilities {
-        Capabilities { streaming: true, resume: true, cancel: true, ..Capabilities::NONE }
+        Capabilities {
+            streaming: true,
+            resume: true,
+            cancel: true,
+            ..Capabilities::NONE
+        }
     }
     async fn health(&self) -> station_core::Result<Health> {
-        Ok(Health { ok: true, version: None, detail: "in-process".into() })
+        Ok(Health {
+            ok: true,
+            version: None,
+            detail: "in-process".into(),
+        })
     }
     async fn open(&self, req: OpenRequest) -> station_core::Result<Session> {
         let mut s = Session::new("opencode");
@@ -40,15 +49,36 @@ impl CodingBackend for WritingBackend {
         s.backend_session_id = req.resume;
         Ok(s)
     }
-    async fn execute(&self, session: &Session, task: &Task, ctx: ExecContext) -> station_core::Result<Outcome> {
+    async fn execute(
+        &self,
+        session: &Session,
+        task: &Task,
+        ctx: ExecContext,
+    ) -> station_core::Result<Outcome> {
         let ws = session.workspace.clone().unwrap();
-        ctx.events.emit(EventKind::ToolStarted { call_id: None, name: "write".into(), input: json!({"filePath": "hello.py"}) });
+        ctx.events.emit(EventKind::ToolStarted {
+            call_id: None,
+            name: "write".into(),
+            input: json!({"filePath": "hello.py"}),
+        });
         std::fs::write(ws.join("hello.py"), "print('Hello World')\n").unwrap();
-        ctx.events.emit(EventKind::FileEdited { path: "hello.py".into() });
+        ctx.events.emit(EventKind::FileEdited {
+            path: "hello.py".into(),
+        });
         let mut o = Outcome::new(true, StopReason::Completed);
         o.summary = format!("did: {}", task.instruction);
-        o.files_changed = vec![FileChange { path: "hello.py".into(), action: FileAction::Created, lines_added: 1, lines_removed: 0 }];
-        o.backend_session_id = Some(session.backend_session_id.clone().unwrap_or_else(|| "ses_fake".into()));
+        o.files_changed = vec![FileChange {
+            path: "hello.py".into(),
+            action: FileAction::Created,
+            lines_added: 1,
+            lines_removed: 0,
+        }];
+        o.backend_session_id = Some(
+            session
+                .backend_session_id
+                .clone()
+                .unwrap_or_else(|| "ses_fake".into()),
+        );
         Ok(o)
     }
     async fn close(&self, _session: &Session) -> station_core::Result<()> {
@@ -68,7 +98,10 @@ fn coding_script() -> Script {
         "hello.py",
         vec![
             Step::tool("coding_open", json!({"title": "hello agent"})),
-            Step::tool("code", json!({"instruction": "Create hello.py that prints Hello World"})),
+            Step::tool(
+                "code",
+                json!({"instruction": "Create hello.py that prints Hello World"}),
+            ),
             Step::tool("coding_close", json!({})),
             Step::text("hello.py is ready."),
         ],
@@ -85,7 +118,11 @@ fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let index = SessionIndex::open(dir.path().join("data")).unwrap();
     let service = SessionService::new(Arc::new(WritingBackend), index, RunOptions::default());
-    Fixture { base: dir.path().join("workspaces"), _dir: dir, service }
+    Fixture {
+        base: dir.path().join("workspaces"),
+        _dir: dir,
+        service,
+    }
 }
 
 fn runtime(model: &ScriptedModel) -> Runtime {
@@ -98,11 +135,27 @@ fn runtime(model: &ScriptedModel) -> Runtime {
     Runtime::new(Arc::new(GenaiClient::new(settings).unwrap()), None, None)
 }
 
-async fn run(model: &ScriptedModel, f: &Fixture, agent: &AgentDefinition, task: &str) -> (station_core::Result<station_agent::AgentReport>, Vec<AgentEvent>) {
+async fn run(
+    model: &ScriptedModel,
+    f: &Fixture,
+    agent: &AgentDefinition,
+    task: &str,
+) -> (
+    station_core::Result<station_agent::AgentReport>,
+    Vec<AgentEvent>,
+) {
     let tools = CodingTools::new(f.service.clone(), f.base.clone());
     let events = Arc::new(Mutex::new(Vec::new()));
     let sink = events.clone();
-    let report = runtime(model).run(agent, task, &BTreeMap::new(), Some(&tools), Arc::new(move |e| sink.lock().unwrap().push(e))).await;
+    let report = runtime(model)
+        .run(
+            agent,
+            task,
+            &BTreeMap::new(),
+            Some(&tools),
+            Arc::new(move |e| sink.lock().unwrap().push(e)),
+        )
+        .await;
     let events = events.lock().unwrap().clone();
     (report, events)
 }
@@ -111,7 +164,13 @@ async fn run(model: &ScriptedModel, f: &Fixture, agent: &AgentDefinition, task: 
 async fn openai_agent_opens_codes_and_closes() {
     let model = ScriptedModel::start(coding_script()).await.unwrap();
     let f = fixture();
-    let (report, events) = run(&model, &f, &agent("openai/gpt-4o", 10), "Create a hello.py that prints Hello World").await;
+    let (report, events) = run(
+        &model,
+        &f,
+        &agent("openai/gpt-4o", 10),
+        "Create a hello.py that prints Hello World",
+    )
+    .await;
     let report = report.unwrap();
     assert!(report.success, "{report:#?}");
     assert_eq!(report.final_text, "hello.py is ready.");
@@ -122,14 +181,25 @@ async fn openai_agent_opens_codes_and_closes() {
     assert_eq!(report.sessions.len(), 1);
     assert_eq!(report.files_changed.len(), 1);
     let session = f.service.get(report.sessions[0].as_str()).unwrap();
-    assert!(session.workspace.as_ref().unwrap().join("hello.py").exists());
+    assert!(
+        session
+            .workspace
+            .as_ref()
+            .unwrap()
+            .join("hello.py")
+            .exists()
+    );
     assert!(events.iter().any(|e| matches!(e, AgentEvent::Coding { event } if matches!(event.kind, EventKind::FileEdited { .. }))), "coding progress streams");
     // The model saw the tools and the task; the system prompt came from the agent body.
     let first = model.requests().into_iter().find(|r| !r.side_call).unwrap();
     for tool in station_agent::tools::TOOL_NAMES {
         assert!(first.offered(tool), "{tool} offered");
     }
-    assert!(first.conversation_text().contains("You code with the coding tools."));
+    assert!(
+        first
+            .conversation_text()
+            .contains("You code with the coding tools.")
+    );
     assert_eq!(first.model.as_deref(), Some("gpt-4o"));
 }
 
@@ -137,11 +207,22 @@ async fn openai_agent_opens_codes_and_closes() {
 async fn anthropic_agent_works_the_same() {
     let model = ScriptedModel::start(coding_script()).await.unwrap();
     let f = fixture();
-    let (report, _) = run(&model, &f, &agent("anthropic/claude-sonnet-4-5-20250929", 10), "Create a hello.py that prints Hello World").await;
+    let (report, _) = run(
+        &model,
+        &f,
+        &agent("anthropic/claude-sonnet-4-5-20250929", 10),
+        "Create a hello.py that prints Hello World",
+    )
+    .await;
     let report = report.unwrap();
     assert!(report.success, "{report:#?}");
     assert_eq!(report.tool_calls.len(), 3);
-    assert!(model.requests().iter().any(|r| r.path.ends_with("/v1/messages")));
+    assert!(
+        model
+            .requests()
+            .iter()
+            .any(|r| r.path.ends_with("/v1/messages"))
+    );
 }
 
 #[tokio::test]
@@ -157,18 +238,41 @@ async fn max_steps_exhaustion_is_reported() {
 
 #[tokio::test]
 async fn tool_errors_go_back_to_the_model() {
-    let script = Script::new().on("broken", vec![Step::tool("code", json!({"instruction": "x"})), Step::text("I could not open a session.")]);
+    let script = Script::new().on(
+        "broken",
+        vec![
+            Step::tool("code", json!({"instruction": "x"})),
+            Step::text("I could not open a session."),
+        ],
+    );
     let model = ScriptedModel::start(script).await.unwrap();
     let f = fixture();
     let (report, events) = run(&model, &f, &agent("openai/gpt-4o", 5), "a broken task").await;
     let report = report.unwrap();
     assert!(report.success, "the agent recovers: {report:#?}");
     assert!(!report.tool_calls[0].success);
-    let result = events.iter().find_map(|e| match e { AgentEvent::ToolResult { result, .. } => Some(result.clone()), _ => None }).unwrap();
+    let result = events
+        .iter()
+        .find_map(|e| match e {
+            AgentEvent::ToolResult { result, .. } => Some(result.clone()),
+            _ => None,
+        })
+        .unwrap();
     assert_eq!(result["success"], false);
-    assert!(result["fix"].as_str().unwrap().contains("coding_open"), "{result}");
-    let second = model.requests().into_iter().filter(|r| !r.side_call).nth(1).unwrap();
-    assert!(second.conversation_text().contains("session_id"), "the tool error reached the model");
+    assert!(
+        result["fix"].as_str().unwrap().contains("coding_open"),
+        "{result}"
+    );
+    let second = model
+        .requests()
+        .into_iter()
+        .filter(|r| !r.side_call)
+        .nth(1)
+        .unwrap();
+    assert!(
+        second.conversation_text().contains("session_id"),
+        "the tool error reached the model"
+    );
 }
 
 #[tokio::test]
@@ -186,7 +290,12 @@ async fn a_missing_api_key_says_which_variable() {
     use station_agent::LlmClient;
     use station_agent::llm::{ChatSpec, Turn};
     let client = GenaiClient::new(LlmSettings::default()).unwrap();
-    let spec = ChatSpec { model: ModelRef::parse("anthropic/claude-sonnet-4-5", None).unwrap(), system: None, turns: vec![Turn::User("hi".into())], tools: vec![] };
+    let spec = ChatSpec {
+        model: ModelRef::parse("anthropic/claude-sonnet-4-5", None).unwrap(),
+        system: None,
+        turns: vec![Turn::User("hi".into())],
+        tools: vec![],
+    };
     let err = client.chat(&spec).await.unwrap_err();
     assert!(matches!(err, station_core::Error::Auth { .. }), "{err}");
     assert!(err.to_string().contains("ANTHROPIC_API_KEY"), "{err}");

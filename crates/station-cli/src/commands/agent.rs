@@ -81,3 +81,346 @@ fn error_detail(e: &station_core::Error) -> serde_json::Value {
         _ => serde_json::Value::Null,
     }
 }
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use station_agent::{AgentEvent, CodingTools, GenaiClient, LlmSettings, Runtime};
+use station_core::config::LoadedConfig;
+use station_core::{Error, RunOptions, SessionIndex, SessionService};
+
+use crate::backends;
+use crate::cli::{AgentRefArgs, CreateAgentArgs, ListAgentsArgs, RunAgentArgs};
+use crate::commands::code::TailPrinter;
+
+/// The agent file for `name`: a path, a file name in the environment, or a `metadata.name`.
+fn find_agent(loaded: &LoadedConfig, env: &str, name: &str) -> station_core::Result<PathBuf> {
+    let as_path = PathBuf::from(name);
+    if name.ends_with(".prompt") && as_path.is_file() {
+        return Ok(as_path);
+    }
+    let dir = loaded.agents_dir(env);
+    let direct = dir.join(format!("{name}.prompt"));
+    if direct.is_file() {
+        return Ok(direct);
+    }
+    let mut available = Vec::new();
+    for (path, def) in agents_in(&dir) {
+        if def
+            .as_ref()
+            .is_ok_and(|d| d.name.eq_ignore_ascii_case(name))
+        {
+            return Ok(path);
+        }
+        available.push(
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        );
+    }
+    let hint = if available.is_empty() {
+        format!(
+            "no agents in {}; create one with `stn agent create`",
+            dir.display()
+        )
+    } else {
+        format!("agents in {}: {}", dir.display(), available.join(", "))
+    };
+    Err(Error::NotFound {
+        what: "agent",
+        id: format!("{name} ({hint})"),
+    })
+}
+
+fn agents_in(dir: &Path) -> Vec<(PathBuf, station_core::Result<AgentDefinition>)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "prompt"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let def = AgentDefinition::from_file(&p);
+            (p, def)
+        })
+        .collect()
+}
+
+pub(crate) fn create(loaded: &LoadedConfig, args: &CreateAgentArgs) -> anyhow::Result<ExitCode> {
+    let valid_name = !args.name.is_empty()
+        && args
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !valid_name {
+        anyhow::bail!(
+            "agent name `{}` must be letters, digits, `-` or `_` (it becomes the file name)",
+            args.name
+        );
+    }
+    let coding = match &args.coding {
+        Some(text) => {
+            let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+                anyhow::anyhow!(
+                    "invalid --coding JSON: {e}; example: --coding '{{\"enabled\":true}}'"
+                )
+            })?;
+            if !v.is_object() {
+                anyhow::bail!(
+                    "invalid --coding JSON: it must be an object, e.g. '{{\"enabled\":true}}'"
+                );
+            }
+            Some(v)
+        }
+        None => None,
+    };
+    let text = station_core::agent::new_agent_text(
+        &args.name,
+        &args.description,
+        &args.prompt,
+        args.model.as_deref(),
+        args.max_steps,
+        coding.as_ref(),
+    )?;
+    let dir = loaded.agents_dir(&args.env);
+    let path = dir.join(format!("{}.prompt", args.name));
+    if path.exists() && !args.force {
+        anyhow::bail!(
+            "{} already exists; pass --force to replace it",
+            path.display()
+        );
+    }
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(&path, text)?;
+    output::line(&format!(
+        "created agent `{}` at {}",
+        args.name,
+        path.display()
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn list(loaded: &LoadedConfig, args: &ListAgentsArgs) -> anyhow::Result<ExitCode> {
+    let dir = loaded.agents_dir(&args.env);
+    let agents = agents_in(&dir);
+    if args.json {
+        let items: Vec<serde_json::Value> = agents
+            .iter()
+            .map(|(p, d)| match d {
+                Ok(d) => json!({"file": p, "name": d.name, "description": d.description, "model": d.model, "coding": d.coding.enabled, "valid": true}),
+                Err(e) => json!({"file": p, "valid": false, "error": e.to_string()}),
+            })
+            .collect();
+        output::json(&items);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if agents.is_empty() {
+        output::line(&format!(
+            "no agents in {}; create one with `stn agent create NAME -d DESCRIPTION -p PROMPT`",
+            dir.display()
+        ));
+    }
+    for (path, def) in agents {
+        match def {
+            Ok(d) => output::line(&format!(
+                "{:<24} {:<8} {:<40} {}",
+                d.name,
+                if d.coding.enabled { "coding" } else { "" },
+                d.model.as_deref().unwrap_or("(default model)"),
+                d.description.as_deref().unwrap_or("")
+            )),
+            Err(e) => output::line(&format!(
+                "{:<24} INVALID  {e}",
+                path.file_stem().unwrap_or_default().to_string_lossy()
+            )),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn show(loaded: &LoadedConfig, args: &AgentRefArgs) -> anyhow::Result<ExitCode> {
+    let path = find_agent(loaded, &args.env, &args.name)?;
+    let def = AgentDefinition::from_file(&path)?;
+    if args.json {
+        output::json(&def);
+    } else {
+        output::line(&format!("# {}", path.display()));
+        output::line(std::fs::read_to_string(&path)?.trim_end());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn delete(loaded: &LoadedConfig, args: &AgentRefArgs) -> anyhow::Result<ExitCode> {
+    let path = find_agent(loaded, &args.env, &args.name)?;
+    std::fs::remove_file(&path)?;
+    output::line(&format!("deleted {}", path.display()));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) async fn run(loaded: &LoadedConfig, args: RunAgentArgs) -> anyhow::Result<ExitCode> {
+    let path = find_agent(loaded, &args.env, &args.name)?;
+    let def = AgentDefinition::from_file(&path)?;
+    let kind = loaded.config.coding.backend;
+    if let Some(w) = def.backend_warning(kind.as_str()) {
+        output::warn_line(&w);
+    }
+    let mut variables = BTreeMap::new();
+    for var in &args.vars {
+        let (k, v) = var
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--var `{var}` must be NAME=VALUE"))?;
+        variables.insert(
+            k.trim().to_string(),
+            serde_json::Value::String(v.to_string()),
+        );
+    }
+    let tools = if def.coding.enabled {
+        let backend = backends::build(kind, loaded)?;
+        // Fail before spending model tokens when the backend cannot work.
+        match tokio::time::timeout(std::time::Duration::from_secs(30), backend.health()).await {
+            Ok(Ok(h)) if h.ok => {}
+            Ok(Ok(h)) => anyhow::bail!(
+                "coding backend `{kind}` is not usable: {} (run `stn doctor`)",
+                h.detail
+            ),
+            Ok(Err(e)) => {
+                anyhow::bail!("coding backend `{kind}` is not usable: {e} (run `stn doctor`)")
+            }
+            Err(_) => anyhow::bail!(
+                "coding backend `{kind}` did not answer its health check within 30s (run `stn doctor`)"
+            ),
+        }
+        let index = SessionIndex::open(SessionIndex::default_dir()?)?;
+        let service = SessionService::new(
+            backend,
+            index,
+            RunOptions {
+                default_timeout: backends::default_timeout(kind, loaded),
+                ..RunOptions::default()
+            },
+        );
+        let tools = CodingTools::new(service, loaded.config.coding.workspace_base())
+            .with_default_workspace(def.coding.workspace_path.as_ref().map(PathBuf::from))
+            .with_continue_session(args.coding_session.clone());
+        Some(backends::with_git(tools, loaded))
+    } else {
+        if args.coding_session.is_some() {
+            output::warn_line(&format!(
+                "--coding-session is ignored: agent `{}` does not have coding enabled",
+                def.name
+            ));
+        }
+        None
+    };
+    let llm = GenaiClient::new(LlmSettings::from_config(&loaded.config, &process_env))?;
+    let runtime = Runtime::new(
+        Arc::new(llm),
+        loaded.config.ai_model.clone(),
+        loaded.config.ai_provider.clone(),
+    );
+    let tail = args.tail;
+    let printer = std::sync::Mutex::new(TailPrinter::default());
+    let on_event = Arc::new(move |event: AgentEvent| {
+        if !tail {
+            return;
+        }
+        let mut printer = printer.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            AgentEvent::Step { step, max_steps } => {
+                printer.flush();
+                output::progress(&format!("── step {step}/{max_steps}"));
+            }
+            AgentEvent::Text { text } => output::progress(&format!("model: {}", text.trim())),
+            AgentEvent::ToolCall { name, arguments } => {
+                output::progress(&format!("→ {name} {arguments}"))
+            }
+            AgentEvent::ToolResult { name, result } => {
+                printer.flush();
+                let ok = result
+                    .get("success")
+                    .and_then(serde_json::Value::as_bool)
+                    .unwrap_or(false);
+                let detail = if ok {
+                    result
+                        .get("summary")
+                        .or_else(|| result.get("session_id"))
+                        .map(|v| v.to_string())
+                        .unwrap_or_default()
+                } else {
+                    result
+                        .get("error")
+                        .map(|v| v.to_string())
+                        .unwrap_or_default()
+                };
+                output::progress(&format!(
+                    "← {name}: {} {detail}",
+                    if ok { "ok" } else { "failed" }
+                ));
+            }
+            AgentEvent::Coding { event } => printer.print(&event),
+        }
+    });
+    let report = runtime
+        .run(&def, &args.task, &variables, tools.as_ref(), on_event)
+        .await?;
+    let last_code_ok = report
+        .tool_calls
+        .iter()
+        .rev()
+        .find(|t| t.name == "code")
+        .is_none_or(|t| t.success);
+    let success = report.success && last_code_ok;
+    if args.json {
+        let mut v = serde_json::to_value(&report)?;
+        v["success"] = json!(success);
+        output::json(&v);
+    } else {
+        if !report.final_text.trim().is_empty() {
+            output::line(report.final_text.trim());
+        }
+        for f in &report.files_changed {
+            output::progress(
+                &format!(
+                    "  {:?} {} (+{} -{})",
+                    f.action, f.path, f.lines_added, f.lines_removed
+                )
+                .to_lowercase(),
+            );
+        }
+        output::progress(&format!(
+            "agent `{}` · {} · {} steps · {} tool calls · sessions: {} · model tokens {} in / {} out",
+            report.agent,
+            report.model,
+            report.steps,
+            report.tool_calls.len(),
+            if report.sessions.is_empty() {
+                "-".to_string()
+            } else {
+                report
+                    .sessions
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            report.usage.input_tokens,
+            report.usage.output_tokens
+        ));
+        if let Some(e) = &report.error {
+            output::error_line(e);
+        } else if !last_code_ok {
+            output::error_line("the last coding task failed; see the tool results above (--tail)");
+        }
+    }
+    Ok(if success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

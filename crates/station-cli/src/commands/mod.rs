@@ -18,6 +18,21 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent(AgentCommand::Validate(args)) => {
             agent::validate(config_path.as_deref(), &args)
         }
+        Command::Agent(AgentCommand::Create(args)) => {
+            agent::create(&load_config(config_path.as_deref())?, &args)
+        }
+        Command::Agent(AgentCommand::List(args)) => {
+            agent::list(&load_config(config_path.as_deref())?, &args)
+        }
+        Command::Agent(AgentCommand::Show(args)) => {
+            agent::show(&load_config(config_path.as_deref())?, &args)
+        }
+        Command::Agent(AgentCommand::Delete(args)) => {
+            agent::delete(&load_config(config_path.as_deref())?, &args)
+        }
+        Command::Agent(AgentCommand::Run(args)) => {
+            agent::run(&load_config(config_path.as_deref())?, args).await
+        }
         Command::Config(ConfigCommand::Show(args)) => {
             config::show(&load_config(config_path.as_deref())?, args.json)
         }

@@ -1,0 +1,692 @@
+//! [`ClaudeBackend`]: one `claude -p` process per task.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
+
+use station_core::config::ClaudeConfig;
+use station_core::process::{CommandSpec, describe_status};
+use station_core::workspace::Snapshot;
+use station_core::{
+    BackendSession, Capabilities, CodingBackend, Error, EventKind, ExecContext, Health, InputError,
+    OpenRequest, Outcome, Result, Session, StopReason, Task,
+};
+
+use crate::parser::StreamParser;
+use crate::transcripts;
+
+/// The backend's configured name.
+pub const NAME: &str = "claudecode";
+
+/// How to install the CLI, for "not found" errors.
+const INSTALL_HINT: &str = "npm install -g @anthropic-ai/claude-code";
+
+/// Deadline of `claude --version`.
+const HEALTH_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Time between SIGTERM and SIGKILL when a task is stopped.
+const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
+
+/// How long `claude` may take to exit after its `result` line before it is stopped.
+const EXIT_GRACE_AFTER_RESULT: Duration = Duration::from_secs(5);
+
+/// Used when `max_turns` / `timeout_sec` are configured as 0.
+const DEFAULT_MAX_TURNS: u32 = 10;
+const DEFAULT_TIMEOUT_SECS: u64 = 300;
+
+/// Drives the Claude Code CLI; see the [crate docs](crate).
+#[derive(Clone)]
+pub struct ClaudeBackend {
+    config: ClaudeConfig,
+    env: Vec<(String, String)>,
+    env_remove: Vec<String>,
+    workspace_base: PathBuf,
+    kill_grace: Duration,
+}
+
+impl std::fmt::Debug for ClaudeBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Values of the extra environment may be credentials: show names only.
+        let env_names: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("ClaudeBackend")
+            .field("config", &self.config)
+            .field("env", &env_names)
+            .field("env_remove", &self.env_remove)
+            .field("workspace_base", &self.workspace_base)
+            .field("kill_grace", &self.kill_grace)
+            .finish()
+    }
+}
+
+/// How the process part of a task ended.
+#[derive(Debug)]
+enum Ended {
+    /// The CLI exited (stdout fully read, or the read failed).
+    Exited {
+        status: Result<ExitStatus>,
+        read: std::io::Result<()>,
+    },
+    /// We stopped it: deadline or cancel.
+    Stopped(StopReason),
+    /// It reported its result but did not exit in time; we stopped it.
+    Lingered,
+}
+
+impl ClaudeBackend {
+    /// A backend for `config`. Workspaces of sessions opened without one go under
+    /// `$TMPDIR/station-coding` unless [`with_workspace_base`](Self::with_workspace_base) says
+    /// otherwise.
+    pub fn new(config: ClaudeConfig) -> Self {
+        ClaudeBackend {
+            config,
+            env: Vec::new(),
+            env_remove: Vec::new(),
+            workspace_base: std::env::temp_dir().join("station-coding"),
+            kill_grace: DEFAULT_KILL_GRACE,
+        }
+    }
+
+    /// Extra environment for the `claude` child (added to the inherited one; later pairs win).
+    pub fn with_env(mut self, env: Vec<(String, String)>) -> Self {
+        self.env.extend(env);
+        self
+    }
+
+    /// Inherited variables the `claude` child must not see.
+    pub fn with_env_remove(mut self, keys: Vec<String>) -> Self {
+        self.env_remove.extend(keys);
+        self
+    }
+
+    /// Where workspaces are created for sessions opened without one.
+    pub fn with_workspace_base(mut self, base: PathBuf) -> Self {
+        self.workspace_base = base;
+        self
+    }
+
+    /// Time a stopped `claude` gets between SIGTERM and SIGKILL (default 3 s).
+    pub fn with_kill_grace(mut self, grace: Duration) -> Self {
+        self.kill_grace = grace;
+        self
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ClaudeConfig {
+        &self.config
+    }
+
+    fn max_turns(&self) -> u32 {
+        if self.config.max_turns == 0 {
+            DEFAULT_MAX_TURNS
+        } else {
+            self.config.max_turns
+        }
+    }
+
+    fn task_deadline(&self, task: &Task) -> Duration {
+        let secs = task
+            .timeout_secs
+            .filter(|s| *s > 0)
+            .unwrap_or(self.config.timeout_sec);
+        Duration::from_secs(if secs == 0 {
+            DEFAULT_TIMEOUT_SECS
+        } else {
+            secs
+        })
+    }
+
+    /// A variable as the child will see it.
+    fn child_env(&self, key: &str) -> Option<String> {
+        if let Some((_, v)) = self.env.iter().rev().find(|(k, _)| k == key) {
+            return Some(v.clone());
+        }
+        if self.env_remove.iter().any(|k| k == key) {
+            return None;
+        }
+        std::env::var(key).ok()
+    }
+
+    fn claude_config_dir(&self) -> Option<PathBuf> {
+        transcripts::config_dir(&|k| self.child_env(k))
+    }
+
+    /// `claude` in `cwd` with this backend's environment.
+    fn command(&self, cwd: &Path) -> CommandSpec {
+        let mut spec = CommandSpec::new(&self.config.binary, cwd).install_hint(INSTALL_HINT);
+        for key in &self.env_remove {
+            spec = spec.env_remove(key);
+        }
+        // The CLI refuses --dangerously-skip-permissions as root unless told it is sandboxed.
+        if nix::unistd::geteuid().is_root() {
+            spec = spec.env("IS_SANDBOX", "1");
+        }
+        for (key, value) in &self.env {
+            spec = spec.env(key, value);
+        }
+        // An inherited PWD would name Station's directory, not the workspace.
+        spec.env("PWD", cwd)
+    }
+
+    /// The command for one task. The prompt goes in on stdin as a stream-json user message, so
+    /// no prompt text is ever parsed as a flag (or visible in `ps`); every valued flag uses the
+    /// `--flag=value` form for the same reason.
+    fn task_command(&self, cwd: &Path, resume: Option<&str>, prompt: &str) -> CommandSpec {
+        let mut spec = self
+            .command(cwd)
+            .args([
+                "-p",
+                "--input-format=stream-json",
+                "--output-format=stream-json",
+                "--verbose",
+                "--include-partial-messages",
+            ])
+            .arg("--dangerously-skip-permissions")
+            .arg(format!("--max-turns={}", self.max_turns()));
+        if let Some(model) = self.config.model.as_deref().filter(|m| !m.is_empty()) {
+            spec = spec.arg(format!("--model={model}"));
+        }
+        if let Some(id) = resume {
+            spec = spec.arg(format!("--resume={id}"));
+        }
+        if !self.config.allowed_tools.is_empty() {
+            spec = spec.arg(format!(
+                "--allowed-tools={}",
+                self.config.allowed_tools.join(",")
+            ));
+        }
+        if !self.config.disallowed_tools.is_empty() {
+            spec = spec.arg(format!(
+                "--disallowed-tools={}",
+                self.config.disallowed_tools.join(",")
+            ));
+        }
+        spec.stdin_bytes(user_message_line(prompt))
+    }
+
+    /// Which credential the CLI will find, without reading any value. `None` when none of the
+    /// places we can check has one.
+    fn auth_source(&self) -> Option<String> {
+        let set = |k: &str| self.child_env(k).is_some_and(|v| !v.trim().is_empty());
+        for key in [
+            "ANTHROPIC_API_KEY",
+            "ANTHROPIC_AUTH_TOKEN",
+            "CLAUDE_CODE_OAUTH_TOKEN",
+        ] {
+            if set(key) {
+                return Some(format!("{key} is set"));
+            }
+        }
+        for (key, provider) in [
+            ("CLAUDE_CODE_USE_BEDROCK", "Amazon Bedrock"),
+            ("CLAUDE_CODE_USE_VERTEX", "Google Vertex AI"),
+        ] {
+            if self
+                .child_env(key)
+                .is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+            {
+                return Some(format!("{provider} is configured ({key})"));
+            }
+        }
+        let credentials = self.claude_config_dir()?.join(".credentials.json");
+        credentials.is_file().then(|| {
+            format!(
+                "`claude login` credentials exist at {}",
+                credentials.display()
+            )
+        })
+    }
+
+    /// The directory session `id` was created in, checked against the one asked for.
+    fn resume_workspace(&self, id: &str, requested: Option<&Path>) -> Result<PathBuf> {
+        if !transcripts::is_session_id(id) {
+            return Err(Error::NotFound {
+                what: "Claude session (ids are UUIDs)",
+                id: id.to_string(),
+            });
+        }
+        let requested = requested.map(canonical);
+        let Some(config_dir) = self.claude_config_dir() else {
+            return requested.ok_or_else(|| {
+                Error::config("cannot tell where Claude keeps its sessions (neither CLAUDE_CONFIG_DIR nor HOME is set); give the workspace the session was created in")
+            });
+        };
+        let Some(path) = transcripts::find(&config_dir, id, requested.as_deref()) else {
+            return Err(Error::NotFound {
+                what: "Claude session",
+                id: id.to_string(),
+            });
+        };
+        let info = transcripts::read_info(&path)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let created_in = match (info.cwd, &requested) {
+            (Some(cwd), _) => canonical(&cwd),
+            // No `cwd` line: the transcript's dir name still tells whether it is this workspace.
+            (None, Some(ws))
+                if path
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .is_some_and(|n| n.to_string_lossy() == transcripts::project_dir_name(ws)) =>
+            {
+                ws.clone()
+            }
+            (None, _) => {
+                return Err(Error::config(format!(
+                    "cannot tell which directory Claude session {id} belongs to ({} names none); give the workspace it was created in",
+                    path.display()
+                )));
+            }
+        };
+        if let Some(ws) = requested
+            && ws != created_in
+        {
+            return Err(InputError::new(format!(
+                "Claude session {id} was created in {}, and Claude continues a session only from the directory it was created in; the requested workspace is {}",
+                created_in.display(),
+                ws.display()
+            ))
+            .field("workspace")
+            .hint(format!("open it without a workspace, or with {}", created_in.display()))
+            .into());
+        }
+        if !created_in.is_dir() {
+            return Err(Error::config(format!(
+                "Claude session {id} was created in {}, which no longer exists",
+                created_in.display()
+            )));
+        }
+        Ok(created_in)
+    }
+
+    /// The session's workspace, which must exist.
+    fn session_workspace(session: &Session) -> Result<PathBuf> {
+        let ws = session.workspace.clone().ok_or_else(|| {
+            Error::config(format!(
+                "session {} has no workspace; open it again with one",
+                session.id
+            ))
+        })?;
+        if !ws.is_dir() {
+            return Err(Error::config(format!(
+                "workspace {} of session {} does not exist",
+                ws.display(),
+                session.id
+            )));
+        }
+        Ok(ws)
+    }
+}
+
+/// Resolve symlinks where the path exists (Claude keys sessions by its real cwd).
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// One stream-json user message (`--input-format stream-json`), newline-terminated.
+fn user_message_line(prompt: &str) -> Vec<u8> {
+    let message = serde_json::json!({
+        "type": "user",
+        "message": { "role": "user", "content": [ { "type": "text", "text": prompt } ] },
+    });
+    let mut line = message.to_string().into_bytes();
+    line.push(b'\n');
+    line
+}
+
+#[async_trait::async_trait]
+impl CodingBackend for ClaudeBackend {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            streaming: true,
+            resume: true,
+            cancel: true,
+            list_sessions: true,
+            usage: true,
+            cost: true,
+            ..Capabilities::NONE
+        }
+    }
+
+    async fn health(&self) -> Result<Health> {
+        let spec = self.command(&std::env::temp_dir()).arg("--version");
+        let program = spec.resolve_program()?;
+        let version = match spec.output(HEALTH_DEADLINE, None).await {
+            Ok(out) => out.split_whitespace().next().map(str::to_string),
+            Err(e @ Error::ProcessFailed { .. }) => {
+                return Ok(Health {
+                    ok: false,
+                    version: None,
+                    detail: format!("`{} --version` failed: {e}", program.display()),
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        let shown = version.clone().unwrap_or_else(|| "unknown version".into());
+        Ok(match self.auth_source() {
+            Some(auth) => Health {
+                ok: true,
+                version,
+                detail: format!(
+                    "claude {shown} at {}; authentication: {auth}",
+                    program.display()
+                ),
+            },
+            // The macOS login lives in the keychain, which we cannot look at.
+            None if cfg!(target_os = "macos") => Health {
+                ok: true,
+                version,
+                detail: format!(
+                    "claude {shown} at {}; no ANTHROPIC_API_KEY set, so it relies on its `claude login` (kept in the keychain)",
+                    program.display()
+                ),
+            },
+            None => Health {
+                ok: false,
+                version,
+                detail: format!(
+                    "claude {shown} at {} has no credentials: ANTHROPIC_API_KEY is not set and no `claude login` credentials were found{}; run `claude login` or export ANTHROPIC_API_KEY",
+                    program.display(),
+                    self.claude_config_dir()
+                        .map(|d| format!(" under {}", d.display()))
+                        .unwrap_or_default()
+                ),
+            },
+        })
+    }
+
+    async fn open(&self, req: OpenRequest) -> Result<Session> {
+        let mut session = Session::new(NAME);
+        session.title = req.title;
+        session.repo = req.repo;
+        let workspace = match req.resume {
+            Some(id) => {
+                let backend = self.clone();
+                let (requested, resume_id) = (req.workspace.clone(), id.clone());
+                let ws = tokio::task::spawn_blocking(move || {
+                    backend.resume_workspace(&resume_id, requested.as_deref())
+                })
+                .await
+                .map_err(|e| {
+                    Error::backend(NAME, format!("looking up the session failed: {e}"))
+                })??;
+                session.backend_session_id = Some(id);
+                ws
+            }
+            None => req
+                .workspace
+                .unwrap_or_else(|| self.workspace_base.join(session.id.as_str())),
+        };
+        if workspace.exists() && !workspace.is_dir() {
+            return Err(Error::config(format!(
+                "workspace {} exists and is not a directory",
+                workspace.display()
+            )));
+        }
+        tokio::fs::create_dir_all(&workspace)
+            .await
+            .map_err(|e| Error::io(format!("creating workspace {}", workspace.display()), e))?;
+        session.workspace = Some(canonical(&workspace));
+        Ok(session)
+    }
+
+    async fn execute(&self, session: &Session, task: &Task, ctx: ExecContext) -> Result<Outcome> {
+        let started = Instant::now();
+        let workspace = Self::session_workspace(session)?;
+        let resume = session.backend_session_id.as_deref();
+        if let Some(id) = resume.filter(|id| !transcripts::is_session_id(id)) {
+            return Err(Error::NotFound {
+                what: "Claude session (ids are UUIDs)",
+                id: id.to_string(),
+            });
+        }
+        let spec = self.task_command(&workspace, resume, &task.prompt());
+        let before = match Snapshot::capture_async(workspace.clone()).await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(
+                    "cannot snapshot workspace {}: {e}; changed files will not be reported",
+                    workspace.display()
+                );
+                None
+            }
+        };
+        let deadline = self.task_deadline(task);
+        let mut child = spec.spawn()?;
+        tracing::debug!(pid = child.pid(), workspace = %workspace.display(), "claude started");
+        let mut lines = child.take_stdout_lines().expect("stdout is piped");
+        let mut parser = StreamParser::new();
+        let ended = {
+            let parser = &mut parser;
+            let events = &ctx.events;
+            // Reads up to the `result` line (true) or the end of stdout (false).
+            let read = async {
+                while let Some(line) = lines.next_line().await? {
+                    for event in parser.push_line(&line) {
+                        events.emit(event);
+                    }
+                    if parser.result().is_some() {
+                        return Ok(true);
+                    }
+                }
+                Ok::<bool, std::io::Error>(false)
+            };
+            // Waiting also clears out the group once the child exits, so a grandchild holding
+            // stdout open cannot keep the read going.
+            let run = async {
+                tokio::pin!(read);
+                let wait = child.wait();
+                tokio::pin!(wait);
+                let mut read_end = None;
+                let status = loop {
+                    let lingering = matches!(read_end, Some(Ok(true)));
+                    tokio::select! {
+                        r = &mut read, if read_end.is_none() => read_end = Some(r),
+                        status = &mut wait => break status,
+                        _ = tokio::time::sleep(EXIT_GRACE_AFTER_RESULT), if lingering => return Ended::Lingered,
+                    }
+                };
+                let read = match read_end {
+                    Some(r) => r,
+                    None => (&mut read).await,
+                };
+                Ended::Exited {
+                    status,
+                    read: read.map(|_| ()),
+                }
+            };
+            tokio::select! {
+                ended = run => ended,
+                _ = ctx.cancel.cancelled() => Ended::Stopped(ctx.cancel.reason().unwrap_or(StopReason::Cancelled)),
+                _ = tokio::time::sleep(deadline) => Ended::Stopped(StopReason::Timeout),
+            }
+        };
+        match &ended {
+            Ended::Stopped(reason) => {
+                tracing::debug!(pid = child.pid(), ?reason, "stopping claude");
+                child.terminate(self.kill_grace).await;
+            }
+            Ended::Lingered => {
+                tracing::debug!(
+                    pid = child.pid(),
+                    "claude reported its result but did not exit; stopping it"
+                );
+                child.terminate(self.kill_grace).await;
+            }
+            Ended::Exited { .. } => {}
+        }
+        for event in parser.finish() {
+            ctx.events.emit(event);
+        }
+        let report = parser.report();
+        let mut outcome = report.outcome();
+        match ended {
+            Ended::Exited { status, read } => {
+                let status = status?;
+                if let Err(e) = read {
+                    ctx.events.emit(EventKind::Notice {
+                        message: format!("reading claude output failed: {e}"),
+                    });
+                }
+                match &report.result {
+                    Some(result) if result.is_conversation_not_found() => {
+                        return Err(Error::NotFound {
+                            what: "Claude conversation for this workspace",
+                            id: resume
+                                .or(report.session_id.as_deref())
+                                .unwrap_or_default()
+                                .to_string(),
+                        });
+                    }
+                    Some(_) => {}
+                    None => {
+                        let stderr = child.final_stderr_tail().await;
+                        let mut message = if status.success() {
+                            "claude exited without reporting a result".to_string()
+                        } else {
+                            format!(
+                                "claude failed ({}) before reporting a result",
+                                describe_status(status)
+                            )
+                        };
+                        if !stderr.is_empty() {
+                            message = format!("{message}: {stderr}");
+                        }
+                        outcome.error = Some(message);
+                    }
+                }
+            }
+            Ended::Stopped(reason) if report.result.is_none() => {
+                outcome.success = false;
+                outcome.stop_reason = reason;
+                outcome.error = Some(match reason {
+                    StopReason::Timeout => format!(
+                        "claude did not finish within {}s and was stopped",
+                        deadline.as_secs()
+                    ),
+                    _ => "cancelled; claude and its process group were stopped".to_string(),
+                });
+            }
+            // The result came before the stop: the work is done, report it.
+            Ended::Stopped(_) | Ended::Lingered => {}
+        }
+        if let Some(before) = before {
+            match Snapshot::capture_async(workspace.clone()).await {
+                Ok(after) => outcome.files_changed = before.diff(&after),
+                Err(e) => tracing::warn!(
+                    "cannot snapshot workspace {}: {e}; changed files will not be reported",
+                    workspace.display()
+                ),
+            }
+        }
+        if outcome.backend_session_id.is_none() {
+            outcome.backend_session_id = resume.map(str::to_string);
+        }
+        outcome.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Ok(outcome)
+    }
+
+    async fn close(&self, _session: &Session) -> Result<()> {
+        // Nothing runs between tasks; the transcript stays so the session can be continued.
+        Ok(())
+    }
+
+    async fn list_sessions(&self) -> Result<Vec<BackendSession>> {
+        let Some(config_dir) = self.claude_config_dir() else {
+            return Ok(Vec::new());
+        };
+        tokio::task::spawn_blocking(move || {
+            transcripts::list(&config_dir).map_err(|e| {
+                Error::io(
+                    format!("listing Claude sessions in {}", config_dir.display()),
+                    e,
+                )
+            })
+        })
+        .await
+        .map_err(|e| Error::backend(NAME, format!("listing sessions failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prompt_is_one_json_line() {
+        let line = user_message_line("--help\nme \"now\"");
+        assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
+        let value: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(value["message"]["content"][0]["text"], "--help\nme \"now\"");
+        assert_eq!(value["type"], "user");
+    }
+
+    #[test]
+    fn argv_carries_config_and_never_the_prompt() {
+        let config = ClaudeConfig {
+            binary: "claude".into(),
+            timeout_sec: 0,
+            max_turns: 0,
+            model: Some("claude-sonnet-4-5".into()),
+            allowed_tools: vec!["Read".into(), "Write".into()],
+            disallowed_tools: vec!["Bash".into()],
+        };
+        let backend = ClaudeBackend::new(config);
+        let id = "cf60bb80-4f29-4d4a-91eb-6ad6ca51eb65";
+        let spec = backend.task_command(Path::new("/w"), Some(id), "-rf secret prompt");
+        let args: Vec<String> = spec
+            .get_args()
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "-p",
+                "--input-format=stream-json",
+                "--output-format=stream-json",
+                "--verbose",
+                "--include-partial-messages",
+                "--dangerously-skip-permissions",
+                "--max-turns=10",
+                "--model=claude-sonnet-4-5",
+                &format!("--resume={id}"),
+                "--allowed-tools=Read,Write",
+                "--disallowed-tools=Bash",
+            ]
+        );
+        assert_eq!(
+            backend.task_deadline(&Task::new("x")),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            backend.task_deadline(&Task {
+                timeout_secs: Some(7),
+                ..Task::new("x")
+            }),
+            Duration::from_secs(7)
+        );
+    }
+
+    #[test]
+    fn child_env_applies_overrides_and_removals() {
+        let backend = ClaudeBackend::new(ClaudeConfig::default())
+            .with_env(vec![
+                ("STN_TEST_A".into(), "1".into()),
+                ("STN_TEST_A".into(), "2".into()),
+            ])
+            .with_env_remove(vec!["PATH".into()]);
+        assert_eq!(backend.child_env("STN_TEST_A").as_deref(), Some("2"));
+        assert_eq!(backend.child_env("PATH"), None);
+        let shown = format!(
+            "{:?}",
+            backend.with_env(vec![(
+                "ANTHROPIC_API_KEY".into(),
+                "value-that-must-not-show".into()
+            )])
+        );
+        assert!(!shown.contains("value-that-must-not-show"), "{shown}");
+    }
+}

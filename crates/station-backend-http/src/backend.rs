@@ -1,0 +1,1066 @@
+//! [`HttpBackend`]: sessions and tasks on an OpenCode server.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use reqwest::Url;
+use serde_json::{Value, json};
+use station_core::config::{CodingConfig, ManagedServer as ManagedMode, OpencodeConfig};
+use station_core::workspace::Snapshot;
+use station_core::{
+    BackendSession, Capabilities, CodingBackend, Error, EventKind, ExecContext, FileChange, Health,
+    InputError, OpenRequest, Outcome, Redactor, Result, Secret, Session, SessionId, StopReason,
+    Task,
+};
+
+use crate::client::{Client, NAME, Retry, Subscription, is_loopback};
+use crate::managed::{self, ManagedServer};
+use crate::mapper::{EventMapper, Progress};
+use crate::outcome;
+use crate::wire::{FileDiff, HealthInfo, MessageWithParts, SessionInfo, SessionStatus};
+use crate::{HttpTuning, INSTALL_HINT};
+
+/// The OpenCode HTTP backend (`opencode`).
+///
+/// Construct it from config with [`HttpBackend::new`]; the server is contacted (or, in managed
+/// mode, started) on first use.
+pub struct HttpBackend {
+    config: OpencodeConfig,
+    url: Url,
+    model: Option<(String, String)>,
+    max_attempts: u32,
+    task_timeout: Duration,
+    env: Vec<(String, String)>,
+    workspace_base: PathBuf,
+    tuning: HttpTuning,
+    server: tokio::sync::OnceCell<Server>,
+    session_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+#[derive(Debug)]
+struct Server {
+    client: Client,
+    managed: Option<ManagedServer>,
+}
+
+impl std::fmt::Debug for HttpBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The extra environment may hold provider keys: show only the names.
+        let env_keys: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("HttpBackend")
+            .field("config", &self.config)
+            .field("max_attempts", &self.max_attempts)
+            .field("task_timeout", &self.task_timeout)
+            .field("env_keys", &env_keys)
+            .field("workspace_base", &self.workspace_base)
+            .field("server", &self.server.get())
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a task's wait ended.
+enum WaitEnd {
+    Idle,
+    Cancelled,
+}
+
+impl HttpBackend {
+    /// The backend for `coding` (its `opencode` section, `max_attempts`, `task_timeout_min` and
+    /// `workspace_base_path`).
+    pub fn new(coding: &CodingConfig) -> Result<Self> {
+        Ok(Self::from_opencode(
+            coding.opencode.clone(),
+            coding.max_attempts,
+            coding.task_timeout(),
+        )?
+        .with_workspace_base(coding.workspace_base()))
+    }
+
+    /// The backend for one `coding.opencode` section. `max_attempts` bounds retries of idempotent
+    /// calls; `task_timeout` is the default task deadline (the runner enforces it).
+    pub fn from_opencode(
+        config: OpencodeConfig,
+        max_attempts: u32,
+        task_timeout: Duration,
+    ) -> Result<Self> {
+        let url = Url::parse(config.url.trim())
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            .ok_or_else(|| {
+                Error::from(
+                    InputError::new(format!(
+                        "`{}` is not an http(s) URL",
+                        station_core::redact::redact(&config.url)
+                    ))
+                    .field("coding.opencode.url")
+                    .hint("for example http://localhost:4096"),
+                )
+            })?;
+        let model = match config
+            .model
+            .as_deref()
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+        {
+            None => None,
+            Some(m) => match m.split_once('/') {
+                Some((p, id)) if !p.is_empty() && !id.is_empty() => {
+                    Some((p.to_string(), id.to_string()))
+                }
+                _ => {
+                    return Err(
+                        InputError::new(format!("model `{m}` is not `provider/model`"))
+                            .field("coding.opencode.model")
+                            .hint("for example anthropic/claude-sonnet-4-5")
+                            .into(),
+                    );
+                }
+            },
+        };
+        if let Some(p) = &config.password {
+            Redactor::global().register(p);
+        }
+        Ok(HttpBackend {
+            config,
+            url,
+            model,
+            max_attempts: max_attempts.max(1),
+            task_timeout,
+            env: Vec::new(),
+            workspace_base: std::env::temp_dir().join("station-coding"),
+            tuning: HttpTuning::default(),
+            server: tokio::sync::OnceCell::new(),
+            session_locks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Extra environment for a managed server (provider keys, `OPENCODE_CONFIG`, isolated HOME).
+    pub fn with_env<K: Into<String>, V: Into<String>>(
+        mut self,
+        env: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.env
+            .extend(env.into_iter().map(|(k, v)| (k.into(), v.into())));
+        self
+    }
+
+    /// Where sessions opened without a workspace get one (`<base>/<station id>`), and where a
+    /// managed server runs.
+    pub fn with_workspace_base(mut self, base: impl Into<PathBuf>) -> Self {
+        self.workspace_base = base.into();
+        self
+    }
+
+    /// Deadlines and bounds.
+    pub fn with_tuning(mut self, tuning: HttpTuning) -> Self {
+        self.tuning = tuning;
+        self
+    }
+
+    /// The default task deadline (`task_timeout_min`).
+    pub fn task_timeout(&self) -> Duration {
+        self.task_timeout
+    }
+
+    /// The URL of the server in use (starting a managed one if the config says so).
+    pub async fn server_url(&self) -> Result<String> {
+        Ok(self.server().await?.client.shown_base().to_string())
+    }
+
+    /// The process id of the managed server, when one runs.
+    pub fn managed_server_pid(&self) -> Option<u32> {
+        self.server
+            .get()
+            .and_then(|s| s.managed.as_ref())
+            .map(ManagedServer::pid)
+    }
+
+    /// Stop whatever `session` is doing on the server (`POST /session/{id}/abort`).
+    pub async fn abort(&self, session: &Session) -> Result<()> {
+        let Some(id) = session.backend_session_id.as_deref() else {
+            return Ok(());
+        };
+        let server = self.server().await?;
+        let dir = dir_str(session.workspace.as_deref());
+        server
+            .client
+            .post_unit(
+                &["session", id, "abort"],
+                dir.as_deref(),
+                None,
+                Retry::Idempotent,
+                self.tuning.request_timeout,
+            )
+            .await
+    }
+
+    /// Delete `session` on the server, with its history. Deleting a deleted session is `Ok`.
+    pub async fn delete_session(&self, session: &Session) -> Result<()> {
+        let Some(id) = session.backend_session_id.as_deref() else {
+            return Ok(());
+        };
+        let server = self.server().await?;
+        let dir = dir_str(session.workspace.as_deref());
+        match server.client.delete(&["session", id], dir.as_deref()).await {
+            Ok(()) | Err(Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The files the server says `session` changed (`GET /session/{id}/diff`), for the whole
+    /// session or, with `message_id`, for the turn of that user message. Empty in a workspace that
+    /// is not a git repository.
+    pub async fn server_diff(
+        &self,
+        session: &Session,
+        message_id: Option<&str>,
+    ) -> Result<Vec<FileChange>> {
+        let Some(id) = session.backend_session_id.as_deref() else {
+            return Ok(Vec::new());
+        };
+        let server = self.server().await?;
+        let dir = dir_str(session.workspace.as_deref());
+        let query: Vec<(&str, &str)> = message_id.map(|m| ("messageID", m)).into_iter().collect();
+        let diff: Vec<FileDiff> = server
+            .client
+            .get_json(&["session", id, "diff"], dir.as_deref(), &query)
+            .await?;
+        Ok(outcome::files_from_diff(
+            &diff,
+            session.workspace.as_deref(),
+        ))
+    }
+
+    fn is_local(&self) -> bool {
+        self.config.managed == ManagedMode::Always || is_loopback(&self.url)
+    }
+
+    fn auth(&self) -> Option<(String, Secret)> {
+        self.config
+            .password
+            .clone()
+            .filter(|p| !p.is_empty())
+            .map(|p| (self.username(), p))
+    }
+
+    fn username(&self) -> String {
+        self.config
+            .username
+            .clone()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "opencode".to_string())
+    }
+
+    async fn server(&self) -> Result<&Server> {
+        self.server.get_or_try_init(|| self.connect()).await
+    }
+
+    async fn connect(&self) -> Result<Server> {
+        let configured = Client::new(
+            self.url.clone(),
+            self.auth(),
+            self.max_attempts,
+            self.tuning.clone(),
+        )?;
+        match self.config.managed {
+            ManagedMode::Never => Ok(Server {
+                client: configured,
+                managed: None,
+            }),
+            ManagedMode::Always => self.start_managed().await,
+            ManagedMode::Auto => {
+                let probe = Client::new(self.url.clone(), self.auth(), 1, self.tuning.clone())?;
+                match probe
+                    .get_json_within::<Value>(
+                        &["global", "health"],
+                        None,
+                        &[],
+                        Duration::from_secs(2),
+                    )
+                    .await
+                {
+                    Err(Error::Unavailable { .. } | Error::Timeout { .. }) => {
+                        if managed::installed(&self.config.binary) {
+                            tracing::info!(url = %configured.shown_base(), "no OpenCode server answers; starting a private one");
+                            self.start_managed().await
+                        } else {
+                            Err(Error::Unavailable {
+                                backend: NAME.into(),
+                                message: format!(
+                                    "{}; or install OpenCode (`{INSTALL_HINT}`) so Station can start a private server",
+                                    configured.unreachable_message("nothing answers")
+                                ),
+                            })
+                        }
+                    }
+                    // It answered (even with an error): it is there.
+                    _ => Ok(Server {
+                        client: configured,
+                        managed: None,
+                    }),
+                }
+            }
+        }
+    }
+
+    async fn start_managed(&self) -> Result<Server> {
+        let auth = match self.auth() {
+            Some(a) => a,
+            None => {
+                let password = managed::random_password().ok_or_else(|| {
+                    Error::backend(
+                        NAME,
+                        "cannot read /dev/urandom for the private server's password",
+                    )
+                })?;
+                (self.username(), password)
+            }
+        };
+        Redactor::global().register(&auth.1);
+        let (server, client) = managed::start(
+            &self.config.binary,
+            &self.workspace_base,
+            &self.env,
+            &auth,
+            self.max_attempts,
+            &self.tuning,
+        )
+        .await?;
+        Ok(Server {
+            client,
+            managed: Some(server),
+        })
+    }
+
+    /// The workspace for a new session: the requested one or a fresh directory under the base;
+    /// created and made absolute when the server is local.
+    fn prepare_workspace(
+        &self,
+        requested: Option<PathBuf>,
+        id: &SessionId,
+    ) -> Result<Option<PathBuf>> {
+        if !self.is_local() {
+            return match requested {
+                Some(p) if !p.is_absolute() => Err(InputError::new(format!(
+                    "workspace `{}` must be an absolute path on the OpenCode server's machine",
+                    p.display()
+                ))
+                .field("workspace")
+                .into()),
+                other => Ok(other),
+            };
+        }
+        let dir = requested.unwrap_or_else(|| self.workspace_base.join(id.as_str()));
+        let dir = if dir.is_absolute() {
+            dir
+        } else {
+            std::env::current_dir()
+                .map_err(|e| Error::io("reading the current directory", e))?
+                .join(dir)
+        };
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(format!("creating workspace {}", dir.display()), e))?;
+        Ok(Some(dir.canonicalize().unwrap_or(dir)))
+    }
+
+    async fn create_session(
+        &self,
+        client: &Client,
+        dir: Option<&str>,
+        title: Option<&str>,
+    ) -> Result<SessionInfo> {
+        let body = match title.map(str::trim).filter(|t| !t.is_empty()) {
+            Some(t) => json!({ "title": t }),
+            None => json!({}),
+        };
+        let info: SessionInfo = client
+            .post_json(&["session"], dir, &body, Retry::Once)
+            .await?;
+        if info.id.is_empty() {
+            return Err(Error::Protocol(
+                "POST /session: the OpenCode server answered without a session id".into(),
+            ));
+        }
+        Ok(info)
+    }
+
+    async fn attach(&self, client: &Client, req: OpenRequest, query: &str) -> Result<Session> {
+        let query = query.trim();
+        let dir = dir_str(req.workspace.as_deref());
+        let info = if query.starts_with("ses_") {
+            client
+                .get_json::<SessionInfo>(&["session", query], dir.as_deref(), &[])
+                .await?
+        } else {
+            let all: Vec<SessionInfo> = client.get_json(&["session"], dir.as_deref(), &[]).await?;
+            find_by_title(all, query)?
+        };
+        let mut session = Session::new(NAME);
+        if let Some(t) = info.time {
+            if let Some(created) = t.created.and_then(millis_to_time) {
+                session.created_at = created;
+            }
+            if let Some(updated) = t.updated.and_then(millis_to_time) {
+                session.last_used_at = updated;
+            }
+        }
+        session.backend_session_id = Some(info.id);
+        session.title = info.title.or(req.title);
+        session.workspace = info
+            .directory
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or(req.workspace);
+        session.repo = req.repo;
+        Ok(session)
+    }
+
+    fn session_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.session_locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.retain(|_, l| Arc::strong_count(l) > 1);
+        locks.entry(id.to_string()).or_default().clone()
+    }
+
+    fn prompt_body(&self, task: &Task) -> Value {
+        let mut body = json!({ "parts": [{ "type": "text", "text": task.prompt() }] });
+        if let Some((provider, model)) = &self.model {
+            body["model"] = json!({ "providerID": provider, "modelID": model });
+        }
+        body
+    }
+}
+
+#[async_trait::async_trait]
+impl CodingBackend for HttpBackend {
+    fn name(&self) -> &str {
+        NAME
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            streaming: true,
+            resume: true,
+            resume_by_title: true,
+            cancel: true,
+            list_sessions: true,
+            remote_workspace: !self.is_local(),
+            usage: true,
+            cost: true,
+        }
+    }
+
+    async fn health(&self) -> Result<Health> {
+        let server = self.server().await?;
+        let client = &server.client;
+        let managed = if server.managed.is_some() {
+            " (private server started by Station)"
+        } else {
+            ""
+        };
+        match client
+            .get_json_within::<HealthInfo>(
+                &["global", "health"],
+                None,
+                &[],
+                self.tuning.health_timeout,
+            )
+            .await
+        {
+            Ok(h) => Ok(Health {
+                ok: h.healthy,
+                detail: match (&h.version, h.healthy) {
+                    (Some(v), true) => format!("OpenCode {v} at {}{managed}", client.shown_base()),
+                    (None, true) => format!("OpenCode at {}{managed}", client.shown_base()),
+                    (_, false) => format!(
+                        "the OpenCode server at {} reports that it is unhealthy",
+                        client.shown_base()
+                    ),
+                },
+                version: h.version,
+            }),
+            Err(
+                e @ (Error::Auth { .. }
+                | Error::Backend { .. }
+                | Error::Protocol(_)
+                | Error::NotFound { .. }),
+            ) => Ok(Health {
+                ok: false,
+                version: None,
+                detail: e.to_string(),
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn open(&self, req: OpenRequest) -> Result<Session> {
+        let server = self.server().await?;
+        if let Some(query) = req.resume.clone().filter(|q| !q.trim().is_empty()) {
+            return self.attach(&server.client, req, &query).await;
+        }
+        let mut session = Session::new(NAME);
+        let workspace = self.prepare_workspace(req.workspace, &session.id)?;
+        let dir = dir_str(workspace.as_deref());
+        let info = self
+            .create_session(&server.client, dir.as_deref(), req.title.as_deref())
+            .await?;
+        session.backend_session_id = Some(info.id);
+        session.title = req.title;
+        session.workspace =
+            workspace.or_else(|| info.directory.filter(|d| !d.is_empty()).map(PathBuf::from));
+        session.repo = req.repo;
+        Ok(session)
+    }
+
+    async fn execute(&self, session: &Session, task: &Task, ctx: ExecContext) -> Result<Outcome> {
+        let started = Instant::now();
+        let server = self.server().await?;
+        let client = &server.client;
+        let local = !self.capabilities().remote_workspace;
+        if let Some(ws) = session
+            .workspace
+            .as_deref()
+            .filter(|d| local && !d.exists())
+        {
+            // A session outlives its directory (cleaned temp space): recreate it.
+            std::fs::create_dir_all(ws)
+                .map_err(|e| Error::io(format!("creating workspace {}", ws.display()), e))?;
+        }
+        let dir = dir_str(session.workspace.as_deref());
+        let session_id = match &session.backend_session_id {
+            Some(id) => id.clone(),
+            None => {
+                let info = self
+                    .create_session(client, dir.as_deref(), session.title.as_deref())
+                    .await?;
+                ctx.events.emit(EventKind::BackendSession {
+                    backend_session_id: info.id.clone(),
+                });
+                info.id
+            }
+        };
+        // One task at a time per session: OpenCode refuses or interleaves concurrent prompts.
+        let lock = self.session_lock(&session_id);
+        let _turn = tokio::select! {
+            guard = lock.lock_owned() => guard,
+            _ = ctx.cancel.cancelled() => return Err(Error::Cancelled),
+        };
+        let local_dir = session.workspace.clone().filter(|d| local && d.is_dir());
+        let mut run = Execution {
+            client,
+            tuning: &self.tuning,
+            session_id: session_id.clone(),
+            dir,
+            local_dir,
+            ctx: &ctx,
+            mapper: EventMapper::new(session_id.clone()),
+            known: Vec::new(),
+            idle_polls_without_work: 0,
+        };
+        let mut outcome = run.run(self.prompt_body(task)).await?;
+        outcome.backend_session_id = Some(session_id);
+        outcome.duration_ms = started.elapsed().as_millis() as u64;
+        Ok(outcome)
+    }
+
+    async fn close(&self, session: &Session) -> Result<()> {
+        // The conversation stays on the server so the session can be continued; closing stops
+        // whatever it may still be doing.
+        match self.abort(session).await {
+            Ok(()) | Err(Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list_sessions(&self) -> Result<Vec<BackendSession>> {
+        let server = self.server().await?;
+        let mut all: Vec<SessionInfo> = server.client.get_json(&["session"], None, &[]).await?;
+        all.retain(|s| s.parent_id.is_none() && !s.id.is_empty());
+        all.sort_by_key(|s| {
+            std::cmp::Reverse(s.time.and_then(|t| t.updated.or(t.created)).unwrap_or(0))
+        });
+        Ok(all
+            .into_iter()
+            .map(|s| BackendSession {
+                updated_at: s
+                    .time
+                    .and_then(|t| t.updated.or(t.created))
+                    .and_then(millis_to_time),
+                id: s.id,
+                title: s.title,
+                workspace: s.directory.filter(|d| !d.is_empty()).map(PathBuf::from),
+            })
+            .collect())
+    }
+}
+
+/// One task in flight.
+struct Execution<'a> {
+    client: &'a Client,
+    tuning: &'a HttpTuning,
+    session_id: String,
+    dir: Option<String>,
+    local_dir: Option<PathBuf>,
+    ctx: &'a ExecContext,
+    mapper: EventMapper,
+    known: Vec<String>,
+    idle_polls_without_work: u32,
+}
+
+impl Execution<'_> {
+    fn dir(&self) -> Option<&str> {
+        self.dir.as_deref()
+    }
+
+    async fn cancellable<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
+        tokio::select! {
+            r = fut => r,
+            _ = self.ctx.cancel.cancelled() => Err(Error::Cancelled),
+        }
+    }
+
+    async fn messages(&self) -> Result<Vec<MessageWithParts>> {
+        self.client
+            .get_json(&["session", &self.session_id, "message"], self.dir(), &[])
+            .await
+    }
+
+    async fn run(&mut self, prompt: Value) -> Result<Outcome> {
+        // What was there before, so the outcome covers this task's messages only.
+        let before = self.cancellable(self.messages()).await?;
+        self.known = before.iter().map(|m| m.info.id.clone()).collect();
+        self.mapper
+            .ignore_messages(self.known.iter().map(String::as_str));
+        let snapshot = match &self.local_dir {
+            Some(d) => match self.cancellable(Snapshot::capture_async(d.clone())).await {
+                Ok(s) => Some(s),
+                Err(Error::Cancelled) => return Err(Error::Cancelled),
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot snapshot the workspace; file changes come from the server only: {e}"
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        // Subscribe first: the prompt's first events must not be missed.
+        let mut sub = self.cancellable(self.client.subscribe(self.dir())).await?;
+        let path = ["session", self.session_id.as_str(), "prompt_async"];
+        let sent = self.client.post_unit(
+            &path,
+            self.dir(),
+            Some(&prompt),
+            Retry::Once,
+            self.tuning.request_timeout,
+        );
+        let end = match self.cancellable(sent).await {
+            Ok(()) => self.wait(&mut sub).await,
+            // The prompt may have landed: abort it like any other cancel.
+            Err(Error::Cancelled) => Ok(WaitEnd::Cancelled),
+            Err(e @ Error::Timeout { .. }) => Err(e),
+            // Refused: nothing runs.
+            Err(e) => return Err(e),
+        };
+        match end {
+            Ok(WaitEnd::Idle) => {
+                self.drain(&mut sub, self.tuning.drain_max).await;
+                let new = outcome::new_messages(self.messages().await?, &self.known);
+                self.mapper.reconcile(&new, &self.ctx.events);
+                let mut result = outcome::build(&new, self.mapper.errors());
+                result.files_changed = self.files_changed(&new, snapshot).await;
+                Ok(result)
+            }
+            Ok(WaitEnd::Cancelled) => {
+                let reason = self.ctx.cancel.reason().unwrap_or(StopReason::Cancelled);
+                let budget = self.tuning.stop_budget;
+                match tokio::time::timeout(budget, self.stop(&mut sub, snapshot, reason)).await {
+                    Ok(outcome) => Ok(outcome),
+                    Err(_) => Ok(Outcome::failed(reason, stop_message(false))),
+                }
+            }
+            Err(e) => {
+                // Leave nothing running behind a failed task (best effort: the server may be gone).
+                let path = ["session", self.session_id.as_str(), "abort"];
+                let abort = self.client.post_unit(
+                    &path,
+                    self.dir(),
+                    None,
+                    Retry::Once,
+                    Duration::from_secs(2),
+                );
+                let _ = tokio::time::timeout(Duration::from_secs(3), abort).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Follow the stream until the session is idle again or the task is cancelled.
+    async fn wait(&mut self, sub: &mut Subscription) -> Result<WaitEnd> {
+        let mut failed_connects = 0u32;
+        let mut quiet_streams = 0u32;
+        let mut frames_at_connect = self.mapper.frames_for_session();
+        // Frames of other sessions keep the stream busy; silence is about this session.
+        let mut last_own_frame = Instant::now();
+        loop {
+            let next = tokio::select! {
+                biased;
+                _ = self.ctx.cancel.cancelled() => return Ok(WaitEnd::Cancelled),
+                next = tokio::time::timeout(self.tuning.stream_idle, sub.next()) => next,
+            };
+            match next {
+                Ok(Some(Ok(data))) => {
+                    let own_before = self.mapper.frames_for_session();
+                    if self.mapper.handle_data(&data, &self.ctx.events) == Progress::Idle {
+                        return Ok(WaitEnd::Idle);
+                    }
+                    if self.mapper.frames_for_session() > own_before {
+                        last_own_frame = Instant::now();
+                    } else if last_own_frame.elapsed() >= self.tuning.stream_idle {
+                        last_own_frame = Instant::now();
+                        if self.is_done().await? {
+                            return Ok(WaitEnd::Idle);
+                        }
+                    }
+                }
+                Ok(Some(Err(_)) | None) => {
+                    // The stream ended or broke: re-open it (bounded), then ask for the status,
+                    // since whatever happened meanwhile is not replayed.
+                    if self.mapper.frames_for_session() > frames_at_connect {
+                        quiet_streams = 0;
+                    } else {
+                        quiet_streams += 1;
+                    }
+                    let delay = self
+                        .client
+                        .backoff(quiet_streams.max(failed_connects).max(1));
+                    tokio::select! {
+                        _ = self.ctx.cancel.cancelled() => return Ok(WaitEnd::Cancelled),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    match self.client.subscribe(self.dir()).await {
+                        Ok(fresh) => {
+                            *sub = fresh;
+                            failed_connects = 0;
+                            frames_at_connect = self.mapper.frames_for_session();
+                        }
+                        Err(e @ Error::Auth { .. }) => return Err(e),
+                        Err(e) => {
+                            failed_connects += 1;
+                            if failed_connects >= self.tuning.reconnect_attempts {
+                                return Err(Error::Unavailable {
+                                    backend: NAME.into(),
+                                    message: format!(
+                                        "lost the OpenCode server at {} during the task ({failed_connects} reconnects failed): {e}",
+                                        self.client.shown_base()
+                                    ),
+                                });
+                            }
+                            self.ctx.events.emit(EventKind::Notice {
+                                message: format!("lost OpenCode's event stream; reconnecting (attempt {failed_connects})"),
+                            });
+                            continue;
+                        }
+                    }
+                    if self.is_done().await? {
+                        return Ok(WaitEnd::Idle);
+                    }
+                }
+                // Silence: the task may be running a long tool, or the stream may be dead.
+                Err(_) => {
+                    last_own_frame = Instant::now();
+                    if self.is_done().await? {
+                        return Ok(WaitEnd::Idle);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the task is over, by asking the server rather than the stream.
+    async fn is_done(&mut self) -> Result<bool> {
+        let status: HashMap<String, SessionStatus> = self
+            .cancellable(
+                self.client
+                    .get_json(&["session", "status"], self.dir(), &[]),
+            )
+            .await?;
+        if status
+            .get(&self.session_id)
+            .is_some_and(SessionStatus::is_working)
+        {
+            return Ok(false);
+        }
+        if self.mapper.seen_work() {
+            return Ok(true);
+        }
+        // Idle without any sign of work: either it finished while nobody listened, or it has
+        // not started yet.
+        let new = outcome::new_messages(self.cancellable(self.messages()).await?, &self.known);
+        if new.iter().any(|m| m.info.is_assistant()) {
+            return Ok(true);
+        }
+        self.idle_polls_without_work += 1;
+        Ok(self.idle_polls_without_work >= 3)
+    }
+
+    /// Read late frames until the stream is quiet (or `max` passes).
+    async fn drain(&mut self, sub: &mut Subscription, max: Duration) {
+        let end = Instant::now() + max;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            match tokio::time::timeout(self.tuning.drain_quiet.min(left), sub.next()).await {
+                Ok(Some(Ok(data))) => {
+                    self.mapper.handle_data(&data, &self.ctx.events);
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Abort on the server, collect what the task did, and say why it stopped.
+    async fn stop(
+        &mut self,
+        sub: &mut Subscription,
+        snapshot: Option<Snapshot>,
+        reason: StopReason,
+    ) -> Outcome {
+        let abort = self
+            .client
+            .post_unit(
+                &["session", &self.session_id, "abort"],
+                self.dir(),
+                None,
+                Retry::Idempotent,
+                Duration::from_secs(3),
+            )
+            .await;
+        let aborted = match abort {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(session = %self.session_id, "could not abort the OpenCode session: {e}");
+                false
+            }
+        };
+        // The abort shows up as idle; late parts follow it.
+        let until_idle = Instant::now() + Duration::from_secs(3);
+        while aborted && !self.mapper.is_idle() {
+            let left = until_idle.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, sub.next()).await {
+                Ok(Some(Ok(data))) => {
+                    self.mapper.handle_data(&data, &self.ctx.events);
+                }
+                _ => break,
+            }
+        }
+        self.drain(sub, Duration::from_secs(1)).await;
+        let mut result = match tokio::time::timeout(Duration::from_secs(3), self.messages()).await {
+            Ok(Ok(all)) => {
+                let new = outcome::new_messages(all, &self.known);
+                self.mapper.reconcile(&new, &self.ctx.events);
+                let mut result = outcome::build(&new, &[]);
+                result.files_changed = self.files_changed(&new, snapshot).await;
+                result
+            }
+            _ => {
+                let (usage, cost) = self.mapper.usage();
+                Outcome {
+                    usage,
+                    cost_usd: Some(cost),
+                    ..Outcome::new(false, reason)
+                }
+            }
+        };
+        result.success = false;
+        result.stop_reason = reason;
+        result.error = Some(stop_message(aborted));
+        result
+    }
+
+    /// Files the task changed: the server's diff for this turn, else the local snapshots.
+    async fn files_changed(
+        &self,
+        new: &[MessageWithParts],
+        before: Option<Snapshot>,
+    ) -> Vec<FileChange> {
+        if let Some(user_message) = new
+            .iter()
+            .find(|m| m.info.role == "user")
+            .map(|m| m.info.id.as_str())
+        {
+            let diff = self
+                .client
+                .get_json_within::<Vec<FileDiff>>(
+                    &["session", &self.session_id, "diff"],
+                    self.dir(),
+                    &[("messageID", user_message)],
+                    Duration::from_secs(10),
+                )
+                .await;
+            match diff {
+                Ok(diff) if !diff.is_empty() => {
+                    return outcome::files_from_diff(&diff, self.local_dir.as_deref());
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!("no diff from the server: {e}"),
+            }
+        }
+        let (Some(before), Some(dir)) = (before, &self.local_dir) else {
+            return Vec::new();
+        };
+        match Snapshot::capture_async(dir.clone()).await {
+            Ok(after) => before.diff(&after),
+            Err(e) => {
+                tracing::warn!("cannot snapshot the workspace after the task: {e}");
+                Vec::new()
+            }
+        }
+    }
+}
+
+/// The detail of a stopped task's error (the runner puts why it stopped in front).
+fn stop_message(aborted: bool) -> String {
+    if aborted {
+        "OpenCode's session was aborted".to_string()
+    } else {
+        "aborting OpenCode's session failed; it may still be running".to_string()
+    }
+}
+
+/// A session by title: exact (any case) first, then a unique part; child sessions are skipped.
+fn find_by_title(all: Vec<SessionInfo>, query: &str) -> Result<SessionInfo> {
+    let wanted = query.to_lowercase();
+    let roots: Vec<SessionInfo> = all.into_iter().filter(|s| s.parent_id.is_none()).collect();
+    let title = |s: &SessionInfo| s.title.as_deref().unwrap_or("").to_lowercase();
+    let exact: Vec<&SessionInfo> = roots.iter().filter(|s| title(s) == wanted).collect();
+    let matches = if exact.is_empty() {
+        roots
+            .iter()
+            .filter(|s| title(s).contains(&wanted))
+            .collect()
+    } else {
+        exact
+    };
+    match matches.as_slice() {
+        [] => Err(Error::session_not_found(query)),
+        [one] => Ok((*one).clone()),
+        many => Err(Error::AmbiguousSession {
+            query: query.to_string(),
+            candidates: many
+                .iter()
+                .take(10)
+                .map(|s| format!("{} ({})", s.id, s.title.as_deref().unwrap_or("")))
+                .collect(),
+        }),
+    }
+}
+
+fn dir_str(dir: Option<&Path>) -> Option<String> {
+    dir.map(|d| d.to_string_lossy().into_owned())
+}
+
+fn millis_to_time(ms: u64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(i64::try_from(ms).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: &str, title: &str) -> SessionInfo {
+        SessionInfo {
+            id: id.into(),
+            title: Some(title.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn title_search() {
+        let all = vec![
+            info("ses_1", "Fix the parser"),
+            info("ses_2", "fix the parser tests"),
+            info("ses_3", "Docs"),
+        ];
+        assert_eq!(
+            find_by_title(all.clone(), "fix THE parser").unwrap().id,
+            "ses_1"
+        );
+        assert_eq!(find_by_title(all.clone(), "docs").unwrap().id, "ses_3");
+        let err = find_by_title(all.clone(), "parser").unwrap_err();
+        assert!(
+            matches!(&err, Error::AmbiguousSession { candidates, .. } if candidates.len() == 2),
+            "{err}"
+        );
+        assert!(matches!(
+            find_by_title(all, "nothing").unwrap_err(),
+            Error::NotFound { .. }
+        ));
+    }
+
+    #[test]
+    fn config_is_validated() {
+        let mut c = OpencodeConfig {
+            url: "localhost:4096".into(),
+            ..Default::default()
+        };
+        assert!(
+            HttpBackend::from_opencode(c.clone(), 3, Duration::from_secs(60))
+                .unwrap_err()
+                .to_string()
+                .contains("coding.opencode.url")
+        );
+        c.url = "http://127.0.0.1:4096".into();
+        c.model = Some("just-a-model".into());
+        assert!(
+            HttpBackend::from_opencode(c.clone(), 3, Duration::from_secs(60))
+                .unwrap_err()
+                .to_string()
+                .contains("provider/model")
+        );
+        c.model = Some("fake/fake-model".into());
+        let b = HttpBackend::from_opencode(c, 3, Duration::from_secs(60)).unwrap();
+        assert_eq!(
+            b.prompt_body(&Task::new("hi"))["model"],
+            json!({"providerID": "fake", "modelID": "fake-model"})
+        );
+        assert!(!b.capabilities().remote_workspace);
+    }
+
+    #[test]
+    fn debug_shows_no_secrets() {
+        let c = OpencodeConfig {
+            password: Some(Secret::new("pw-hunter2hunter2")),
+            ..Default::default()
+        };
+        let b = HttpBackend::from_opencode(c, 3, Duration::from_secs(60))
+            .unwrap()
+            .with_env([("ANTHROPIC_API_KEY", "key-hunter3hunter3")]);
+        let shown = format!("{b:?}");
+        assert!(shown.contains("ANTHROPIC_API_KEY"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("hunter3"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn remote_urls_are_remote() {
+        let c = OpencodeConfig {
+            url: "http://build-box:4096".into(),
+            managed: ManagedMode::Never,
+            ..Default::default()
+        };
+        let b = HttpBackend::from_opencode(c, 3, Duration::from_secs(60)).unwrap();
+        assert!(b.capabilities().remote_workspace);
+        let err = b
+            .prepare_workspace(Some(PathBuf::from("rel/dir")), &SessionId::generate())
+            .unwrap_err();
+        assert!(err.to_string().contains("absolute"), "{err}");
+    }
+}

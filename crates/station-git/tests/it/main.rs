@@ -1,0 +1,8 @@
+//! Integration tests: a real git smart-HTTP server with basic auth on 127.0.0.1.
+
+mod channel;
+mod clone;
+mod leaks;
+mod local_ops;
+mod push;
+mod support;

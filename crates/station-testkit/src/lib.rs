@@ -1,0 +1,11 @@
+//! Test kit for Station backends. Not a stable API.
+//!
+//! * [`model_server`]: a scripted model server (OpenAI Chat Completions and Anthropic Messages)
+//!   on 127.0.0.1, so real coding agents run offline and deterministically.
+//! * [`peers`]: locate the pinned real peers (`opencode`, `claude`, `nats-server`) and build the
+//!   isolated environment each one runs in.
+//! * [`conformance`]: checks every [`CodingBackend`](station_core::CodingBackend) runs against itself.
+
+pub mod conformance;
+pub mod model_server;
+pub mod peers;

@@ -1,0 +1,7 @@
+//! Integration tests of the test kit: the scripted model server over HTTP, its binary, and
+//! the real peers (`opencode`, `claude`, `nats-server`) driven against it.
+
+mod binary;
+mod model_server;
+mod real_peers;
+mod support;

@@ -1,0 +1,236 @@
+//! The real `opencode` and `claude` CLIs, offline against the scripted model, and `nats-server`.
+//! These fail (never skip) when a peer is missing: `cargo xtask install-peers`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+use station_testkit::model_server::{Script, ScriptedModel, Step};
+use station_testkit::peers::{
+    NatsServer, OPENCODE_MODEL, OpencodeServer, claude_command, claude_env, opencode_command,
+    opencode_env,
+};
+
+const RUN_DEADLINE: Duration = Duration::from_secs(120);
+const HELLO: &str = "print('Hello World')\n";
+
+fn hello_script() -> Script {
+    Script::new().on(
+        "hello.py",
+        vec![
+            Step::write("hello.py", HELLO).with_text_before("I'll create hello.py."),
+            Step::text("Created hello.py."),
+        ],
+    )
+}
+
+fn json_lines(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn assert_hello_written(ws: &Path, stdout: &str) {
+    let written = std::fs::read_to_string(ws.join("hello.py"))
+        .unwrap_or_else(|e| panic!("hello.py was not written ({e}); stdout:\n{stdout}"));
+    assert_eq!(written, HELLO);
+}
+
+#[tokio::test]
+async fn opencode_run_writes_the_scripted_file() {
+    let model = ScriptedModel::start(hello_script()).await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let ws = root.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let env = opencode_env(&root.path().join("home"), &model);
+    let stdout = opencode_command(&env, &ws)
+        .args([
+            "run",
+            "--format",
+            "json",
+            "--model",
+            OPENCODE_MODEL,
+            "create hello.py that prints Hello World",
+        ])
+        .output(RUN_DEADLINE, None)
+        .await
+        .unwrap_or_else(|e| panic!("opencode run failed: {e}"));
+    assert_hello_written(&ws, &stdout);
+    let events = json_lines(&stdout);
+    let tool = events
+        .iter()
+        .find(|e| e["type"] == "tool_use")
+        .unwrap_or_else(|| panic!("no tool_use line:\n{stdout}"));
+    assert_eq!(tool["part"]["tool"], "write");
+    assert_eq!(
+        tool["part"]["callID"],
+        model.scripted_requests()[0]
+            .reply
+            .tool_call
+            .as_ref()
+            .unwrap()
+            .id
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "text" && e["part"]["text"] == "Created hello.py."),
+        "{stdout}"
+    );
+
+    let scripted = model.scripted_requests();
+    assert_eq!(
+        scripted.len(),
+        2,
+        "a tool turn and a final text turn: {scripted:#?}"
+    );
+    assert!(
+        scripted
+            .iter()
+            .all(|r| r.offered("write") && r.path == "/v1/chat/completions")
+    );
+    assert_eq!(
+        scripted[0].prompt.as_deref(),
+        Some("create hello.py that prints Hello World")
+    );
+    assert_eq!(scripted[0].model.as_deref(), Some("fake-model"));
+    assert_eq!(scripted[1].turn, Some(1));
+    let arguments = &scripted[0].reply.tool_call.as_ref().unwrap().arguments;
+    let ws_real = ws.canonicalize().unwrap();
+    assert_eq!(
+        arguments["filePath"],
+        ws_real.join("hello.py").to_string_lossy().as_ref()
+    );
+}
+
+#[tokio::test]
+async fn claude_print_writes_the_scripted_file() {
+    let model = ScriptedModel::start(hello_script()).await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let ws = root.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let env = claude_env(&root.path().join("home"), &model);
+    let stdout = claude_command(&env, &ws)
+        .args([
+            "-p",
+            "create hello.py that prints Hello World",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--dangerously-skip-permissions",
+            "--max-turns",
+            "5",
+        ])
+        .output(RUN_DEADLINE, None)
+        .await
+        .unwrap_or_else(|e| panic!("claude -p failed: {e}"));
+    assert_hello_written(&ws, &stdout);
+    let events = json_lines(&stdout);
+    let result = events
+        .iter()
+        .find(|e| e["type"] == "result")
+        .unwrap_or_else(|| panic!("no result line:\n{stdout}"));
+    assert_eq!(result["subtype"], "success", "{stdout}");
+    assert_eq!(result["result"], "Created hello.py.");
+
+    let scripted = model.scripted_requests();
+    assert_eq!(
+        scripted.len(),
+        2,
+        "a tool turn and a final text turn: {scripted:#?}"
+    );
+    assert!(
+        scripted
+            .iter()
+            .all(|r| r.offered("Write") && r.path == "/v1/messages")
+    );
+    assert_eq!(
+        scripted[0].prompt.as_deref(),
+        Some("create hello.py that prints Hello World")
+    );
+    let usage_in: u64 = scripted
+        .iter()
+        .map(|r| r.reply.usage.unwrap().input_tokens)
+        .sum();
+    let usage_out: u64 = scripted
+        .iter()
+        .map(|r| r.reply.usage.unwrap().output_tokens)
+        .sum();
+    assert_eq!(result["usage"]["input_tokens"], usage_in, "{result}");
+    assert_eq!(result["usage"]["output_tokens"], usage_out, "{result}");
+}
+
+#[tokio::test]
+async fn opencode_server_starts_and_is_healthy() {
+    let model = ScriptedModel::start(Script::new()).await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let ws = root.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let env = opencode_env(&root.path().join("home"), &model);
+    let server = OpencodeServer::start(&env, &ws).await;
+    assert!(
+        server.url.starts_with("http://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let health: Value = client
+        .get(format!("{}/global/health", server.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["healthy"], true);
+    assert_eq!(health["version"], station_testkit::peers::OPENCODE_VERSION);
+    let pid = server.pid();
+    server.stop().await;
+    assert!(
+        station_core::process::live_group_members(pid).is_empty(),
+        "opencode serve left processes behind"
+    );
+}
+
+#[tokio::test]
+async fn nats_server_starts_accepts_and_restarts_on_the_same_port() {
+    let mut nats = NatsServer::start().await;
+    assert_eq!(nats.url, format!("nats://127.0.0.1:{}", nats.port));
+    let greeting = read_info(nats.port).await;
+    assert!(greeting.starts_with("INFO "), "{greeting}");
+    assert!(greeting.contains("\"jetstream\":true"), "{greeting}");
+    let port = nats.port;
+    nats.stop().await;
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err(),
+        "stopped server still accepts"
+    );
+    nats.restart().await;
+    assert_eq!(nats.port, port);
+    assert!(read_info(nats.port).await.starts_with("INFO "));
+    assert!(nats.store_dir().join("jetstream").is_dir());
+}
+
+/// The INFO line a NATS server sends on connect.
+async fn read_info(port: u16) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let mut line = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::BufReader::new(stream).read_line(&mut line),
+    )
+    .await
+    .expect("INFO within 5 s")
+    .unwrap();
+    line
+}
