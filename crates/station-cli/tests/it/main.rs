@@ -3,4 +3,5 @@
 mod agent;
 mod agent_run;
 mod config;
+mod e2e;
 mod support;

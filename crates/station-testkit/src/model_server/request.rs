@@ -419,7 +419,7 @@ mod tests {
         assert_eq!(conv.tools[0].name, "write");
         assert_eq!(
             conv.tools[0].properties.as_ref().unwrap(),
-            &["content", "filePath"]
+            &["filePath", "content"]
         );
         assert!(conv.json_schema.is_none());
         let text = conversation_text(Api::OpenAi, &body);
