@@ -3,6 +3,8 @@
 //! * `ci`: what CI runs: fmt check, clippy (-D warnings), a build with only the HTTP backend,
 //!   and the whole test suite (nextest when installed).
 //! * `install-peers`: install the pinned `opencode` and `claude` CLIs into `.tools/peers`.
+//! * `demo`: `stn agent create` + `stn agent run` end to end, with a scripted model standing in
+//!   for both the orchestrating model and the coding agent's model.
 #![allow(
     clippy::disallowed_methods,
     clippy::print_stdout,
@@ -25,8 +27,18 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(&root),
         Some("install-peers") => install_peers(&root),
+        Some("demo") => demo(
+            &root,
+            args.get(1).map(String::as_str),
+            args.get(2).map(String::as_str),
+        ),
         _ => {
-            eprintln!("usage: cargo xtask <ci|install-peers>");
+            eprintln!(
+                "usage: cargo xtask <ci|install-peers|demo [--backend opencode-cli|claudecode|opencode]>"
+            );
+            eprintln!(
+                "  demo           run a coding agent end to end against a scripted model (no API key needed)"
+            );
             eprintln!("  ci             fmt check, clippy -D warnings, feature build, all tests");
             eprintln!(
                 "  install-peers  npm-install the pinned opencode and claude CLIs into .tools/peers"
@@ -145,5 +157,212 @@ fn install_peers(root: &Path) -> Result<()> {
             other => bail!("{name}@{version} did not install correctly (got {other:?})"),
         }
     }
+    Ok(())
+}
+
+/// Kills the child when dropped, so no demo server outlives the demo.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const DEMO_TASK: &str = "Create a hello.py that prints Hello World";
+const DEMO_INSTRUCTION: &str = "Write the file hello.py that prints Hello World";
+
+fn demo_script() -> String {
+    let script = serde_json_like(&[
+        // The coding agent's model: answers the instruction the orchestrator hands over.
+        (DEMO_INSTRUCTION, r#"[{"write": {"path": "hello.py", "content": "print('Hello World')\n"}, "text_before": "Creating hello.py."}, {"text": "Created hello.py; it prints Hello World."}]"#.to_string()),
+        // The orchestrating model: opens a coding session, hands over the task, closes it.
+        ("create a hello.py", format!(
+            r#"[{{"tool": {{"name": "coding_open", "args": {{}}}}, "text_before": "I'll open a coding session."}}, {{"tool": {{"name": "code", "args": {{"instruction": "{DEMO_INSTRUCTION}"}}}}}}, {{"tool": {{"name": "coding_close", "args": {{}}}}}}, {{"text": "Done: hello.py prints Hello World."}}]"#
+        )),
+    ]);
+    script
+}
+
+fn serde_json_like(rules: &[(&str, String)]) -> String {
+    let rules: Vec<String> = rules
+        .iter()
+        .map(|(on, steps)| format!(r#"{{"on": "{on}", "steps": {steps}}}"#))
+        .collect();
+    format!(
+        r#"{{"rules": [{}], "final_text": "Done."}}"#,
+        rules.join(", ")
+    )
+}
+
+fn demo(root: &Path, flag: Option<&str>, value: Option<&str>) -> Result<()> {
+    let backend = match (flag, value) {
+        (None, _) => "opencode-cli",
+        (Some("--backend"), Some(b @ ("opencode-cli" | "claudecode" | "opencode"))) => b,
+        _ => bail!("usage: cargo xtask demo [--backend opencode-cli|claudecode|opencode]"),
+    };
+    install_peers(root)?;
+    run(
+        root,
+        "cargo",
+        &[
+            "build",
+            "--quiet",
+            "-p",
+            "station-cli",
+            "-p",
+            "station-testkit",
+            "--bin",
+            "stn",
+            "--bin",
+            "scripted-model",
+        ],
+    )?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let stn = target.join("debug/stn");
+    let dir = std::env::temp_dir().join(format!("stn-demo-{}", std::process::id()));
+    let home = dir.join("home");
+    std::fs::create_dir_all(home.join(".config/station"))?;
+    std::fs::write(dir.join("script.json"), demo_script())?;
+
+    eprintln!(
+        "\n== Starting the SCRIPTED model server (a stand-in for a real LLM; no API key, no network)"
+    );
+    let mut model = Command::new(target.join("debug/scripted-model"));
+    model
+        .args(["--script"])
+        .arg(dir.join("script.json"))
+        .stdout(std::process::Stdio::piped())
+        .stdin(std::process::Stdio::null());
+    let mut model = KillOnDrop(model.spawn().context("cannot start scripted-model")?);
+    let url = {
+        use std::io::BufRead;
+        let stdout = model.0.stdout.take().context("scripted-model stdout")?;
+        let mut line = String::new();
+        std::io::BufReader::new(stdout).read_line(&mut line)?;
+        line.trim()
+            .strip_prefix("listening on ")
+            .context("scripted-model did not print its address")?
+            .to_string()
+    };
+    eprintln!("   {url}");
+
+    let peers = root.join(".tools/peers/node_modules/.bin");
+    let opencode_config = format!(
+        r#"{{"provider": {{"fake": {{"npm": "@ai-sdk/openai-compatible", "name": "Scripted model", "options": {{"baseURL": "{url}/v1", "apiKey": "dummy"}}, "models": {{"fake-model": {{"name": "Fake Model", "tool_call": true, "limit": {{"context": 128000, "output": 4096}}}}}}}}}}, "enabled_providers": ["fake"], "model": "fake/fake-model", "small_model": "fake/fake-model", "autoupdate": false, "share": "disabled", "permission": {{"edit": "allow", "bash": "allow", "webfetch": "deny"}}}}"#
+    );
+    std::fs::write(home.join("opencode.json"), opencode_config)?;
+    let coding = match backend {
+        "opencode-cli" => format!(
+            "  backend: opencode-cli\n  cli:\n    binary: {}\n    model: fake/fake-model\n",
+            peers.join("opencode").display()
+        ),
+        "claudecode" => format!(
+            "  backend: claudecode\n  claudecode:\n    binary: {}\n",
+            peers.join("claude").display()
+        ),
+        _ => format!(
+            "  backend: opencode\n  opencode:\n    managed: always\n    binary: {}\n    model: fake/fake-model\n",
+            peers.join("opencode").display()
+        ),
+    };
+    let config = format!(
+        "# Written by `cargo xtask demo`.\nai_model: openai/gpt-4o\ncoding:\n  workspace_base_path: {}\n{coding}",
+        dir.join("workspaces").display()
+    );
+    std::fs::write(home.join(".config/station/config.yaml"), &config)?;
+
+    let stn_cmd = |args: &[&str]| -> Result<()> {
+        eprintln!(
+            "\n$ stn {}",
+            args.iter()
+                .map(|a| if a.contains(' ') {
+                    format!("\"{a}\"")
+                } else {
+                    a.to_string()
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let mut cmd = Command::new(&stn);
+        cmd.args(args)
+            .current_dir(&dir)
+            .stdin(std::process::Stdio::null());
+        let h = home.display().to_string();
+        for (k, v) in [
+            ("HOME", h.clone()),
+            ("XDG_CONFIG_HOME", format!("{h}/.config")),
+            ("XDG_DATA_HOME", format!("{h}/.local/share")),
+            ("XDG_CACHE_HOME", format!("{h}/.cache")),
+            ("XDG_STATE_HOME", format!("{h}/.local/state")),
+            ("STN_AI_BASE_URL", url.clone()),
+            ("OPENCODE_CONFIG", format!("{h}/opencode.json")),
+            ("OPENCODE_DISABLE_MODELS_FETCH", "1".into()),
+            ("OPENCODE_DISABLE_AUTOUPDATE", "1".into()),
+            ("OPENCODE_DISABLE_LSP_DOWNLOAD", "1".into()),
+            ("OPENCODE_DISABLE_SHARE", "1".into()),
+            ("OPENCODE_DISABLE_DEFAULT_PLUGINS", "1".into()),
+            ("OPENCODE_DISABLE_CLAUDE_CODE", "1".into()),
+            ("CLAUDE_CONFIG_DIR", format!("{h}/.claude")),
+            ("ANTHROPIC_BASE_URL", url.clone()),
+            ("ANTHROPIC_API_KEY", "scripted-model-needs-no-key".into()),
+            ("DISABLE_TELEMETRY", "1".into()),
+            ("DISABLE_AUTOUPDATER", "1".into()),
+            ("DISABLE_ERROR_REPORTING", "1".into()),
+            ("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1".into()),
+        ] {
+            cmd.env(k, v);
+        }
+        for k in [
+            "OPENAI_API_KEY",
+            "OPENAI_BASE_URL",
+            "ANTHROPIC_AUTH_TOKEN",
+            "CLAUDE_CODE_OAUTH_TOKEN",
+            "STN_CONFIG",
+            "STN_DATA_DIR",
+            "STN_CODING_BACKEND",
+        ] {
+            cmd.env_remove(k);
+        }
+        let status = cmd.status().context("cannot run stn")?;
+        if !status.success() {
+            bail!("stn {} failed ({status})", args.join(" "));
+        }
+        Ok(())
+    };
+    eprintln!("\n== Demo of the `{backend}` backend in {}", dir.display());
+    stn_cmd(&[
+        "agent",
+        "create",
+        "coder",
+        "--description",
+        "Coding assistant",
+        "--prompt",
+        "You are a coding assistant. Use the coding tools to accomplish tasks.",
+        "--coding",
+        r#"{"enabled":true}"#,
+        "--max-steps",
+        "10",
+    ])?;
+    stn_cmd(&["agent", "run", "coder", DEMO_TASK, "--tail"])?;
+    stn_cmd(&["session", "list"])?;
+    let workspaces = dir.join("workspaces");
+    let hello = std::fs::read_dir(&workspaces)?
+        .flatten()
+        .map(|e| e.path().join("hello.py"))
+        .find(|p| p.is_file())
+        .context("hello.py was not written")?;
+    eprintln!(
+        "\n== {} (written by the real coding agent, driven by the scripted model):",
+        hello.display()
+    );
+    eprintln!("{}", std::fs::read_to_string(&hello)?.trim_end());
+    eprintln!(
+        "\nThe same run against real models: set OPENAI_API_KEY (and the coding agent's own login), drop STN_AI_BASE_URL, and run `stn agent run coder \"...\" --tail`."
+    );
+    drop(model);
     Ok(())
 }

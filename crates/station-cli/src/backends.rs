@@ -4,8 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(not(all(
+    feature = "http",
+    feature = "cli",
+    feature = "claude",
+    feature = "nats"
+)))]
+use station_core::Error;
 use station_core::config::{BackendKind, LoadedConfig};
-use station_core::{CodingBackend, Error, Result};
+use station_core::{CodingBackend, Result};
 
 /// The backend named `kind`, configured from `config`.
 pub(crate) fn build(kind: BackendKind, config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
@@ -42,12 +49,19 @@ fn compiled_out(kind: BackendKind, feature: &str) -> Error {
     }
 }
 
+/// The OpenCode HTTP backend (also the executor of `stn worker`).
 #[cfg(feature = "http")]
-fn http(_config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
-    Err(Error::not_supported(
-        "opencode",
-        "running tasks (the HTTP backend is being built)",
-    ))
+pub(crate) fn http_backend(config: &LoadedConfig) -> Result<station_backend_http::HttpBackend> {
+    let coding = &config.config.coding;
+    Ok(
+        station_backend_http::HttpBackend::new(coding)?
+            .with_workspace_base(coding.workspace_base()),
+    )
+}
+
+#[cfg(feature = "http")]
+fn http(config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
+    Ok(Arc::new(http_backend(config)?))
 }
 
 #[cfg(not(feature = "http"))]
@@ -56,10 +70,11 @@ fn http(_config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
 }
 
 #[cfg(feature = "cli")]
-fn cli(_config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
-    Err(Error::not_supported(
-        "opencode-cli",
-        "running tasks (the CLI backend is being built)",
+fn cli(config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
+    let coding = &config.config.coding;
+    Ok(Arc::new(
+        station_backend_cli::CliBackend::new(coding.cli.clone())
+            .with_workspace_base(coding.workspace_base()),
     ))
 }
 
@@ -69,10 +84,11 @@ fn cli(_config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
 }
 
 #[cfg(feature = "claude")]
-fn claude(_config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
-    Err(Error::not_supported(
-        "claudecode",
-        "running tasks (the Claude backend is being built)",
+fn claude(config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
+    let coding = &config.config.coding;
+    Ok(Arc::new(
+        station_backend_claude::ClaudeBackend::new(coding.claudecode.clone())
+            .with_workspace_base(coding.workspace_base()),
     ))
 }
 
@@ -83,9 +99,9 @@ fn claude(_config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
 
 #[cfg(feature = "nats")]
 fn nats(_config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
-    Err(Error::not_supported(
+    Err(station_core::Error::not_supported(
         "opencode-nats",
-        "running tasks (the NATS backend is being built)",
+        "running tasks (wiring in progress)",
     ))
 }
 
@@ -94,10 +110,12 @@ fn nats(_config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
     Err(compiled_out(BackendKind::OpencodeNats, "nats"))
 }
 
-/// Give the coding tools git (clone, commit, push, branch) where this build has it.
+/// Give the coding tools git (clone, commit, push, branch) with the configured credentials.
 pub(crate) fn with_git(
     tools: station_agent::CodingTools,
-    _config: &LoadedConfig,
+    config: &LoadedConfig,
 ) -> station_agent::CodingTools {
-    tools
+    tools.with_git(Arc::new(station_agent::LocalGit::new(
+        station_git::Git::from_loaded(config),
+    )))
 }

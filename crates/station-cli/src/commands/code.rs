@@ -90,14 +90,37 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: CodeArgs) -> anyhow::Result
 
 /// Clone `repo` (credentials from config) into `workspace`, or a new directory under
 /// `workspace_base_path`; an existing clone is reused.
-async fn clone_into_workspace(loaded: &LoadedConfig, repo: &RepoSpec, workspace: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+async fn clone_into_workspace(
+    loaded: &LoadedConfig,
+    repo: &RepoSpec,
+    workspace: Option<PathBuf>,
+) -> anyhow::Result<PathBuf> {
     let dir = match workspace {
         Some(w) => w,
         None => {
-            let stem = repo.url.trim_end_matches('/').rsplit('/').next().unwrap_or("repo").trim_end_matches(".git").to_string();
-            let stem = if stem.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) && !stem.is_empty() { stem } else { "repo".into() };
+            let stem = repo
+                .url
+                .trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or("repo")
+                .trim_end_matches(".git")
+                .to_string();
+            let stem = if stem
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                && !stem.is_empty()
+            {
+                stem
+            } else {
+                "repo".into()
+            };
             let id = station_core::SessionId::generate();
-            loaded.config.coding.workspace_base().join(format!("{stem}-{}", &id.as_str()[id.as_str().len() - 8..]))
+            loaded
+                .config
+                .coding
+                .workspace_base()
+                .join(format!("{stem}-{}", &id.as_str()[id.as_str().len() - 8..]))
         }
     };
     if dir.join(".git").exists() {
@@ -105,7 +128,10 @@ async fn clone_into_workspace(loaded: &LoadedConfig, repo: &RepoSpec, workspace:
         return Ok(dir);
     }
     let git = station_git::Git::from_loaded(loaded);
-    let opts = station_git::CloneOptions { branch: repo.branch.clone(), ..Default::default() };
+    let opts = station_git::CloneOptions {
+        branch: repo.branch.clone(),
+        ..Default::default()
+    };
     output::progress(&format!("cloning {} into {}", repo.url, dir.display()));
     git.clone_repo(&repo.url, &dir, opts).await?;
     Ok(dir)

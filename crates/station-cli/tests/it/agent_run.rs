@@ -78,7 +78,7 @@ fn write_agent(home: &std::path::Path, name: &str, body: &str) {
     std::fs::write(dir.join(format!("{name}.prompt")), body).unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plain_agent_runs_against_the_model() {
     let model =
         ScriptedModel::start(Script::new().on("summarise", vec![Step::text("A short summary.")]))
@@ -112,7 +112,7 @@ async fn a_plain_agent_runs_against_the_model() {
     assert_eq!(report["success"], true);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_agent_and_model_errors_exit_non_zero() {
     let model = ScriptedModel::start(Script::new()).await.unwrap();
     model.set_fault(Some(Fault::Status(500)));
@@ -141,13 +141,13 @@ async fn unknown_agent_and_model_errors_exit_non_zero() {
         .stderr(predicate::str::contains("OPENAI_API_KEY"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_steps_exhaustion_exits_non_zero() {
     let script = Script::new().on(
         "loop",
         vec![
-            Step::tool("nonexistent_tool", serde_json::json!({})),
-            Step::tool("nonexistent_tool", serde_json::json!({})),
+            Step::tool("coding_open", serde_json::json!({})),
+            Step::tool("coding_open", serde_json::json!({})),
         ],
     );
     let model = ScriptedModel::start(script).await.unwrap();
@@ -155,8 +155,19 @@ async fn max_steps_exhaustion_exits_non_zero() {
     write_agent(
         home.path(),
         "looper",
-        "---\nmetadata:\n  name: looper\nmodel: openai/gpt-4o\nmax_steps: 1\n---\n{{userInput}}\n",
+        "---\nmetadata:\n  name: looper\nmodel: openai/gpt-4o\nmax_steps: 1\ncoding:\n  enabled: true\n---\n{{userInput}}\n",
     );
+    let cfg = home.path().join(".config/station/config.yaml");
+    let opencode = station_testkit::peers::opencode_bin();
+    std::fs::write(
+        &cfg,
+        format!(
+            "coding:\n  backend: opencode-cli\n  cli:\n    binary: {}\n  workspace_base_path: {}\n",
+            opencode.display(),
+            home.path().join("ws").display()
+        ),
+    )
+    .unwrap();
     stn(home.path())
         .args(["agent", "run", "looper", "loop forever"])
         .env("STN_AI_BASE_URL", model.base_url())

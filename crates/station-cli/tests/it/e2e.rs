@@ -17,8 +17,20 @@ const SECOND_INSTRUCTION: &str = "Edit hello.py so it greets Station";
 fn script() -> Script {
     Script::new()
         // The coding agent (OpenCode or Claude), matched by the instruction it receives.
-        .on(FIRST_INSTRUCTION, vec![Step::write("hello.py", "print('Hello World')\n"), Step::text("Created hello.py.")])
-        .on(SECOND_INSTRUCTION, vec![Step::edit("hello.py", "Hello World", "Hello Station"), Step::text("hello.py now greets Station.")])
+        .on(
+            FIRST_INSTRUCTION,
+            vec![
+                Step::write("hello.py", "print('Hello World')\n"),
+                Step::text("Created hello.py."),
+            ],
+        )
+        .on(
+            SECOND_INSTRUCTION,
+            vec![
+                Step::edit("hello.py", "Hello World", "Hello Station"),
+                Step::text("hello.py now greets Station."),
+            ],
+        )
         // The orchestrating model, matched by the user's task.
         .on(
             "create a hello.py",
@@ -50,11 +62,17 @@ impl Env {
         let home = tempfile::tempdir().unwrap();
         let mut vars = peers::opencode_env(home.path(), model);
         vars.extend(peers::claude_env(home.path(), model));
-        vars.push(("STN_DATA_DIR".into(), home.path().join("station-data").display().to_string()));
+        vars.push((
+            "STN_DATA_DIR".into(),
+            home.path().join("station-data").display().to_string(),
+        ));
         vars.push(("STN_AI_BASE_URL".into(), model.base_url()));
         let config_dir = home.path().join(".config/station");
         std::fs::create_dir_all(&config_dir).unwrap();
-        let yaml = format!("ai_model: openai/gpt-4o\ncoding:\n  workspace_base_path: {}\n{coding_yaml}", home.path().join("workspaces").display());
+        let yaml = format!(
+            "ai_model: openai/gpt-4o\ncoding:\n  workspace_base_path: {}\n{coding_yaml}",
+            home.path().join("workspaces").display()
+        );
         std::fs::write(config_dir.join("config.yaml"), yaml).unwrap();
         Env { home, vars }
     }
@@ -65,7 +83,10 @@ impl Env {
         for (k, v) in &self.vars {
             cmd.env(k, v);
         }
-        for k in peers::CLAUDE_ENV_REMOVE.iter().chain(peers::OPENCODE_ENV_REMOVE) {
+        for k in peers::CLAUDE_ENV_REMOVE
+            .iter()
+            .chain(peers::OPENCODE_ENV_REMOVE)
+        {
             cmd.env_remove(k);
         }
         cmd.timeout(std::time::Duration::from_secs(300));
@@ -73,18 +94,40 @@ impl Env {
     }
 
     fn run_agent(&self, task: &str, extra: &[&str]) -> Value {
-        let out = self.stn().args(["agent", "run", "coder", task, "--tail", "--json"]).args(extra).output().unwrap();
+        let out = self
+            .stn()
+            .args(["agent", "run", "coder", task, "--tail", "--json"])
+            .args(extra)
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "stn agent run failed:\n{stderr}");
-        assert!(stderr.contains("→ coding_open") && stderr.contains("→ code"), "--tail streams tool calls:\n{stderr}");
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("--json stdout is one JSON object ({e}):\n{}", String::from_utf8_lossy(&out.stdout)))
+        assert!(
+            stderr.contains("→ coding_open") && stderr.contains("→ code"),
+            "--tail streams tool calls:\n{stderr}"
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "--json stdout is one JSON object ({e}):\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
     }
 }
 
 fn workspace_of(env: &Env, session_id: &str) -> PathBuf {
-    let out = env.stn().args(["session", "list", "--json"]).output().unwrap();
+    let out = env
+        .stn()
+        .args(["session", "list", "--json"])
+        .output()
+        .unwrap();
     let sessions: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let s = sessions.as_array().unwrap().iter().find(|s| s["id"] == session_id).unwrap_or_else(|| panic!("{session_id} in {sessions}"));
+    let s = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == session_id)
+        .unwrap_or_else(|| panic!("{session_id} in {sessions}"));
     PathBuf::from(s["workspace"].as_str().unwrap())
 }
 
@@ -92,45 +135,94 @@ async fn create_run_and_continue(coding_yaml: &str) {
     let model = ScriptedModel::start(script()).await.unwrap();
     let env = Env::new(&model, coding_yaml);
     env.stn()
-        .args(["agent", "create", "coder", "--description", "Coding assistant", "--prompt", "You are a coding assistant. Use the coding tools.", "--coding", r#"{"enabled":true}"#, "--max-steps", "10"])
+        .args([
+            "agent",
+            "create",
+            "coder",
+            "--description",
+            "Coding assistant",
+            "--prompt",
+            "You are a coding assistant. Use the coding tools.",
+            "--coding",
+            r#"{"enabled":true}"#,
+            "--max-steps",
+            "10",
+        ])
         .assert()
         .success();
     let first = env.run_agent("Create a hello.py that prints Hello World", &[]);
     assert_eq!(first["success"], true, "{first:#}");
     let session = first["sessions"][0].as_str().unwrap().to_string();
     let ws = workspace_of(&env, &session);
-    assert_eq!(std::fs::read_to_string(ws.join("hello.py")).unwrap(), "print('Hello World')\n");
-    assert!(first["files_changed"].as_array().unwrap().iter().any(|f| f["path"].as_str().unwrap().ends_with("hello.py") && f["action"] == "created"), "{first:#}");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("hello.py")).unwrap(),
+        "print('Hello World')\n"
+    );
+    assert!(
+        first["files_changed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["path"].as_str().unwrap().ends_with("hello.py") && f["action"] == "created"),
+        "{first:#}"
+    );
 
-    let second = env.run_agent("Now make it greet Station", &["--coding-session", "file hello.py"]);
+    let second = env.run_agent(
+        "Now make it greet Station",
+        &["--coding-session", "file hello.py"],
+    );
     assert_eq!(second["success"], true, "{second:#}");
-    assert_eq!(second["sessions"][0], session.as_str(), "the same coding session continues");
-    assert_eq!(std::fs::read_to_string(ws.join("hello.py")).unwrap(), "print('Hello Station')\n");
+    assert_eq!(
+        second["sessions"][0],
+        session.as_str(),
+        "the same coding session continues"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("hello.py")).unwrap(),
+        "print('Hello Station')\n"
+    );
     // The coding agent saw the first task in the continued conversation.
     let continued = model
         .requests()
         .into_iter()
         .rev()
-        .find(|r| r.prompt.as_deref().is_some_and(|p| p.contains(SECOND_INSTRUCTION)) && !r.side_call)
+        .find(|r| {
+            r.prompt
+                .as_deref()
+                .is_some_and(|p| p.contains(SECOND_INSTRUCTION))
+                && !r.side_call
+        })
         .expect("the coding agent got the second instruction");
-    assert!(continued.conversation_text().contains(FIRST_INSTRUCTION), "the backend sees the earlier context");
+    assert!(
+        continued.conversation_text().contains(FIRST_INSTRUCTION),
+        "the backend sees the earlier context"
+    );
 }
 
 fn bin(p: PathBuf) -> String {
     p.display().to_string()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_codes_with_opencode_cli() {
-    create_run_and_continue(&format!("  backend: opencode-cli\n  cli:\n    binary: {}\n    model: {}\n", bin(peers::opencode_bin()), peers::OPENCODE_MODEL)).await;
+    create_run_and_continue(&format!(
+        "  backend: opencode-cli\n  cli:\n    binary: {}\n    model: {}\n",
+        bin(peers::opencode_bin()),
+        peers::OPENCODE_MODEL
+    ))
+    .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_codes_with_claude_code() {
-    create_run_and_continue(&format!("  backend: claudecode\n  claudecode:\n    binary: {}\n", bin(peers::claude_bin()))).await;
+    create_run_and_continue(&format!(
+        "  backend: claudecode\n  claudecode:\n    binary: {}\n",
+        bin(peers::claude_bin())
+    ))
+    .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_codes_with_opencode_http_managed_server() {
     create_run_and_continue(&format!(
         "  backend: opencode\n  opencode:\n    url: http://127.0.0.1:9\n    managed: always\n    binary: {}\n    model: {}\n",

@@ -65,7 +65,9 @@ pub(crate) fn plan(
     conv: &Conversation,
     tool_id: String,
 ) -> Planned {
-    let side_call = conv.tools.is_empty();
+    // A side call (a title or other JSON helper request) offers no tools and asks for a title or
+    // for JSON; a tool-less request that is neither (an agent without tools) follows the script.
+    let side_call = conv.tools.is_empty() && (conv.json_schema.is_some() || conv.title_request);
     if let Some(fault) = fault {
         return Planned {
             plan: Plan::Fault(fault),

@@ -129,6 +129,8 @@ pub(crate) struct Conversation {
     /// `Some(schema)` when the client asked for JSON output (`Value::Null` for a schema-less
     /// JSON mode).
     pub(crate) json_schema: Option<Value>,
+    /// The system prompt asks for a title (OpenCode's title generator).
+    pub(crate) title_request: bool,
     pub(crate) input_tokens: u64,
 }
 
@@ -171,12 +173,14 @@ pub(crate) fn parse_conversation(api: Api, body: &Value) -> Result<Conversation,
         Api::Anthropic => anthropic_json_schema(body),
     };
     let text = conversation_text(api, body);
+    let system = system_text(api, body);
     Ok(Conversation {
         model,
         stream,
         include_usage,
         tools,
-        working_dir: working_dir(&system_text(api, body)),
+        working_dir: working_dir(&system),
+        title_request: system.to_lowercase().contains("title"),
         prompt,
         turn,
         json_schema,

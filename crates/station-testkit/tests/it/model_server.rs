@@ -382,6 +382,7 @@ async fn side_calls_get_titles_or_schema_json_and_never_advance_the_script() {
     // OpenCode's title request: no tools.
     let mut title = openai_body("create hello.py that prints Hello World", &[], true);
     title.as_object_mut().unwrap().remove("tools");
+    title["messages"].as_array_mut().unwrap().insert(0, json!({"role": "system", "content": "You are a title generator. You output ONLY a thread title."}));
     let (text, name, ..) = openai_parts(&openai(&model, &title).await.text().await.unwrap());
     assert_eq!(text, "create hello.py that prints Hello World");
     assert_eq!(name, None);
@@ -879,4 +880,20 @@ async fn wait_until_refused(port: u16) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+#[tokio::test]
+async fn a_tool_less_agent_request_follows_the_script() {
+    let model =
+        ScriptedModel::start(Script::new().on("summarise", vec![Step::text("A short summary.")]))
+            .await
+            .unwrap();
+    let mut body = openai_body("please summarise this", &[], false);
+    body.as_object_mut().unwrap().remove("tools");
+    let reply: Value = openai(&model, &body).await.json().await.unwrap();
+    assert_eq!(
+        reply["choices"][0]["message"]["content"],
+        "A short summary."
+    );
+    assert!(!model.requests()[0].side_call);
 }
