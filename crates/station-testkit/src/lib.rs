@@ -4,8 +4,11 @@
 //!   on 127.0.0.1, so real coding agents run offline and deterministically.
 //! * [`peers`]: locate the pinned real peers (`opencode`, `claude`, `nats-server`) and build the
 //!   isolated environment each one runs in.
+//! * [`git_server`]: a git smart-HTTP server on 127.0.0.1 that demands basic auth (the system
+//!   `git http-backend` behind axum), plus git fixtures.
 //! * [`conformance`]: checks every [`CodingBackend`](station_core::CodingBackend) runs against itself.
 
 pub mod conformance;
+pub mod git_server;
 pub mod model_server;
 pub mod peers;

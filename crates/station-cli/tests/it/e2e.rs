@@ -231,3 +231,191 @@ async fn agent_codes_with_opencode_http_managed_server() {
     ))
     .await;
 }
+
+mod private_repo {
+    use serde_json::{Value, json};
+    use station_testkit::git_server::{GitServer, fake_token, git, seeded_repo};
+    use station_testkit::model_server::{Script, ScriptedModel, Step};
+    use station_testkit::peers;
+
+    use super::{Env, bin};
+
+    fn opencode_cli_with_token() -> String {
+        format!(
+            "  backend: opencode-cli\n  cli:\n    binary: {}\n    model: {}\n  git:\n    token_env: STN_TEST_GIT_TOKEN\n    user_name: Station Test\n    user_email: test@station.invalid\n",
+            bin(peers::opencode_bin()),
+            peers::OPENCODE_MODEL
+        )
+    }
+
+    fn assert_no_token(token: &str, texts: &[&str]) {
+        for t in texts {
+            assert!(!t.contains(token), "the token leaked into: {t}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stn_code_clones_a_private_repo_and_works_in_the_clone() {
+        let model = ScriptedModel::start(Script::new().on(
+            "add notes.md",
+            vec![
+                Step::write("notes.md", "# Notes\n"),
+                Step::text("Added notes.md."),
+            ],
+        ))
+        .await
+        .unwrap();
+        let repos = tempfile::tempdir().unwrap();
+        let token = fake_token();
+        seeded_repo(repos.path(), "private").await;
+        let server = GitServer::start(repos.path(), "x-access-token", &token).await;
+        let mut env = Env::new(&model, &opencode_cli_with_token());
+        env.vars.push(("STN_TEST_GIT_TOKEN".into(), token.clone()));
+        let ws = env.home.path().join("clone");
+        let out = env
+            .stn()
+            .args(["code", "--repo", &server.url("private"), "--workspace"])
+            .arg(&ws)
+            .args(["--json", "Add notes.md with a heading"])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "{stderr}");
+        let v: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(v["success"], true, "{v:#}");
+        assert!(
+            ws.join("README.md").is_file(),
+            "the repository was cloned into the workspace"
+        );
+        assert_eq!(
+            std::fs::read_to_string(ws.join("notes.md")).unwrap(),
+            "# Notes\n",
+            "the task ran in the clone"
+        );
+        assert!(
+            v["files_changed"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["path"] == "notes.md"),
+            "{v:#}"
+        );
+        let git_config = std::fs::read_to_string(ws.join(".git/config")).unwrap();
+        assert_no_token(&token, &[&stdout, &stderr, &git_config]);
+        assert!(server.unauthorized() >= 1 || server.requests() > 0);
+
+        // The wrong token fails clearly, without printing either token.
+        let mut wrong = Env::new(&model, &opencode_cli_with_token());
+        let bad = fake_token();
+        wrong.vars.push(("STN_TEST_GIT_TOKEN".into(), bad.clone()));
+        let out = wrong
+            .stn()
+            .args(["code", "--repo", &server.url("private"), "x"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success());
+        assert!(stderr.to_lowercase().contains("auth"), "{stderr}");
+        assert_no_token(&bad, &[&stderr, &String::from_utf8_lossy(&out.stdout)]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_agent_clones_commits_and_pushes() {
+        let repos = tempfile::tempdir().unwrap();
+        let token = fake_token();
+        seeded_repo(repos.path(), "private").await;
+        let server = GitServer::start(repos.path(), "x-access-token", &token).await;
+        let script = Script::new()
+            .on(
+                "write the readme section",
+                vec![
+                    Step::write("USAGE.md", "# Usage\n\nRun it.\n"),
+                    Step::text("Wrote USAGE.md."),
+                ],
+            )
+            .on(
+                "document the repo",
+                vec![
+                    Step::tool("coding_open", json!({"repo_url": server.url("private")})),
+                    Step::tool(
+                        "code",
+                        json!({"instruction": "Write the readme section USAGE.md"}),
+                    ),
+                    Step::tool("coding_branch", json!({"branch": "docs"})),
+                    Step::tool("coding_commit", json!({"message": "Add USAGE.md"})),
+                    Step::tool("coding_push", json!({})),
+                    Step::tool("coding_close", json!({})),
+                    Step::text("Pushed USAGE.md on branch docs."),
+                ],
+            );
+        let model = ScriptedModel::start(script).await.unwrap();
+        let mut env = Env::new(&model, &opencode_cli_with_token());
+        env.vars.push(("STN_TEST_GIT_TOKEN".into(), token.clone()));
+        env.stn()
+            .args([
+                "agent",
+                "create",
+                "coder",
+                "-d",
+                "Coder",
+                "-p",
+                "You code.",
+                "--coding",
+                r#"{"enabled":true}"#,
+                "--max-steps",
+                "10",
+            ])
+            .assert()
+            .success();
+        let out = env
+            .stn()
+            .args([
+                "agent",
+                "run",
+                "coder",
+                "Document the repo",
+                "--json",
+                "--tail",
+            ])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "{stderr}");
+        let report: Value = serde_json::from_str(&stdout).unwrap();
+        let calls: Vec<(&str, bool)> = report["tool_calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["name"].as_str().unwrap(), c["success"].as_bool().unwrap()))
+            .collect();
+        assert!(calls.iter().all(|(_, ok)| *ok), "{stderr}\n{report:#}");
+        assert_eq!(calls.len(), 6);
+        assert_no_token(&token, &[&stdout, &stderr]);
+        // The push landed: clone the server's repository again with the git CLI.
+        let check = repos.path().join("check");
+        git(
+            repos.path(),
+            &[
+                "clone",
+                "--quiet",
+                "--branch",
+                "docs",
+                repos.path().join("private.git").to_str().unwrap(),
+                check.to_str().unwrap(),
+            ],
+        )
+        .await;
+        assert_eq!(
+            std::fs::read_to_string(check.join("USAGE.md")).unwrap(),
+            "# Usage\n\nRun it.\n"
+        );
+        let log = git(&check, &["log", "-1", "--format=%s|%an|%ae"]).await;
+        assert_eq!(log.trim(), "Add USAGE.md|Station Test|test@station.invalid");
+    }
+}
