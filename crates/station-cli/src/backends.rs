@@ -15,12 +15,15 @@ use station_core::config::{BackendKind, LoadedConfig};
 use station_core::{CodingBackend, Result};
 
 /// The backend named `kind`, configured from `config`.
-pub(crate) fn build(kind: BackendKind, config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
+pub(crate) async fn build(
+    kind: BackendKind,
+    config: &LoadedConfig,
+) -> Result<Arc<dyn CodingBackend>> {
     match kind {
         BackendKind::Opencode => http(config),
         BackendKind::OpencodeCli => cli(config),
         BackendKind::ClaudeCode => claude(config),
-        BackendKind::OpencodeNats => nats(config),
+        BackendKind::OpencodeNats => nats(config).await,
     }
 }
 
@@ -98,15 +101,19 @@ fn claude(_config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
 }
 
 #[cfg(feature = "nats")]
-fn nats(_config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
-    Err(station_core::Error::not_supported(
-        "opencode-nats",
-        "running tasks (wiring in progress)",
+async fn nats(config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
+    let coding = &config.config.coding;
+    let options = station_backend_nats::NatsBackendOptions {
+        task_timeout: coding.task_timeout(),
+        ..Default::default()
+    };
+    Ok(Arc::new(
+        station_backend_nats::NatsBackend::connect(&coding.nats, options).await?,
     ))
 }
 
 #[cfg(not(feature = "nats"))]
-fn nats(_config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
+async fn nats(_config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
     Err(compiled_out(BackendKind::OpencodeNats, "nats"))
 }
 

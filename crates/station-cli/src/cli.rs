@@ -30,6 +30,7 @@ impl Cli {
             Command::Code(a) => a.json,
             Command::Session(SessionCommand::List(a)) => a.json,
             Command::Doctor(a) => a.json,
+            Command::Worker(_) => false,
         }
     }
 }
@@ -49,6 +50,8 @@ pub(crate) enum Command {
     Session(SessionCommand),
     /// Check that the configured backend is reachable and usable.
     Doctor(DoctorArgs),
+    /// Serve coding tasks from NATS on a local OpenCode server (the `opencode-nats` backend's worker).
+    Worker(WorkerArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -208,4 +211,23 @@ pub(crate) struct DoctorArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WorkerArgs {
+    /// NATS server URL (default: coding.nats.url).
+    #[arg(long, value_name = "URL")]
+    pub(crate) nats_url: Option<String>,
+    /// NATS credentials file (default: coding.nats.creds_file).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) creds_file: Option<PathBuf>,
+    /// Directory the workspaces live under (default: coding.workspace_base_path).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) workspace_base: Option<PathBuf>,
+    /// OpenCode server to run tasks on (default: coding.opencode.url, or a private server).
+    #[arg(long, value_name = "URL")]
+    pub(crate) opencode_url: Option<String>,
+    /// This worker's identity in acks, heartbeats and results.
+    #[arg(long, value_name = "ID")]
+    pub(crate) id: Option<String>,
 }

@@ -281,7 +281,7 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: RunAgentArgs) -> anyhow::Re
         );
     }
     let tools = if def.coding.enabled {
-        let backend = backends::build(kind, loaded)?;
+        let backend = backends::build(kind, loaded).await?;
         // Fail before spending model tokens when the backend cannot work.
         match tokio::time::timeout(std::time::Duration::from_secs(30), backend.health()).await {
             Ok(Ok(h)) if h.ok => {}

@@ -19,7 +19,7 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: CodeArgs) -> anyhow::Result
         Some(b) => b.parse()?,
         None => loaded.config.coding.backend,
     };
-    let backend = backends::build(kind, loaded)?;
+    let backend = backends::build(kind, loaded).await?;
     let index = SessionIndex::open(SessionIndex::default_dir()?)?;
     let service = SessionService::new(
         backend,

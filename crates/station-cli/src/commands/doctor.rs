@@ -32,7 +32,7 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: DoctorArgs) -> anyhow::Resu
             checks.push(json!({"check": "session index", "ok": false, "detail": e.to_string()}));
         }
     }
-    let health = match backends::build(kind, loaded) {
+    let health = match backends::build(kind, loaded).await {
         Ok(backend) => {
             match tokio::time::timeout(Duration::from_secs(30), backend.health()).await {
                 Ok(Ok(h)) => {

@@ -5,6 +5,7 @@ mod code;
 mod config;
 mod doctor;
 mod session;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -39,6 +40,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Code(args) => code::run(&load_config(config_path.as_deref())?, args).await,
         Command::Session(SessionCommand::List(args)) => session::list(args.json),
         Command::Doctor(args) => doctor::run(&load_config(config_path.as_deref())?, args).await,
+        Command::Worker(args) => worker::run(load_config(config_path.as_deref())?, args).await,
     }
 }
 

@@ -134,6 +134,10 @@ fn workspace_of(env: &Env, session_id: &str) -> PathBuf {
 async fn create_run_and_continue(coding_yaml: &str) {
     let model = ScriptedModel::start(script()).await.unwrap();
     let env = Env::new(&model, coding_yaml);
+    run_scenario(&model, &env);
+}
+
+fn run_scenario(model: &ScriptedModel, env: &Env) {
     env.stn()
         .args([
             "agent",
@@ -220,6 +224,52 @@ async fn agent_codes_with_claude_code() {
         bin(peers::claude_bin())
     ))
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_codes_through_nats_with_stn_worker() {
+    let nats = peers::NatsServer::start().await;
+    let model = ScriptedModel::start(script()).await.unwrap();
+    let env = Env::new(
+        &model,
+        &format!(
+            "  backend: opencode-nats\n  nats:\n    url: {}\n  opencode:\n    managed: always\n    binary: {}\n    model: {}\n",
+            nats.url,
+            bin(peers::opencode_bin()),
+            peers::OPENCODE_MODEL
+        ),
+    );
+    // `stn worker` runs next to a private `opencode serve`, in the same isolated home.
+    let stn = assert_cmd::cargo::cargo_bin("stn");
+    let mut spec = station_core::process::CommandSpec::new(stn, env.home.path())
+        .arg("worker")
+        .env_clear();
+    for (k, v) in &env.vars {
+        spec = spec.env(k, v);
+    }
+    let mut worker = spec.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !worker.stderr_tail().contains("serving") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stn worker did not start: {}",
+            worker.stderr_tail()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let scenario = tokio::task::spawn_blocking(move || {
+        run_scenario(&model, &env);
+        env
+    });
+    let env = scenario.await.unwrap();
+    // SIGTERM: the worker shuts down gracefully.
+    worker.signal_group(nix::sys::signal::Signal::SIGTERM);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(40), worker.wait())
+        .await
+        .expect("the worker stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{}", worker.stderr_tail());
+    drop(env);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,4 +4,5 @@ mod agent;
 mod agent_run;
 mod config;
 mod e2e;
+mod nats;
 mod support;

@@ -1,0 +1,126 @@
+//! `stn worker`: take coding tasks from NATS and run them on a local OpenCode server.
+
+use std::process::ExitCode;
+
+use station_core::config::LoadedConfig;
+
+use crate::cli::WorkerArgs;
+
+#[cfg(not(all(feature = "nats", feature = "http")))]
+pub(crate) async fn run(_loaded: LoadedConfig, _args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    anyhow::bail!(
+        "`stn worker` needs the `nats` and `http` features; rebuild stn with the default features"
+    )
+}
+
+#[cfg(all(feature = "nats", feature = "http"))]
+pub(crate) async fn run(mut loaded: LoadedConfig, args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    use std::sync::Arc;
+
+    use station_backend_nats::{Worker, WorkerOptions};
+    use station_core::config::ManagedServer;
+    use tokio_util::sync::CancellationToken;
+
+    use crate::{backends, output};
+
+    let coding = &mut loaded.config.coding;
+    if let Some(url) = args.nats_url {
+        coding.nats.url = url;
+    }
+    if let Some(creds) = args.creds_file {
+        coding.nats.creds_file = Some(creds);
+    }
+    if let Some(base) = args.workspace_base {
+        coding.workspace_base_path = Some(base);
+    }
+    if let Some(url) = args.opencode_url {
+        coding.opencode.url = url;
+        coding.opencode.managed = ManagedServer::Never;
+    }
+    let base = coding.workspace_base();
+    std::fs::create_dir_all(&base)?;
+    let executor = Arc::new(backends::http_backend(&loaded)?);
+    let options = WorkerOptions {
+        worker_id: args.id,
+        task_timeout: loaded.config.coding.task_timeout(),
+        git: Some(Arc::new(git_prepare::StationGit(
+            station_git::Git::from_loaded(&loaded),
+        ))),
+        ..WorkerOptions::default()
+    };
+    let worker = Worker::new(
+        loaded.config.coding.nats.clone(),
+        executor,
+        base.clone(),
+        options,
+    );
+    output::progress(&format!(
+        "stn worker {} serving {} from {} (workspaces under {})",
+        worker.id(),
+        loaded.config.coding.nats.subjects.task,
+        loaded.config.coding.nats.url,
+        base.display()
+    ));
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let sigterm = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = sigterm => {}
+        }
+        output::progress("stn worker: shutting down (finishing in-flight tasks)");
+        stop.cancel();
+    });
+    worker.run(shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(all(feature = "nats", feature = "http"))]
+mod git_prepare {
+    use std::path::Path;
+
+    use station_backend_nats::PrepareWorkspace;
+    use station_backend_nats::wire::{GitInfo, GitSpec};
+
+    /// Clones task repositories with the worker's own credentials (never from messages).
+    #[derive(Debug)]
+    pub(super) struct StationGit(pub(super) station_git::Git);
+
+    #[async_trait::async_trait]
+    impl PrepareWorkspace for StationGit {
+        async fn prepare(
+            &self,
+            dir: &Path,
+            git: &GitSpec,
+            _existed: bool,
+        ) -> station_core::Result<GitInfo> {
+            if dir.join(".git").exists() {
+                return Ok(GitInfo {
+                    url: Some(git.url.clone()),
+                    branch: git.branch.clone(),
+                    commit: None,
+                });
+            }
+            let opts = station_git::CloneOptions {
+                branch: git.branch.clone(),
+                ..Default::default()
+            };
+            let cloned = self.0.clone_repo(&git.url, dir, opts).await?;
+            Ok(GitInfo {
+                url: Some(cloned.url),
+                branch: cloned.branch,
+                commit: cloned.head,
+            })
+        }
+    }
+}
