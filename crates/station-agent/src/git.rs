@@ -39,7 +39,8 @@ impl LocalGit {
 }
 
 fn to_json(v: impl serde::Serialize) -> Result<Value> {
-    serde_json::to_value(v).map_err(|e| station_core::Error::backend("git", format!("cannot encode the result: {e}")))
+    serde_json::to_value(v)
+        .map_err(|e| station_core::Error::backend("git", format!("cannot encode the result: {e}")))
 }
 
 #[async_trait::async_trait]
@@ -52,8 +53,19 @@ impl GitOps for LocalGit {
     async fn commit(&self, workspace: &Path, message: &str, add_all: bool) -> Result<Value> {
         to_json(self.git.commit(workspace, message, add_all).await?)
     }
-    async fn push(&self, workspace: &Path, remote: Option<&str>, branch: Option<&str>, set_upstream: bool) -> Result<Value> {
-        let opts = station_git::PushOptions { remote: remote.map(str::to_string), branch: branch.map(str::to_string), set_upstream, ..Default::default() };
+    async fn push(
+        &self,
+        workspace: &Path,
+        remote: Option<&str>,
+        branch: Option<&str>,
+        set_upstream: bool,
+    ) -> Result<Value> {
+        let opts = station_git::PushOptions {
+            remote: remote.map(str::to_string),
+            branch: branch.map(str::to_string),
+            set_upstream,
+            ..Default::default()
+        };
         to_json(self.git.push(workspace, opts).await?)
     }
     async fn branch(&self, workspace: &Path, branch: &str, create: bool) -> Result<Value> {
