@@ -174,15 +174,14 @@ const DEMO_TASK: &str = "Create a hello.py that prints Hello World";
 const DEMO_INSTRUCTION: &str = "Write the file hello.py that prints Hello World";
 
 fn demo_script() -> String {
-    let script = serde_json_like(&[
+    serde_json_like(&[
         // The coding agent's model: answers the instruction the orchestrator hands over.
         (DEMO_INSTRUCTION, r#"[{"write": {"path": "hello.py", "content": "print('Hello World')\n"}, "text_before": "Creating hello.py."}, {"text": "Created hello.py; it prints Hello World."}]"#.to_string()),
         // The orchestrating model: opens a coding session, hands over the task, closes it.
         ("create a hello.py", format!(
             r#"[{{"tool": {{"name": "coding_open", "args": {{}}}}, "text_before": "I'll open a coding session."}}, {{"tool": {{"name": "code", "args": {{"instruction": "{DEMO_INSTRUCTION}"}}}}}}, {{"tool": {{"name": "coding_close", "args": {{}}}}}}, {{"text": "Done: hello.py prints Hello World."}}]"#
         )),
-    ]);
-    script
+    ])
 }
 
 fn serde_json_like(rules: &[(&str, String)]) -> String {

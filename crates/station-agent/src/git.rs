@@ -46,8 +46,10 @@ fn to_json(v: impl serde::Serialize) -> Result<Value> {
 #[async_trait::async_trait]
 impl GitOps for LocalGit {
     async fn clone_repo(&self, url: &str, branch: Option<&str>, dest: &Path) -> Result<()> {
-        let mut opts = station_git::CloneOptions::default();
-        opts.branch = branch.map(str::to_string);
+        let opts = station_git::CloneOptions {
+            branch: branch.map(str::to_string),
+            ..Default::default()
+        };
         self.git.clone_repo(url, dest, opts).await.map(|_| ())
     }
     async fn commit(&self, workspace: &Path, message: &str, add_all: bool) -> Result<Value> {

@@ -157,7 +157,7 @@ fn run_scenario(model: &ScriptedModel, env: &Env) {
     let first = env.run_agent("Create a hello.py that prints Hello World", &[]);
     assert_eq!(first["success"], true, "{first:#}");
     let session = first["sessions"][0].as_str().unwrap().to_string();
-    let ws = workspace_of(&env, &session);
+    let ws = workspace_of(env, &session);
     assert_eq!(
         std::fs::read_to_string(ws.join("hello.py")).unwrap(),
         "print('Hello World')\n"
