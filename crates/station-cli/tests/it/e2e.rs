@@ -469,3 +469,216 @@ mod private_repo {
         assert_eq!(log.trim(), "Add USAGE.md|Station Test|test@station.invalid");
     }
 }
+
+mod stn_code {
+    use serde_json::Value;
+    use station_testkit::model_server::{Script, ScriptedModel, Step};
+    use station_testkit::peers;
+
+    use super::{Env, bin};
+
+    fn script() -> Script {
+        Script::new()
+            .on(
+                "create hello.py",
+                vec![
+                    Step::write("hello.py", "print('Hello World')\n"),
+                    Step::text("Created hello.py."),
+                ],
+            )
+            .on(
+                "add a second line",
+                vec![
+                    Step::edit(
+                        "hello.py",
+                        "print('Hello World')\n",
+                        "print('Hello World')\nprint('again')\n",
+                    ),
+                    Step::text("Added a line."),
+                ],
+            )
+    }
+
+    fn code(env: &Env, args: &[&str]) -> Value {
+        let out = env
+            .stn()
+            .arg("code")
+            .args(args)
+            .arg("--json")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "stn code {args:?} failed:\n{stderr}");
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+    }
+
+    /// `stn code --workspace W` writes in W and reports it; `--session <title part>` continues.
+    async fn create_and_continue(backend: &str, coding_yaml: &str, expect_cost: bool) {
+        let model = ScriptedModel::start(script()).await.unwrap();
+        let env = Env::new(&model, coding_yaml);
+        let ws = env.home.path().join("project");
+        std::fs::create_dir_all(&ws).unwrap();
+        let ws_arg = ws.display().to_string();
+        let first = code(
+            &env,
+            &[
+                "--backend",
+                backend,
+                "--workspace",
+                &ws_arg,
+                "Create hello.py printing Hello World",
+            ],
+        );
+        assert_eq!(first["success"], true, "{first:#}");
+        assert_eq!(
+            std::fs::read_to_string(ws.join("hello.py")).unwrap(),
+            "print('Hello World')\n",
+            "written in W"
+        );
+        let change = first["files_changed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"].as_str().unwrap().ends_with("hello.py"))
+            .expect("hello.py reported");
+        assert_eq!(
+            (change["action"].as_str(), change["lines_added"].as_u64()),
+            (Some("created"), Some(1))
+        );
+        assert!(
+            first["usage"]["input_tokens"].as_u64().unwrap() > 0,
+            "{first:#}"
+        );
+        if expect_cost {
+            assert!(
+                first["cost_usd"].as_f64().unwrap() > 0.0,
+                "the CLI's cost is reported: {first:#}"
+            );
+        }
+        let backend_id = first["session"]["backend_session_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let second = code(
+            &env,
+            &[
+                "--backend",
+                backend,
+                "--session",
+                "printing hello",
+                "Add a second line",
+            ],
+        );
+        assert_eq!(second["success"], true, "{second:#}");
+        assert_eq!(
+            second["session"]["id"], first["session"]["id"],
+            "the same station session"
+        );
+        assert_eq!(
+            second["session"]["backend_session_id"].as_str(),
+            Some(backend_id.as_str()),
+            "the same backend session"
+        );
+        assert_eq!(
+            std::fs::read_to_string(ws.join("hello.py")).unwrap(),
+            "print('Hello World')\nprint('again')\n"
+        );
+        let continued = model
+            .requests()
+            .into_iter()
+            .rev()
+            .find(|r| {
+                r.prompt
+                    .as_deref()
+                    .is_some_and(|p| p.contains("Add a second line"))
+                    && !r.side_call
+            })
+            .unwrap();
+        assert!(
+            continued
+                .conversation_text()
+                .contains("Create hello.py printing Hello World"),
+            "the backend saw the first task"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_opencode_cli() {
+        create_and_continue(
+            "opencode-cli",
+            &format!(
+                "  cli:\n    binary: {}\n    model: {}\n",
+                bin(peers::opencode_bin()),
+                peers::OPENCODE_MODEL
+            ),
+            false,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_claude_code() {
+        create_and_continue(
+            "claudecode",
+            &format!("  claudecode:\n    binary: {}\n", bin(peers::claude_bin())),
+            true,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_opencode_http() {
+        create_and_continue(
+            "opencode",
+            &format!("  opencode:\n    url: http://127.0.0.1:9\n    managed: always\n    binary: {}\n    model: {}\n", bin(peers::opencode_bin()), peers::OPENCODE_MODEL),
+            false,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_backend_that_is_down_is_a_clear_error() {
+        let model = ScriptedModel::start(Script::new()).await.unwrap();
+        let env = Env::new(
+            &model,
+            "  backend: opencode\n  opencode:\n    url: http://127.0.0.1:9\n    managed: never\n",
+        );
+        let out = env.stn().args(["code", "hello"]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr.contains("opencode serve"),
+            "says how to start the server: {stderr}"
+        );
+        env.stn()
+            .args([
+                "agent",
+                "create",
+                "coder",
+                "-d",
+                "x",
+                "-p",
+                "y",
+                "--coding",
+                r#"{"enabled":true}"#,
+            ])
+            .assert()
+            .success();
+        let out = env
+            .stn()
+            .args(["agent", "run", "coder", "do it"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr.contains("not usable") && stderr.contains("stn doctor"),
+            "{stderr}"
+        );
+        assert!(
+            model.requests().is_empty(),
+            "no model tokens spent on a dead backend"
+        );
+    }
+}
