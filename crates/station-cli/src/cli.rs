@@ -31,6 +31,8 @@ impl Cli {
             Command::Session(SessionCommand::List(a)) => a.json,
             Command::Doctor(a) => a.json,
             Command::Worker(_) => false,
+            // stdout carries the MCP protocol.
+            Command::Mcp(_) => true,
         }
     }
 }
@@ -52,6 +54,8 @@ pub(crate) enum Command {
     Doctor(DoctorArgs),
     /// Serve coding tasks from NATS on a local OpenCode server (the `opencode-nats` backend's worker).
     Worker(WorkerArgs),
+    /// Serve the coding tools over MCP (stdio by default) for Claude Desktop, Cursor, Zed, agents.
+    Mcp(McpArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -230,4 +234,17 @@ pub(crate) struct WorkerArgs {
     /// This worker's identity in acks, heartbeats and results.
     #[arg(long, value_name = "ID")]
     pub(crate) id: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct McpArgs {
+    /// Serve streamable HTTP on this address (e.g. 127.0.0.1:8765) instead of stdio.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) http: Option<std::net::SocketAddr>,
+    /// Allow a non-loopback --http address (anyone who can reach it can run coding tasks).
+    #[arg(long, requires = "http")]
+    pub(crate) allow_remote: bool,
+    /// Backend to use instead of the configured one.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) backend: Option<String>,
 }

@@ -184,7 +184,9 @@ impl CommandSpec {
         })?;
         let pid = child.id().expect("a just-spawned child has a pid");
         let mut stdin = child.stdin.take();
-        if let (StdinMode::Bytes(bytes), Some(mut pipe)) = (&self.stdin, stdin.take()) {
+        if let StdinMode::Bytes(bytes) = &self.stdin
+            && let Some(mut pipe) = stdin.take()
+        {
             let bytes = bytes.clone();
             tokio::spawn(async move {
                 let _ = pipe.write_all(&bytes).await;
@@ -530,6 +532,21 @@ mod tests {
         let mut lines = child.take_stdout_lines().unwrap();
         assert_eq!(lines.next_line().await.unwrap().unwrap().len(), 3_000_000);
         assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("second"));
+        assert_eq!(lines.next_line().await.unwrap(), None);
+        assert!(child.wait().await.unwrap().success());
+    }
+
+    #[tokio::test]
+    async fn piped_stdin_is_handed_to_the_caller() {
+        let mut child = CommandSpec::new("cat", std::env::temp_dir())
+            .stdin_piped()
+            .spawn()
+            .unwrap();
+        let mut stdin = child.take_stdin().expect("stdin is piped");
+        let mut lines = child.take_stdout_lines().unwrap();
+        stdin.write_all(b"ping\n").await.unwrap();
+        assert_eq!(lines.next_line().await.unwrap().as_deref(), Some("ping"));
+        drop(stdin);
         assert_eq!(lines.next_line().await.unwrap(), None);
         assert!(child.wait().await.unwrap().success());
     }

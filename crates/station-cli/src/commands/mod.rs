@@ -4,6 +4,7 @@ mod agent;
 mod code;
 mod config;
 mod doctor;
+mod mcp;
 mod session;
 mod worker;
 
@@ -41,6 +42,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Session(SessionCommand::List(args)) => session::list(args.json),
         Command::Doctor(args) => doctor::run(&load_config(config_path.as_deref())?, args).await,
         Command::Worker(args) => worker::run(load_config(config_path.as_deref())?, args).await,
+        Command::Mcp(args) => mcp::run(&load_config(config_path.as_deref())?, args).await,
     }
 }
 

@@ -4,5 +4,6 @@ mod agent;
 mod agent_run;
 mod config;
 mod e2e;
+mod mcp;
 mod nats;
 mod support;
