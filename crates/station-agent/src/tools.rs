@@ -364,6 +364,18 @@ impl CodingTools {
                 "open the session with a workspace_path or repo_url",
             )
         })?;
+        // Git runs here, on this machine's copy of the workspace; a backend whose workspace lives
+        // elsewhere (a NATS worker on another host, a remote OpenCode server) has none here.
+        if self.service.backend().capabilities().remote_workspace && !workspace.is_dir() {
+            return Err(ToolError::new(
+                format!(
+                    "the workspace {} lives on the `{}` backend's machine, and git there is not supported yet",
+                    workspace.display(),
+                    self.service.backend().name()
+                ),
+                "run the git step on the machine that holds the workspace, or use a backend with a local workspace",
+            ));
+        }
         let result = match name {
             "coding_commit" => {
                 git.commit(
