@@ -560,42 +560,14 @@ impl Exchange {
         let mut cancel_sent: Option<(Instant, StopReason)> = None;
         let mut tick = tokio::time::interval(TICK);
         loop {
+            // Biased, in causal order: a worker's ack precedes its events, and its events precede
+            // its result; polling at random could see a result or event before the ack.
             tokio::select! {
+                biased;
                 _ = ctx.cancel.cancelled(), if cancel_sent.is_none() => {
                     let reason = ctx.cancel.reason().unwrap_or(StopReason::Cancelled);
                     self.send_cancel(backend, reason).await;
                     cancel_sent = Some((Instant::now(), reason));
-                }
-                m = self.results.next() => {
-                    let Some(m) = m else { return Err(self.closed(backend)) };
-                    match serde_json::from_slice::<ResultMessage>(&m.payload) {
-                        Ok(r) if r.task_id.is_empty() || r.task_id == self.task_id => {
-                            return Ok(self.finish(r, &ctx));
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            ctx.events.emit(EventKind::Notice {
-                                message: format!("ignored a malformed result on {}: {e}", m.subject),
-                            });
-                        }
-                    }
-                }
-                m = self.events.next() => {
-                    let Some(m) = m else { return Err(self.closed(backend)) };
-                    last_heard = Instant::now();
-                    if !acknowledged && !plugin_mode {
-                        // A plugin answers with events, never with an ack.
-                        plugin_mode = true;
-                    }
-                    self.on_event(&m, &ctx);
-                }
-                m = self.beats.next() => {
-                    let Some(m) = m else { return Err(self.closed(backend)) };
-                    if let Ok(beat) = serde_json::from_slice::<Heartbeat>(&m.payload) {
-                        last_heard = Instant::now();
-                        liveness.get_or_insert(backend.heartbeat * MISSED_BEATS);
-                        self.worker.get_or_insert(beat.worker);
-                    }
                 }
                 m = self.acks.next() => {
                     let Some(m) = m else { return Err(self.closed(backend)) };
@@ -642,6 +614,37 @@ impl Exchange {
                             published_at = Instant::now();
                         }
                         AckStatus::Rejected => {}
+                    }
+                }
+                m = self.beats.next() => {
+                    let Some(m) = m else { return Err(self.closed(backend)) };
+                    if let Ok(beat) = serde_json::from_slice::<Heartbeat>(&m.payload) {
+                        last_heard = Instant::now();
+                        liveness.get_or_insert(backend.heartbeat * MISSED_BEATS);
+                        self.worker.get_or_insert(beat.worker);
+                    }
+                }
+                m = self.events.next() => {
+                    let Some(m) = m else { return Err(self.closed(backend)) };
+                    last_heard = Instant::now();
+                    if !acknowledged && !plugin_mode {
+                        // A plugin answers with events, never with an ack.
+                        plugin_mode = true;
+                    }
+                    self.on_event(&m, &ctx);
+                }
+                m = self.results.next() => {
+                    let Some(m) = m else { return Err(self.closed(backend)) };
+                    match serde_json::from_slice::<ResultMessage>(&m.payload) {
+                        Ok(r) if r.task_id.is_empty() || r.task_id == self.task_id => {
+                            return Ok(self.finish(r, &ctx));
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            ctx.events.emit(EventKind::Notice {
+                                message: format!("ignored a malformed result on {}: {e}", m.subject),
+                            });
+                        }
                     }
                 }
                 _ = tick.tick() => {
