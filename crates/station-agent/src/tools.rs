@@ -199,7 +199,10 @@ impl CodingTools {
             url,
             branch: opt_str(args, "branch"),
         });
-        if let (Some(repo), Some(ws), false) = (&repo, &workspace, continuing) {
+        // A backend with a remote workspace clones there itself (the repository travels with
+        // the session); a local one gets a local clone before the coding agent starts.
+        let remote = self.service.backend().capabilities().remote_workspace;
+        if let (Some(repo), Some(ws), false, false) = (&repo, &workspace, continuing, remote) {
             self.clone_repo(repo, ws).await?;
         }
         let session = self
@@ -352,30 +355,52 @@ impl CodingTools {
 
     async fn git_tool(&self, name: &str, args: &Value) -> Result<Value, ToolError> {
         let session = self.session(args)?;
-        let git = self.git.as_ref().ok_or_else(|| {
-            ToolError::new(
-                "git is not available in this build",
-                "commit and push outside Station",
-            )
-        })?;
+
         let workspace = session.workspace.clone().ok_or_else(|| {
             ToolError::new(
                 "the session has no workspace",
                 "open the session with a workspace_path or repo_url",
             )
         })?;
-        // Git runs here, on this machine's copy of the workspace; a backend whose workspace lives
-        // elsewhere (a NATS worker on another host, a remote OpenCode server) has none here.
+        // A workspace on another machine (a NATS worker's host, a remote OpenCode server): the
+        // backend runs the request where the workspace is.
         if self.service.backend().capabilities().remote_workspace && !workspace.is_dir() {
-            return Err(ToolError::new(
-                format!(
-                    "the workspace {} lives on the `{}` backend's machine, and git there is not supported yet",
-                    workspace.display(),
-                    self.service.backend().name()
-                ),
-                "run the git step on the machine that holds the workspace, or use a backend with a local workspace",
-            ));
+            let request = match name {
+                "coding_commit" => serde_json::json!({
+                    "op": "commit",
+                    "message": req_str(args, "message")?,
+                    "add_all": args.get("add_all").and_then(Value::as_bool).unwrap_or(true),
+                }),
+                "coding_push" => serde_json::json!({
+                    "op": "push",
+                    "remote": opt_str(args, "remote"),
+                    "branch": opt_str(args, "branch"),
+                    "set_upstream": args.get("set_upstream").and_then(Value::as_bool).unwrap_or(true),
+                }),
+                _ => serde_json::json!({
+                    "op": "branch",
+                    "branch": req_str(args, "branch")?,
+                    "create": args.get("create").and_then(Value::as_bool).unwrap_or(true),
+                }),
+            };
+            let result = self
+                .service
+                .backend()
+                .git(&session, request)
+                .await
+                .map_err(ToolError::from_core)?;
+            let mut out = json!({"success": true, "session_id": session.id});
+            if let (Some(o), Some(r)) = (out.as_object_mut(), result.as_object()) {
+                o.extend(r.clone());
+            }
+            return Ok(out);
         }
+        let git = self.git.as_ref().ok_or_else(|| {
+            ToolError::new(
+                "git is not available in this build",
+                "commit and push outside Station",
+            )
+        })?;
         let result = match name {
             "coding_commit" => {
                 git.commit(

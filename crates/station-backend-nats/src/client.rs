@@ -14,6 +14,9 @@ use station_core::{
 };
 
 use crate::conn::{self, BACKEND, unavailable};
+
+/// How long a git operation on a worker may take (clone/push deadlines are 300/120 s there).
+const GIT_DEADLINE: Duration = Duration::from_secs(330);
 use crate::names::workspace_name_for;
 use crate::wire::{
     self, Ack, AckStatus, Callback, CancelMessage, GitSpec, Heartbeat, ResultMessage, SessionRef,
@@ -415,6 +418,56 @@ impl CodingBackend for NatsBackend {
         // Sessions stay in the bucket so any instance can continue them (they expire unused
         // after 7 days); `NatsBackend::forget` removes one for good.
         Ok(())
+    }
+
+    async fn git(
+        &self,
+        session: &Session,
+        request: serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        self.wait_connected().await?;
+        let name = session_name(session);
+        let workspace = session
+            .metadata
+            .get(meta::WORKSPACE_NAME)
+            .cloned()
+            .unwrap_or_else(|| workspace_name_for(session.workspace.as_deref(), &name));
+        let command = wire::GitCommand {
+            session: name,
+            workspace,
+            request,
+        };
+        let payload = serde_json::to_vec(&command)
+            .map_err(|e| Error::Protocol(format!("cannot encode a git command: {e}")))?;
+        let subject = self.subjects.git();
+        let reply = tokio::time::timeout(
+            GIT_DEADLINE,
+            self.client.request(subject.clone(), payload.into()),
+        )
+        .await
+        .map_err(|_| Error::Timeout {
+            operation: format!("git on {subject}"),
+            after: GIT_DEADLINE,
+        })?
+        .map_err(|e| {
+            unavailable(format!(
+                "no worker answered git on {subject} ({e}); is a `stn worker` with git running?"
+            ))
+        })?;
+        match serde_json::from_slice::<wire::GitAnswer>(&reply.payload) {
+            Ok(wire::GitAnswer::Ok(v)) => Ok(v),
+            Ok(wire::GitAnswer::Error { kind, message }) => Err(match kind {
+                station_core::ErrorKind::Auth => Error::Auth { message },
+                station_core::ErrorKind::NotFound => Error::NotFound {
+                    what: "git target",
+                    id: message,
+                },
+                _ => Error::backend(BACKEND, message),
+            }),
+            Err(e) => Err(Error::Protocol(format!(
+                "a worker's git answer is not valid: {e}"
+            ))),
+        }
     }
 
     async fn list_sessions(&self) -> Result<Vec<BackendSession>> {

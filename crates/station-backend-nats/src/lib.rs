@@ -42,6 +42,7 @@
 
 mod client;
 mod conn;
+pub mod git;
 pub mod names;
 pub mod wire;
 mod worker;

@@ -43,6 +43,10 @@ impl Subjects {
     pub fn ping(&self) -> String {
         format!("{}.ping", self.task)
     }
+    /// Git on a session's workspace (extension): request/reply, one worker of the queue group.
+    pub fn git(&self) -> String {
+        format!("{}.git", self.task)
+    }
     /// Events of one task.
     pub fn stream_of(&self, task_id: &str) -> String {
         format!("{}.{task_id}", self.stream)
@@ -939,4 +943,31 @@ mod tests {
         assert_eq!(out["future"], "kept");
         assert_eq!(out["messageCount"], 2);
     }
+}
+
+/// A git operation on a session's workspace (extension; Station → worker, request/reply on
+/// [`Subjects::git`]). Carries no credentials: the worker uses its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GitCommand {
+    /// Station session name (the key in the sessions bucket).
+    pub session: String,
+    /// Workspace name relative to the worker's base, used when the session is not in KV.
+    pub workspace: String,
+    /// The git request (`{"op":"commit",...}`).
+    pub request: serde_json::Value,
+}
+
+/// The answer to a [`GitCommand`]: `{"ok": result}` or `{"error": {"kind", "message"}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GitAnswer {
+    /// The result.
+    Ok(serde_json::Value),
+    /// What failed.
+    Error {
+        /// The error's kind.
+        kind: station_core::ErrorKind,
+        /// Its (redacted) message.
+        message: String,
+    },
 }

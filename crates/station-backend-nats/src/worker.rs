@@ -34,6 +34,16 @@ pub trait PrepareWorkspace: Send + Sync + std::fmt::Debug {
     /// Make `dir` a checkout of `git`. `existed` says whether `dir` was there before the task.
     /// Returns the state to report (`url`, `branch`, `commit`).
     async fn prepare(&self, dir: &Path, git: &GitSpec, existed: bool) -> Result<GitInfo>;
+
+    /// Run a git request (`{"op":"commit",...}`, see `CodingBackend::git`) in the workspace
+    /// `dir`, with the worker's own credentials.
+    async fn run(&self, dir: &Path, request: serde_json::Value) -> Result<serde_json::Value> {
+        let _ = (dir, request);
+        Err(Error::not_supported(
+            crate::conn::BACKEND,
+            "git requests on this worker",
+        ))
+    }
 }
 
 /// How a worker behaves.
@@ -158,6 +168,10 @@ impl Worker {
             .subscribe(subjects.ping())
             .await
             .map_err(|e| subscribe_err(&subjects.ping(), e))?;
+        let mut git_sub = client
+            .queue_subscribe(subjects.git(), self.options.queue_group.clone())
+            .await
+            .map_err(|e| subscribe_err(&subjects.git(), e))?;
         client
             .flush()
             .await
@@ -192,6 +206,10 @@ impl Worker {
                 },
                 m = ping_sub.next() => match m {
                     Some(m) => shared.on_ping(m).await,
+                    None => { closed = true; break; }
+                },
+                m = git_sub.next() => match m {
+                    Some(m) => { handlers.spawn(shared.clone().handle_git(m)); }
                     None => { closed = true; break; }
                 },
                 Some(_) = handlers.join_next(), if !handlers.is_empty() => {}
@@ -326,6 +344,56 @@ impl Shared {
         if cancels.early.len() < EARLY_CANCEL_MAX {
             cancels.early.insert(msg.task_id, (Instant::now(), reason));
         }
+    }
+
+    /// Answer a git request for a session's workspace (extension).
+    async fn handle_git(self: Arc<Self>, m: Message) {
+        let Some(reply) = m.reply.clone() else { return };
+        let answer = match self.run_git(&m).await {
+            Ok(v) => crate::wire::GitAnswer::Ok(v),
+            Err(e) => crate::wire::GitAnswer::Error {
+                kind: e.kind(),
+                message: station_core::redact::redact(&e.to_string()),
+            },
+        };
+        self.publish_json(&reply, &answer).await;
+    }
+
+    async fn run_git(&self, m: &Message) -> Result<serde_json::Value> {
+        let command: crate::wire::GitCommand = serde_json::from_slice(&m.payload)
+            .map_err(|e| Error::Protocol(format!("a git command is not valid: {e}")))?;
+        let hook = self.options.git.as_ref().ok_or_else(|| {
+            Error::not_supported(
+                crate::conn::BACKEND,
+                format!(
+                    "git requests on worker `{}` (no git support configured)",
+                    self.id
+                ),
+            )
+        })?;
+        let stored = if wire::is_valid_key(&command.session) {
+            self.sessions
+                .get(command.session.as_str())
+                .await
+                .ok()
+                .flatten()
+                .and_then(|b| serde_json::from_slice::<SessionState>(&b).ok())
+        } else {
+            None
+        };
+        let name = stored
+            .map(|s| s.workspace_name)
+            .filter(|n| !n.is_empty())
+            .unwrap_or(command.workspace);
+        let dir = resolve_workspace(&self.base, &name).map_err(Error::config)?;
+        if !dir.is_dir() {
+            return Err(Error::NotFound {
+                what: "workspace",
+                id: format!("{name} on worker `{}`", self.id),
+            });
+        }
+        let dir = check_inside(&self.base, &dir).map_err(Error::config)?;
+        hook.run(&dir, command.request).await
     }
 
     async fn on_ping(&self, m: Message) {

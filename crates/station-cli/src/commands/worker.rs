@@ -43,7 +43,7 @@ pub(crate) async fn run(mut loaded: LoadedConfig, args: WorkerArgs) -> anyhow::R
     let options = WorkerOptions {
         worker_id: args.id,
         task_timeout: loaded.config.coding.task_timeout(),
-        git: Some(Arc::new(git_prepare::StationGit(
+        git: Some(Arc::new(station_backend_nats::git::StationGit(
             station_git::Git::from_loaded(&loaded),
         ))),
         ..WorkerOptions::default()
@@ -83,44 +83,4 @@ pub(crate) async fn run(mut loaded: LoadedConfig, args: WorkerArgs) -> anyhow::R
     });
     worker.run(shutdown).await?;
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(all(feature = "nats", feature = "http"))]
-mod git_prepare {
-    use std::path::Path;
-
-    use station_backend_nats::PrepareWorkspace;
-    use station_backend_nats::wire::{GitInfo, GitSpec};
-
-    /// Clones task repositories with the worker's own credentials (never from messages).
-    #[derive(Debug)]
-    pub(super) struct StationGit(pub(super) station_git::Git);
-
-    #[async_trait::async_trait]
-    impl PrepareWorkspace for StationGit {
-        async fn prepare(
-            &self,
-            dir: &Path,
-            git: &GitSpec,
-            _existed: bool,
-        ) -> station_core::Result<GitInfo> {
-            if dir.join(".git").exists() {
-                return Ok(GitInfo {
-                    url: Some(git.url.clone()),
-                    branch: git.branch.clone(),
-                    commit: None,
-                });
-            }
-            let opts = station_git::CloneOptions {
-                branch: git.branch.clone(),
-                ..Default::default()
-            };
-            let cloned = self.0.clone_repo(&git.url, dir, opts).await?;
-            Ok(GitInfo {
-                url: Some(cloned.url),
-                branch: cloned.branch,
-                commit: cloned.head,
-            })
-        }
-    }
 }

@@ -1,0 +1,44 @@
+//! [`PrepareWorkspace`] with station-git: clones task repositories and runs git requests with the
+//! worker's own credentials (tokens never travel in messages).
+
+use std::path::Path;
+
+use station_core::{Error, Result};
+
+use crate::wire::{GitInfo, GitSpec};
+use crate::worker::PrepareWorkspace;
+
+/// Git for a worker, through libgit2 on the worker's machine.
+#[derive(Debug)]
+pub struct StationGit(pub station_git::Git);
+
+#[async_trait::async_trait]
+impl PrepareWorkspace for StationGit {
+    async fn prepare(&self, dir: &Path, git: &GitSpec, _existed: bool) -> Result<GitInfo> {
+        if dir.join(".git").exists() {
+            return Ok(GitInfo {
+                url: Some(git.url.clone()),
+                branch: git.branch.clone(),
+                commit: None,
+            });
+        }
+        let opts = station_git::CloneOptions {
+            branch: git.branch.clone(),
+            ..Default::default()
+        };
+        let cloned = self.0.clone_repo(&git.url, dir, opts).await?;
+        Ok(GitInfo {
+            url: Some(cloned.url),
+            branch: cloned.branch,
+            commit: cloned.head,
+        })
+    }
+
+    async fn run(&self, dir: &Path, request: serde_json::Value) -> Result<serde_json::Value> {
+        let request: station_git::GitRequest = serde_json::from_value(request)
+            .map_err(|e| Error::config(format!("not a git request: {e}")))?;
+        let response = self.0.execute(dir, request).await?;
+        serde_json::to_value(response)
+            .map_err(|e| Error::Protocol(format!("cannot encode a git result: {e}")))
+    }
+}
