@@ -38,6 +38,7 @@ pub struct HttpBackend {
     tuning: HttpTuning,
     server: tokio::sync::OnceCell<Server>,
     session_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    remote_workspace: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -134,6 +135,7 @@ impl HttpBackend {
             tuning: HttpTuning::default(),
             server: tokio::sync::OnceCell::new(),
             session_locks: Mutex::new(HashMap::new()),
+            remote_workspace: None,
         })
     }
 
@@ -151,6 +153,13 @@ impl HttpBackend {
     /// managed server runs.
     pub fn with_workspace_base(mut self, base: impl Into<PathBuf>) -> Self {
         self.workspace_base = base.into();
+        self
+    }
+
+    /// Say whether the server's workspaces are on another machine (default: the URL is not
+    /// loopback). Remote workspaces get git through the server's shell endpoint.
+    pub fn with_remote_workspace(mut self, remote: bool) -> Self {
+        self.remote_workspace = Some(remote);
         self
     }
 
@@ -235,6 +244,9 @@ impl HttpBackend {
     }
 
     fn is_local(&self) -> bool {
+        if let Some(remote) = self.remote_workspace {
+            return !remote;
+        }
         self.config.managed == ManagedMode::Always || is_loopback(&self.url)
     }
 
@@ -563,6 +575,36 @@ impl CodingBackend for HttpBackend {
         outcome.backend_session_id = Some(session_id);
         outcome.duration_ms = started.elapsed().as_millis() as u64;
         Ok(outcome)
+    }
+
+    async fn git(
+        &self,
+        session: &Session,
+        request: serde_json::Value,
+    ) -> Result<serde_json::Value> {
+        let id = session.backend_session_id.as_deref().ok_or_else(|| {
+            Error::config(
+                "the session has not run a task yet, so it has no OpenCode session to run git in",
+            )
+        })?;
+        let script = crate::git::script(&request, (None, None))?;
+        let server = self.server().await?;
+        let dir = dir_str(session.workspace.as_deref());
+        let lock = self.session_lock(id);
+        let _busy = lock.lock().await;
+        let answer: serde_json::Value = server
+            .client
+            .post_json(
+                &["session", id, "shell"],
+                dir.as_deref(),
+                &json!({"agent": "build", "command": script}),
+                Retry::Once,
+            )
+            .await?;
+        let output = crate::git::output_of(&answer).ok_or_else(|| {
+            Error::Protocol("the server's shell answer has no command output".into())
+        })?;
+        crate::git::parse(&request, &output)
     }
 
     async fn close(&self, session: &Session) -> Result<()> {

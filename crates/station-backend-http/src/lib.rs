@@ -23,6 +23,7 @@
 
 mod backend;
 mod client;
+mod git;
 mod managed;
 mod mapper;
 mod outcome;

@@ -453,3 +453,127 @@ async fn auto_mode_starts_a_private_server_when_nothing_answers() {
         .await
         .expect("the private server's process group is gone");
 }
+
+/// A workspace on the server's machine: git runs through the shell endpoint, deterministically
+/// (no model request), and the commit, branch and push land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn git_runs_through_the_servers_shell_endpoint() {
+    use station_testkit::git_server::{bare_head, git, seeded_repo};
+    let model = station_testkit::model_server::ScriptedModel::start(
+        station_testkit::model_server::Script::new().on(
+            "write notes",
+            vec![
+                station_testkit::model_server::Step::write("NOTES.md", "notes\n"),
+                station_testkit::model_server::Step::text("Wrote NOTES.md."),
+            ],
+        ),
+    )
+    .await
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let env = station_testkit::peers::opencode_env(home.path(), &model);
+    let server = station_testkit::peers::OpencodeServer::start(&env, home.path()).await;
+    let (bare, _) = seeded_repo(home.path(), "repo").await;
+    let ws = home.path().join("ws");
+    git(
+        home.path(),
+        &[
+            "clone",
+            "--quiet",
+            bare.to_str().unwrap(),
+            ws.to_str().unwrap(),
+        ],
+    )
+    .await;
+    git(&ws, &["config", "user.name", "Server Bot"]).await;
+    git(&ws, &["config", "user.email", "server@station.invalid"]).await;
+    let mut coding = station_core::config::CodingConfig::default();
+    coding.opencode.url = server.url.clone();
+    coding.opencode.managed = station_core::config::ManagedServer::Never;
+    coding.opencode.model = Some(station_testkit::peers::OPENCODE_MODEL.into());
+    let backend = std::sync::Arc::new(
+        station_backend_http::HttpBackend::new(&coding)
+            .unwrap()
+            .with_remote_workspace(true),
+    );
+    use station_core::CodingBackend;
+    assert!(backend.capabilities().remote_workspace);
+    let session = backend
+        .open(station_core::OpenRequest {
+            workspace: Some(ws.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let outcome = station_core::start_task(
+        backend.clone(),
+        session.clone(),
+        station_core::Task::new("write notes"),
+        &station_core::RunOptions::default(),
+    )
+    .outcome()
+    .await
+    .unwrap();
+    assert!(outcome.success, "{outcome:#?}");
+    let mut session = session;
+    session.backend_session_id = outcome
+        .backend_session_id
+        .clone()
+        .or(session.backend_session_id);
+    let requests_before = model.requests().len();
+    let branch = backend
+        .git(
+            &session,
+            serde_json::json!({"op": "branch", "branch": "notes", "create": true}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            branch["branch"].as_str(),
+            branch["previous_branch"].as_str()
+        ),
+        (Some("notes"), Some("main")),
+        "{branch}"
+    );
+    let message = "Add NOTES.md: it's done $(touch pwned) `touch pwned2` $HOME";
+    let commit = backend
+        .git(
+            &session,
+            serde_json::json!({"op": "commit", "message": message, "add_all": true}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(commit["files_changed"], 1, "{commit}");
+    assert!(
+        !ws.join("pwned").exists() && !ws.join("pwned2").exists(),
+        "the message is data, never run"
+    );
+    assert_eq!(
+        git(&ws, &["log", "-1", "--format=%s"]).await.trim(),
+        message,
+        "the message is stored as given"
+    );
+    let hash = commit["hash"].as_str().unwrap().to_string();
+    backend
+        .git(
+            &session,
+            serde_json::json!({"op": "push", "set_upstream": true}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(bare_head(&bare, "notes").await, hash, "the push landed");
+    assert_eq!(
+        model.requests().len(),
+        requests_before,
+        "git never goes through the model"
+    );
+    let err = backend
+        .git(
+            &session,
+            serde_json::json!({"op": "commit", "message": "nothing"}),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("git commit failed"), "{err}");
+}
