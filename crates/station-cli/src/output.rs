@@ -29,7 +29,43 @@ pub(crate) fn warn_line(text: &str) {
     eprintln!("warning: {}", redact(text));
 }
 
-/// Progress on stderr.
+/// Progress on stderr (above the spinner, when one is shown).
 pub(crate) fn progress(text: &str) {
-    eprintln!("{}", redact(text));
+    let text = redact(text);
+    match SPINNER.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        Some(bar) => bar.println(text),
+        None => eprintln!("{text}"),
+    }
+}
+
+static SPINNER: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Show a spinner with `message` under the progress lines, when stderr is a terminal (plain
+/// lines otherwise).
+pub(crate) fn spinner_start(message: &str) {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}") {
+        bar.set_style(style);
+    }
+    bar.set_message(redact(message));
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    *SPINNER.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar);
+}
+
+/// What the spinner says.
+pub(crate) fn spinner_message(message: &str) {
+    if let Some(bar) = SPINNER.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        bar.set_message(redact(message));
+    }
+}
+
+/// Remove the spinner.
+pub(crate) fn spinner_stop() {
+    if let Some(bar) = SPINNER.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        bar.finish_and_clear();
+    }
 }

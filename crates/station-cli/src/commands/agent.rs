@@ -334,10 +334,12 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: RunAgentArgs) -> anyhow::Re
         match event {
             AgentEvent::Step { step, max_steps } => {
                 printer.flush();
+                output::spinner_message(&format!("model step {step}/{max_steps}"));
                 output::progress(&format!("── step {step}/{max_steps}"));
             }
             AgentEvent::Text { text } => output::progress(&format!("model: {}", text.trim())),
             AgentEvent::ToolCall { name, arguments } => {
+                output::spinner_message(&format!("{name} running"));
                 output::progress(&format!("→ {name} {arguments}"))
             }
             AgentEvent::ToolResult { name, result } => {
@@ -366,9 +368,14 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: RunAgentArgs) -> anyhow::Re
             AgentEvent::Coding { event } => printer.print(&event),
         }
     });
+    if tail {
+        output::spinner_start("starting");
+    }
     let report = runtime
         .run(&def, &args.task, &variables, tools.as_ref(), on_event)
-        .await?;
+        .await;
+    output::spinner_stop();
+    let report = report?;
     let last_code_ok = report
         .tool_calls
         .iter()

@@ -67,12 +67,16 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: CodeArgs) -> anyhow::Result
         }
     });
     let mut tail = TailPrinter::default();
+    if args.tail {
+        output::spinner_start("starting");
+    }
     while let Some(event) = run.next_event().await {
         if args.tail {
             tail.print(&event);
         }
     }
     tail.flush();
+    output::spinner_stop();
     ctrl_c.abort();
     let outcome = run.outcome().await?;
     let session = service.get(session.id.as_str()).unwrap_or(session);
@@ -234,6 +238,18 @@ impl TailPrinter {
             _ => {}
         }
         self.flush();
+        match &event.kind {
+            EventKind::Started { backend, .. } => {
+                output::spinner_message(&format!("{backend} is working"))
+            }
+            EventKind::ToolStarted { name, .. } => {
+                output::spinner_message(&format!("running {name}"))
+            }
+            EventKind::ToolFinished { .. } | EventKind::StepFinished { .. } => {
+                output::spinner_message("thinking")
+            }
+            _ => {}
+        }
         let line = match &event.kind {
             EventKind::Started {
                 session_id,
