@@ -72,6 +72,8 @@ struct Rule {
     replacement: &'static str,
 }
 
+// ASCII word boundaries: every shape here is ASCII, and a Unicode `\b` makes the regex engine
+// fall back to a slow path on any non-ASCII text (measured 11x slower on an em dash).
 static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     let rule = |p: &str, replacement: &'static str| Rule {
         pattern: Regex::new(p).expect("redaction pattern compiles"),
@@ -79,19 +81,19 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     };
     vec![
         // Credentials in URLs: scheme://user:pass@host or scheme://token@host.
-        rule(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@]+@", "${1}[REDACTED]@"),
+        rule(r"(?i)(?-u:\b)([a-z][a-z0-9+.\-]*://)[^/\s@]+@", "${1}[REDACTED]@"),
         // Provider token shapes.
-        rule(r"\bgithub_pat_[A-Za-z0-9_]{10,}", REDACTED),
-        rule(r"\bgh[pousr]_[A-Za-z0-9]{10,}", REDACTED),
-        rule(r"\bglpat-[A-Za-z0-9_\-]{10,}", REDACTED),
-        rule(r"\bsk-ant-[A-Za-z0-9_\-]{8,}", REDACTED),
+        rule(r"(?-u:\b)github_pat_[A-Za-z0-9_]{10,}", REDACTED),
+        rule(r"(?-u:\b)gh[pousr]_[A-Za-z0-9]{10,}", REDACTED),
+        rule(r"(?-u:\b)glpat-[A-Za-z0-9_\-]{10,}", REDACTED),
+        rule(r"(?-u:\b)sk-ant-[A-Za-z0-9_\-]{8,}", REDACTED),
         rule(
-            r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{16,}",
+            r"(?-u:\b)sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{16,}",
             REDACTED,
         ),
         // Authorization header values.
         rule(
-            r"(?i)\b(bearer\s+)[A-Za-z0-9._~+/=\-]{6,}",
+            r"(?i)(?-u:\b)(bearer\s+)[A-Za-z0-9._~+/=\-]{6,}",
             "${1}[REDACTED]",
         ),
         rule(
@@ -100,7 +102,7 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
         ),
         // key=value / key: value / "key": "value" pairs whose key names a secret.
         rule(
-            r#"(?i)("?\b[a-z0-9_\-]*(?:token|password|passwd|secret|api[_\-]?key|apikey|credential|private[_\-]?key|x-api-key|authorization)"?\s*[=:]\s*"?)([^\s"'&,;}]+)"#,
+            r#"(?i)("?(?-u:\b)[a-z0-9_\-]*(?:token|password|passwd|secret|api[_\-]?key|apikey|credential|private[_\-]?key|x-api-key|authorization)"?\s*[=:]\s*"?)([^\s"'&,;}]+)"#,
             "${1}[REDACTED]",
         ),
     ]
