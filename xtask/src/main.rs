@@ -3,6 +3,7 @@
 //! * `ci`: what CI runs: fmt check, clippy (-D warnings), a build with only the HTTP backend,
 //!   and the whole test suite (nextest when installed).
 //! * `install-peers`: install the pinned `opencode` and `claude` CLIs into `.tools/peers`.
+//! * `bench`: the benchmarks (`station-bench`, release build); writes BENCHMARKS.md and JSON.
 //! * `demo`: `stn agent create` + `stn agent run` end to end, with a scripted model standing in
 //!   for both the orchestrating model and the coding agent's model.
 #![allow(
@@ -27,6 +28,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(&root),
         Some("install-peers") => install_peers(&root),
+        Some("bench") => bench(&root, &args[1..]),
         Some("demo") => demo(
             &root,
             args.get(1).map(String::as_str),
@@ -40,6 +42,9 @@ fn main() -> Result<()> {
                 "  demo           run a coding agent end to end against a scripted model (no API key needed)"
             );
             eprintln!("  ci             fmt check, clippy -D warnings, feature build, all tests");
+            eprintln!(
+                "  bench [ARGS]   benchmarks vs raw baselines (release); writes BENCHMARKS.md and JSON"
+            );
             eprintln!(
                 "  install-peers  npm-install the pinned opencode and claude CLIs into .tools/peers"
             );
@@ -364,4 +369,20 @@ fn demo(root: &Path, flag: Option<&str>, value: Option<&str>) -> Result<()> {
     );
     drop(model);
     Ok(())
+}
+
+/// `cargo run --release -p station-bench -- --markdown BENCHMARKS.md [ARGS]` (e.g. `--quick`,
+/// `--only http,nats`).
+fn bench(root: &Path, extra: &[String]) -> Result<()> {
+    let mut args = vec![
+        "run",
+        "--release",
+        "-p",
+        "station-bench",
+        "--",
+        "--markdown",
+        "BENCHMARKS.md",
+    ];
+    args.extend(extra.iter().map(String::as_str));
+    run(root, "cargo", &args)
 }

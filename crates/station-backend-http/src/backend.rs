@@ -708,8 +708,13 @@ impl Execution<'_> {
         };
         match end {
             Ok(WaitEnd::Idle) => {
-                self.drain(&mut sub, self.tuning.drain_max).await;
-                let new = outcome::new_messages(self.messages().await?, &self.known);
+                // The transcript is the authority; late frames only matter while it is still
+                // settling (after an abort the last parts follow the idle event).
+                let mut new = outcome::new_messages(self.messages().await?, &self.known);
+                if !transcript_settled(&new) {
+                    self.drain(&mut sub, self.tuning.drain_max).await;
+                    new = outcome::new_messages(self.messages().await?, &self.known);
+                }
                 self.mapper.reconcile(&new, &self.ctx.events);
                 let mut result = outcome::build(&new, self.mapper.errors());
                 result.files_changed = self.files_changed(&new, snapshot).await;
@@ -1000,6 +1005,18 @@ fn find_by_title(all: Vec<SessionInfo>, query: &str) -> Result<SessionInfo> {
                 .collect(),
         }),
     }
+}
+
+/// Whether the task's last assistant message is complete (finished, failed, or has an end time).
+fn transcript_settled(new: &[crate::wire::MessageWithParts]) -> bool {
+    new.iter()
+        .rev()
+        .find(|m| m.info.is_assistant())
+        .is_some_and(|m| {
+            m.info.finish.is_some()
+                || m.info.error.is_some()
+                || m.info.time.as_ref().is_some_and(|t| t.completed.is_some())
+        })
 }
 
 fn dir_str(dir: Option<&Path>) -> Option<String> {
