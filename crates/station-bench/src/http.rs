@@ -405,9 +405,10 @@ pub(crate) async fn run(plan: HttpPlan) -> anyhow::Result<Vec<BenchResult>> {
     )
     .with_ratio_target(1.10, Some(0.5))
     .note(
-        "After `session.idle` the backend keeps reading the event stream until it has been quiet \
-         for `HttpTuning::drain_quiet` (300 ms by default), to catch parts that arrive after \
-         idle; that deliberate wait is almost all of the added time.",
+        "After `session.idle` the backend re-reads the transcript; only when its last assistant \
+         message is not yet complete (as after an abort) does it keep reading the event stream \
+         until it has been quiet for `HttpTuning::drain_quiet` (300 ms). A finished task skips \
+         that wait, so what is added is the suite's own work (see the next rows).",
     );
 
     let mut no_quiet = HttpTuning::default();
