@@ -81,7 +81,10 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     };
     vec![
         // Credentials in URLs: scheme://user:pass@host or scheme://token@host.
-        rule(r"(?i)(?-u:\b)([a-z][a-z0-9+.\-]*://)[^/\s@]+@", "${1}[REDACTED]@"),
+        rule(
+            r"(?i)(?-u:\b)([a-z][a-z0-9+.\-]*://)[^/\s@]+@",
+            "${1}[REDACTED]@",
+        ),
         // Provider token shapes.
         rule(r"(?-u:\b)github_pat_[A-Za-z0-9_]{10,}", REDACTED),
         rule(r"(?-u:\b)gh[pousr]_[A-Za-z0-9]{10,}", REDACTED),
