@@ -230,18 +230,7 @@ impl CodingTools {
     }
 
     fn managed_workspace(&self, repo_url: Option<&str>) -> PathBuf {
-        let stem = repo_url
-            .and_then(|u| u.trim_end_matches('/').rsplit('/').next())
-            .map(|s| s.trim_end_matches(".git").to_string())
-            .filter(|s| {
-                !s.is_empty()
-                    && s.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-            })
-            .unwrap_or_else(|| "ws".into());
-        let id = station_core::SessionId::generate();
-        self.workspace_base
-            .join(format!("{stem}-{}", &id.as_str()[id.as_str().len() - 8..]))
+        managed_workspace_dir(&self.workspace_base, repo_url)
     }
 
     async fn clone_repo(&self, repo: &RepoSpec, workspace: &Path) -> Result<(), ToolError> {
@@ -467,6 +456,22 @@ impl ToolError {
         };
         ToolError::new(e.to_string(), fix)
     }
+}
+
+/// A new workspace directory under `base`, named after the repository when there is one
+/// (`<repo>-<8 hex>`, else `ws-<8 hex>`).
+pub fn managed_workspace_dir(base: &Path, repo_url: Option<&str>) -> PathBuf {
+    let stem = repo_url
+        .and_then(|u| u.trim_end_matches('/').rsplit('/').next())
+        .map(|s| s.trim_end_matches(".git").to_string())
+        .filter(|s| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        })
+        .unwrap_or_else(|| "ws".into());
+    let id = station_core::SessionId::generate();
+    base.join(format!("{stem}-{}", &id.as_str()[id.as_str().len() - 8..]))
 }
 
 fn opt_str(args: &Value, key: &str) -> Option<String> {

@@ -18,25 +18,6 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
-impl Cli {
-    pub(crate) fn wants_json(&self) -> bool {
-        match &self.command {
-            Command::Agent(AgentCommand::Validate(a)) => a.json,
-            Command::Agent(AgentCommand::Run(a)) => a.json,
-            Command::Agent(AgentCommand::List(a)) => a.json,
-            Command::Agent(AgentCommand::Show(a)) => a.json,
-            Command::Agent(AgentCommand::Create(_) | AgentCommand::Delete(_)) => false,
-            Command::Config(ConfigCommand::Show(a)) => a.json,
-            Command::Code(a) => a.json,
-            Command::Session(SessionCommand::List(a)) => a.json,
-            Command::Doctor(a) => a.json,
-            Command::Worker(_) => false,
-            // stdout carries the MCP protocol.
-            Command::Mcp(_) => true,
-        }
-    }
-}
-
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Work with agent definitions (.prompt files).

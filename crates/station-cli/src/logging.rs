@@ -29,7 +29,7 @@ impl<'a> MakeWriter<'a> for MakeRedactingStderr {
 }
 
 /// `-v` → info, `-vv` → debug, `-vvv` → trace; `RUST_LOG` wins when set. Default: warnings.
-pub(crate) fn init(verbose: u8, _json: bool) {
+pub(crate) fn init(verbose: u8) {
     let default = match verbose {
         0 => "warn",
         1 => "info",

@@ -101,31 +101,10 @@ async fn clone_into_workspace(
 ) -> anyhow::Result<PathBuf> {
     let dir = match workspace {
         Some(w) => w,
-        None => {
-            let stem = repo
-                .url
-                .trim_end_matches('/')
-                .rsplit('/')
-                .next()
-                .unwrap_or("repo")
-                .trim_end_matches(".git")
-                .to_string();
-            let stem = if stem
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-                && !stem.is_empty()
-            {
-                stem
-            } else {
-                "repo".into()
-            };
-            let id = station_core::SessionId::generate();
-            loaded
-                .config
-                .coding
-                .workspace_base()
-                .join(format!("{stem}-{}", &id.as_str()[id.as_str().len() - 8..]))
-        }
+        None => station_agent::tools::managed_workspace_dir(
+            &loaded.config.coding.workspace_base(),
+            Some(&repo.url),
+        ),
     };
     if dir.join(".git").exists() {
         output::progress(&format!("using the existing clone in {}", dir.display()));
