@@ -48,4 +48,4 @@ pub mod wire;
 mod worker;
 
 pub use client::{NatsBackend, NatsBackendOptions, meta};
-pub use worker::{PrepareWorkspace, Worker, WorkerOptions};
+pub use worker::{BoundWorker, PrepareWorkspace, Worker, WorkerOptions};

@@ -122,8 +122,19 @@ impl Worker {
     /// Connect, serve tasks until `shutdown` fires, then shut down gracefully: take no new
     /// tasks, let in-flight ones finish within `shutdown_grace`, cancel the rest and publish a
     /// failed result for each. Returns `Err` when it cannot start (NATS, JetStream, base dir) or
-    /// the connection closes for good.
+    /// the connection closes for good. Same as [`Worker::bind`] then [`BoundWorker::run`].
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let bound = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            bound = self.bind() => bound?,
+        };
+        bound.run(shutdown).await
+    }
+
+    /// Connect and subscribe. Once this returns, tasks published on the task subject reach this
+    /// worker (nobody sees "no worker is listening"); call [`BoundWorker::run`] to serve them.
+    /// With `wait_for_server` it retries the connection until it succeeds.
+    pub async fn bind(self) -> Result<BoundWorker> {
         std::fs::create_dir_all(&self.workspace_base).map_err(|e| {
             Error::io(
                 format!(
@@ -140,10 +151,7 @@ impl Worker {
                 Ok(client) => break client,
                 Err(e @ Error::Unavailable { .. }) if self.options.wait_for_server => {
                     tracing::warn!(worker = %self.id, "{e}; retrying in 2s");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                    }
+                    tokio::time::sleep(Duration::from_secs(2)).await;
                 }
                 Err(e) => return Err(e),
             }
@@ -156,19 +164,19 @@ impl Worker {
         let subscribe_err = |s: &str, e: async_nats::SubscribeError| {
             unavailable(format!("subscribing to {s}: {e}"))
         };
-        let mut task_sub = client
+        let task_sub = client
             .queue_subscribe(subjects.task.clone(), self.options.queue_group.clone())
             .await
             .map_err(|e| subscribe_err(&subjects.task, e))?;
-        let mut cancel_sub = client
+        let cancel_sub = client
             .subscribe(subjects.cancel())
             .await
             .map_err(|e| subscribe_err(&subjects.cancel(), e))?;
-        let mut ping_sub = client
+        let ping_sub = client
             .subscribe(subjects.ping())
             .await
             .map_err(|e| subscribe_err(&subjects.ping(), e))?;
-        let mut git_sub = client
+        let git_sub = client
             .queue_subscribe(subjects.git(), self.options.queue_group.clone())
             .await
             .map_err(|e| subscribe_err(&subjects.git(), e))?;
@@ -191,6 +199,39 @@ impl Worker {
             cancels: Mutex::new(Cancels::default()),
             shutting_down: AtomicBool::new(false),
         });
+        Ok(BoundWorker {
+            client,
+            shared,
+            task_sub,
+            cancel_sub,
+            ping_sub,
+            git_sub,
+        })
+    }
+}
+
+/// A worker that is connected and subscribed; [`BoundWorker::run`] serves its tasks.
+#[derive(Debug)]
+pub struct BoundWorker {
+    client: Client,
+    shared: Arc<Shared>,
+    task_sub: async_nats::Subscriber,
+    cancel_sub: async_nats::Subscriber,
+    ping_sub: async_nats::Subscriber,
+    git_sub: async_nats::Subscriber,
+}
+
+impl BoundWorker {
+    /// Serve tasks until `shutdown` fires, then shut down gracefully (see [`Worker::run`]).
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let BoundWorker {
+            client,
+            shared,
+            mut task_sub,
+            mut cancel_sub,
+            mut ping_sub,
+            mut git_sub,
+        } = self;
         let mut handlers: JoinSet<()> = JoinSet::new();
         let mut closed = false;
         loop {

@@ -54,13 +54,7 @@ pub(crate) async fn run(mut loaded: LoadedConfig, args: WorkerArgs) -> anyhow::R
         base.clone(),
         options,
     );
-    output::progress(&format!(
-        "stn worker {} serving {} from {} (workspaces under {})",
-        worker.id(),
-        loaded.config.coding.nats.subjects.task,
-        loaded.config.coding.nats.url,
-        base.display()
-    ));
+    let id = worker.id().to_string();
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -81,6 +75,17 @@ pub(crate) async fn run(mut loaded: LoadedConfig, args: WorkerArgs) -> anyhow::R
         output::progress("stn worker: shutting down (finishing in-flight tasks)");
         stop.cancel();
     });
-    worker.run(shutdown).await?;
+    let bound = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(ExitCode::SUCCESS),
+        bound = worker.bind() => bound?,
+    };
+    // Printed once subscribed: from here on, tasks reach this worker.
+    output::progress(&format!(
+        "stn worker {id} serving {} from {} (workspaces under {})",
+        loaded.config.coding.nats.subjects.task,
+        loaded.config.coding.nats.url,
+        base.display()
+    ));
+    bound.run(shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }

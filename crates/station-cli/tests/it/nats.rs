@@ -43,7 +43,8 @@ async fn conformance_through_nats_worker_and_real_opencode() {
         WorkerOptions::default(),
     );
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let worker_task = tokio::spawn(worker.run(shutdown.clone()));
+    // Bound first, so the client's first task finds a subscriber.
+    let worker_task = tokio::spawn(worker.bind().await.unwrap().run(shutdown.clone()));
 
     let backend: Arc<dyn CodingBackend> = Arc::new(
         NatsBackend::connect(&nats_config, NatsBackendOptions::default())
@@ -153,7 +154,8 @@ async fn git_runs_where_the_remote_workspace_is() {
         options,
     );
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let worker_task = tokio::spawn(worker.run(shutdown.clone()));
+    // Bound first, so the client's first task finds a subscriber.
+    let worker_task = tokio::spawn(worker.bind().await.unwrap().run(shutdown.clone()));
 
     // The client side has no token and no copy of the workspace.
     let backend: Arc<dyn CodingBackend> = Arc::new(
