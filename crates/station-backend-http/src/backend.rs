@@ -670,26 +670,36 @@ impl Execution<'_> {
     }
 
     async fn run(&mut self, prompt: Value) -> Result<Outcome> {
-        // What was there before, so the outcome covers this task's messages only.
-        let before = self.cancellable(self.messages()).await?;
+        // Three independent steps at once (one round trip instead of three): the transcript so
+        // far (the outcome covers this task's messages only), the local workspace, and the
+        // event stream (subscribed before the prompt so its first events are not missed).
+        let snapshot = async {
+            match &self.local_dir {
+                Some(d) => Some(Snapshot::capture_async(d.clone()).await),
+                None => None,
+            }
+        };
+        let (before, snapshot, sub) = self
+            .cancellable(async {
+                let (before, snapshot, sub) =
+                    tokio::join!(self.messages(), snapshot, self.client.subscribe(self.dir()));
+                Ok((before, snapshot, sub))
+            })
+            .await?;
+        let (before, mut sub) = (before?, sub?);
+        let snapshot = match snapshot {
+            Some(Ok(s)) => Some(s),
+            Some(Err(e)) => {
+                tracing::warn!(
+                    "cannot snapshot the workspace; file changes come from the server only: {e}"
+                );
+                None
+            }
+            None => None,
+        };
         self.known = before.iter().map(|m| m.info.id.clone()).collect();
         self.mapper
             .ignore_messages(self.known.iter().map(String::as_str));
-        let snapshot = match &self.local_dir {
-            Some(d) => match self.cancellable(Snapshot::capture_async(d.clone())).await {
-                Ok(s) => Some(s),
-                Err(Error::Cancelled) => return Err(Error::Cancelled),
-                Err(e) => {
-                    tracing::warn!(
-                        "cannot snapshot the workspace; file changes come from the server only: {e}"
-                    );
-                    None
-                }
-            },
-            None => None,
-        };
-        // Subscribe first: the prompt's first events must not be missed.
-        let mut sub = self.cancellable(self.client.subscribe(self.dir())).await?;
         let path = ["session", self.session_id.as_str(), "prompt_async"];
         let sent = self.client.post_unit(
             &path,

@@ -1,11 +1,15 @@
 //! Connecting to NATS and opening the KV buckets, shared by the client and the worker.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
+use async_nats::rustls;
+use async_nats::rustls::pki_types::pem::PemObject;
+use async_nats::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use async_nats::{Client, ConnectErrorKind, ConnectOptions};
 use station_core::config::NatsConfig;
-use station_core::{Error, Result};
+use station_core::{Error, InputError, Result};
 
 /// The backend's configured name.
 pub(crate) const BACKEND: &str = "opencode-nats";
@@ -45,6 +49,17 @@ pub(crate) async fn connect(
         .reconnect_delay_callback(|attempts| {
             Duration::from_millis((attempts as u64).saturating_mul(100).min(1_000))
         });
+    let tls = tls_settings(config)?;
+    if let Some(ca) = &tls.ca_file {
+        options = options.add_root_certificates(ca.clone());
+    }
+    if let Some((cert, key)) = &tls.client_certificate {
+        options = options.add_client_certificate(cert.clone(), key.clone());
+    }
+    // Configured TLS files mean TLS, as in nats.go: never fall back to plain text silently.
+    if config.tls.required || !config.tls.is_empty() {
+        options = options.require_tls(true);
+    }
     if let Some(creds) = &config.creds_file {
         options = options.credentials_file(creds).await.map_err(|e| {
             Error::config(format!(
@@ -69,6 +84,9 @@ pub(crate) async fn connect(
                 ConnectErrorKind::ServerParse => {
                     Error::config(format!("invalid NATS URL {url}: {detail}"))
                 }
+                _ if tls_error(&e).is_some() || e.kind() == ConnectErrorKind::Tls => {
+                    tls_failure(&e, &url, &detail, config)
+                }
                 _ => unavailable(format!(
                     "cannot connect to NATS at {url}: {detail}; {START_HINT}"
                 )),
@@ -82,6 +100,173 @@ pub(crate) async fn connect(
         }
     };
     Ok(client)
+}
+
+/// The checked TLS files of `coding.nats.tls`.
+#[derive(Debug, Default)]
+struct TlsSettings {
+    ca_file: Option<PathBuf>,
+    client_certificate: Option<(PathBuf, PathBuf)>,
+}
+
+/// Check `coding.nats.tls` before connecting: cert and key come together, and every file
+/// named is readable PEM of the right kind. async-nats reads the files again on each
+/// (re)connect, so a renewed certificate is picked up on reconnect.
+fn tls_settings(config: &NatsConfig) -> Result<TlsSettings> {
+    let tls = &config.tls;
+    let mut settings = TlsSettings::default();
+    if let Some(ca) = &tls.ca_file {
+        let pem = read_tls_file(ca, "coding.nats.tls.ca_file", "--tls-ca / STN_NATS_TLS_CA")?;
+        pem_certificates(&pem, ca, "coding.nats.tls.ca_file")?;
+        settings.ca_file = Some(ca.clone());
+    }
+    if let Some((cert, key)) = tls.client_certificate()? {
+        let pem = read_tls_file(
+            cert,
+            "coding.nats.tls.cert_file",
+            "--tls-cert / STN_NATS_TLS_CERT",
+        )?;
+        pem_certificates(&pem, cert, "coding.nats.tls.cert_file")?;
+        let pem = read_tls_file(
+            key,
+            "coding.nats.tls.key_file",
+            "--tls-key / STN_NATS_TLS_KEY",
+        )?;
+        // The parser's error is not shown: it could quote the file.
+        if PrivateKeyDer::from_pem_slice(&pem).is_err() {
+            return Err(InputError::new(format!(
+                "{} holds no PEM private key (PKCS#8, PKCS#1 or SEC1)",
+                key.display()
+            ))
+            .field("coding.nats.tls.key_file")
+            .into());
+        }
+        settings.client_certificate = Some((cert.to_path_buf(), key.to_path_buf()));
+    }
+    Ok(settings)
+}
+
+fn read_tls_file(path: &Path, field: &str, overrides: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        InputError::new(format!("cannot read {}: {e}", path.display()))
+            .field(field)
+            .hint(format!("fix the path in {field} or {overrides}"))
+            .into()
+    })
+}
+
+fn pem_certificates(pem: &[u8], path: &Path, field: &str) -> Result<()> {
+    let parsed: std::result::Result<Vec<CertificateDer<'_>>, _> =
+        CertificateDer::pem_slice_iter(pem).collect();
+    match parsed {
+        Ok(certs) if !certs.is_empty() => Ok(()),
+        Ok(_) => Err(InputError::new(format!(
+            "{} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        ))
+        .field(field)
+        .into()),
+        Err(e) => Err(InputError::new(format!(
+            "{} is not a valid PEM certificate file: {e}",
+            path.display()
+        ))
+        .field(field)
+        .into()),
+    }
+}
+
+/// The rustls error behind a connect failure, if TLS failed.
+fn tls_error(error: &async_nats::ConnectError) -> Option<&rustls::Error> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    // Error chains are short; the bound only guards against a cyclic `source`.
+    for _ in 0..16 {
+        let err = current?;
+        if let Some(found) = err.downcast_ref::<rustls::Error>() {
+            return Some(found);
+        }
+        // `io::Error::source` skips the wrapped error itself, so look inside.
+        if let Some(found) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            return Some(found);
+        }
+        current = err.source();
+    }
+    None
+}
+
+/// A failed TLS connection, saying which setting to check.
+fn tls_failure(
+    error: &async_nats::ConnectError,
+    url: &str,
+    detail: &str,
+    config: &NatsConfig,
+) -> Error {
+    match tls_error(error) {
+        Some(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::NotValidForName
+            | rustls::CertificateError::NotValidForNameContext { .. },
+        )) => Error::Auth {
+            message: format!(
+                "the certificate of the NATS server at {url} does not name that host ({detail}); \
+                 connect by a host name or IP address the certificate lists"
+            ),
+        },
+        Some(rustls::Error::InvalidCertificate(_)) => {
+            let hint = if config.tls.ca_file.is_some() {
+                "check that coding.nats.tls.ca_file (--tls-ca / STN_NATS_TLS_CA) holds the CA that \
+                 signed the server's certificate"
+            } else {
+                "set coding.nats.tls.ca_file (--tls-ca / STN_NATS_TLS_CA) to the PEM of the CA that \
+                 signed the server's certificate"
+            };
+            Error::Auth {
+                message: format!(
+                    "the NATS server at {url} presented a certificate this client does not trust ({detail}); {hint}"
+                ),
+            }
+        }
+        Some(rustls::Error::AlertReceived(alert)) if rejected_client_certificate(*alert) => {
+            let hint = if config.tls.cert_file.is_some() {
+                "check that coding.nats.tls.cert_file and coding.nats.tls.key_file (--tls-cert / \
+                 --tls-key) hold a client certificate signed by a CA the server trusts"
+            } else {
+                "the server requires a client certificate (mutual TLS): set \
+                 coding.nats.tls.cert_file and coding.nats.tls.key_file (--tls-cert / --tls-key)"
+            };
+            Error::Auth {
+                message: format!(
+                    "the NATS server at {url} refused the TLS connection ({detail}); {hint}"
+                ),
+            }
+        }
+        _ if error.kind() == ConnectErrorKind::Tls => Error::config(format!(
+            "cannot set up TLS for NATS at {url}: {detail}; check coding.nats.tls"
+        )),
+        _ => unavailable(format!(
+            "the TLS handshake with NATS at {url} failed ({detail}); check that the server has \
+             TLS enabled, or use a nats:// URL without coding.nats.tls settings"
+        )),
+    }
+}
+
+/// Alerts a server sends when it does not accept the client's certificate (or its absence).
+fn rejected_client_certificate(alert: rustls::AlertDescription) -> bool {
+    use rustls::AlertDescription as A;
+    matches!(
+        alert,
+        A::CertificateRequired
+            | A::BadCertificate
+            | A::CertificateUnknown
+            | A::UnknownCA
+            | A::UnsupportedCertificate
+            | A::CertificateExpired
+            | A::CertificateRevoked
+            | A::AccessDenied
+            | A::HandshakeFailure
+    )
 }
 
 /// Open `bucket`, creating it (history 1, `max_age`, file storage) when missing.

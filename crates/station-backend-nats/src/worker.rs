@@ -550,7 +550,12 @@ impl Shared {
             result: None,
         };
         let claim_bytes = serde_json::to_vec(&claim).unwrap_or_default();
-        match self.tasks.create(&task.task_id, claim_bytes.into()).await {
+        // The session state is read while the claim is made: two KV round trips in one.
+        let (claimed, stored_session) = tokio::join!(
+            self.tasks.create(&task.task_id, claim_bytes.into()),
+            self.read_session(&task.session.name)
+        );
+        match claimed {
             Ok(_) => {}
             Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
                 self.on_duplicate(&m, &task, &callback).await;
@@ -592,13 +597,16 @@ impl Shared {
         ));
         let _stop_heartbeat = AbortOnDrop(heartbeat);
         let started = Instant::now();
-        let mut result = self.run_task(&task, &stream, signal).await;
+        let mut session_put = None;
+        let mut result = self
+            .run_task(&task, stored_session, &stream, signal, &mut session_put)
+            .await;
         result.metrics.stream_events = stream.published();
         if result.metrics.duration == 0 {
             result.metrics.duration = started.elapsed().as_millis() as u64;
         }
         result.worker = Some(self.id.clone());
-        self.deliver(&task.task_id, &callback.result_subject, result)
+        self.deliver(&task.task_id, &callback.result_subject, result, session_put)
             .await;
     }
 
@@ -652,8 +660,10 @@ impl Shared {
     async fn run_task(
         &self,
         task: &TaskMessage,
+        stored_session: StoredSession,
         stream: &TaskStream,
         signal: CancelSignal,
+        session_put: &mut Option<tokio::task::JoinHandle<()>>,
     ) -> ResultMessage {
         let fail = |msg: String| {
             let mut r = ResultMessage::failure(
@@ -677,7 +687,10 @@ impl Shared {
             Err(e) => return fail(e),
         };
         // Session.
-        let (session, mut state) = match self.resolve_session(task, &dir, stream).await {
+        let (session, mut state, first_put) = match self
+            .resolve_session(task, stored_session, &dir, stream)
+            .await
+        {
             Ok(v) => v,
             Err(e) => {
                 let mut r = fail(e);
@@ -763,7 +776,12 @@ impl Shared {
         state.last_used = wire::now_iso();
         result.session.message_count = state.message_count;
         result.session.opencode_id = state.opencode_id.clone();
-        self.put_session(&state).await;
+        let (sessions, worker) = (self.sessions.clone(), self.id.clone());
+        *session_put = Some(tokio::spawn(async move {
+            // In order: the state stored before the run must not overwrite this one.
+            let _ = first_put.await;
+            put_session(sessions, worker, state).await;
+        }));
         result
     }
 
@@ -878,17 +896,29 @@ impl Shared {
         Ok((dir, git_info))
     }
 
+    /// The stored state of session `name` (read before the session name is validated: an
+    /// invalid key reads as absent and the task fails on the name later).
+    async fn read_session(&self, name: &str) -> StoredSession {
+        if !wire::is_valid_key(name) {
+            return Ok(None);
+        }
+        match self.sessions.get(name).await {
+            Ok(b) => Ok(b.and_then(|b| serde_json::from_slice::<SessionState>(&b).ok())),
+            Err(e) => Err(format!("reading session `{name}` from JetStream KV: {e}")),
+        }
+    }
+
+    /// Open or continue the executor's session. The state is stored in the background (the
+    /// returned handle) so the run does not wait for that KV round trip.
     async fn resolve_session(
         &self,
         task: &TaskMessage,
+        stored: StoredSession,
         dir: &Path,
         stream: &TaskStream,
-    ) -> std::result::Result<(Session, SessionState), String> {
+    ) -> std::result::Result<(Session, SessionState, tokio::task::JoinHandle<()>), String> {
         let name = &task.session.name;
-        let stored = match self.sessions.get(name.as_str()).await {
-            Ok(b) => b.and_then(|b| serde_json::from_slice::<SessionState>(&b).ok()),
-            Err(e) => return Err(format!("reading session `{name}` from JetStream KV: {e}")),
-        };
+        let stored = stored?;
         let want_continue = task.session.continue_session != Some(false);
         let mut reused = None;
         if let Some(state) = stored
@@ -974,7 +1004,11 @@ impl Shared {
                     .unwrap_or_default(),
             });
         }
-        self.put_session(&state).await;
+        let first_put = tokio::spawn(put_session(
+            self.sessions.clone(),
+            self.id.clone(),
+            state.clone(),
+        ));
         stream
             .publish(StreamEvent {
                 kind: kind.into(),
@@ -985,24 +1019,18 @@ impl Shared {
                 ..stream.blank()
             })
             .await;
-        Ok((session, state))
+        Ok((session, state, first_put))
     }
 
-    async fn put_session(&self, state: &SessionState) {
-        let Ok(bytes) = serde_json::to_vec(state) else {
-            return;
-        };
-        if let Err(e) = self
-            .sessions
-            .put(state.session_name.as_str(), bytes.into())
-            .await
-        {
-            tracing::warn!(worker = %self.id, session = %state.session_name, "could not store the session: {e}");
-        }
-    }
-
-    /// Store the result (so a client that missed the message finds it), then publish it.
-    async fn deliver(&self, task_id: &str, result_subject: &str, result: ResultMessage) {
+    /// Store the result (so a client that missed the message finds it) and the session state
+    /// (so the next task continues it) concurrently, then publish the result.
+    async fn deliver(
+        &self,
+        task_id: &str,
+        result_subject: &str,
+        result: ResultMessage,
+        session_put: Option<tokio::task::JoinHandle<()>>,
+    ) {
         let max = self.client.server_info().max_payload.max(64 * 1024);
         let result = fit_result(result, max.saturating_sub(4 * 1024));
         let record = TaskRecord {
@@ -1011,26 +1039,49 @@ impl Shared {
             updated_at: wire::now_iso(),
             result: Some(result.clone()),
         };
-        let deadline = Instant::now() + STORE_DEADLINE;
-        if let Ok(bytes) = serde_json::to_vec(&record) {
-            let bytes = bytes::Bytes::from(bytes);
-            loop {
-                match self.tasks.put(task_id, bytes.clone()).await {
-                    Ok(_) => break,
-                    Err(e) if Instant::now() < deadline => {
-                        tracing::debug!(worker = %self.id, task = %task_id, "storing the result failed, retrying: {e}");
-                        tokio::time::sleep(Duration::from_millis(250)).await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(worker = %self.id, task = %task_id, "could not store the result: {e}");
-                        break;
+        let store = async {
+            let deadline = Instant::now() + STORE_DEADLINE;
+            if let Ok(bytes) = serde_json::to_vec(&record) {
+                let bytes = bytes::Bytes::from(bytes);
+                loop {
+                    match self.tasks.put(task_id, bytes.clone()).await {
+                        Ok(_) => break,
+                        Err(e) if Instant::now() < deadline => {
+                            tracing::debug!(worker = %self.id, task = %task_id, "storing the result failed, retrying: {e}");
+                            tokio::time::sleep(Duration::from_millis(250)).await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(worker = %self.id, task = %task_id, "could not store the result: {e}");
+                            break;
+                        }
                     }
                 }
             }
-        }
+        };
+        let session_stored = async {
+            if let Some(put) = session_put {
+                let _ = put.await;
+            }
+        };
+        tokio::join!(store, session_stored);
         self.publish_json(result_subject, &result).await;
         let _ = tokio::time::timeout(Duration::from_secs(10), self.client.flush()).await;
         tracing::info!(worker = %self.id, task = %task_id, status = %result.status, "task finished");
+    }
+}
+
+/// A session's stored state, read from the sessions bucket (`Err`: the read failed).
+type StoredSession = std::result::Result<Option<SessionState>, String>;
+
+async fn put_session(sessions: kv::Store, worker: String, state: SessionState) {
+    let Ok(bytes) = serde_json::to_vec(&state) else {
+        return;
+    };
+    if let Err(e) = sessions
+        .put(state.session_name.as_str(), bytes.into())
+        .await
+    {
+        tracing::warn!(%worker, session = %state.session_name, "could not store the session: {e}");
     }
 }
 

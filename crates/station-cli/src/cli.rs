@@ -206,6 +206,16 @@ pub(crate) struct WorkerArgs {
     /// NATS credentials file (default: coding.nats.creds_file).
     #[arg(long, value_name = "FILE")]
     pub(crate) creds_file: Option<PathBuf>,
+    /// PEM CA certificates to trust for the NATS server's TLS certificate (default:
+    /// coding.nats.tls.ca_file).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS, with --tls-key (default: coding.nats.tls.cert_file).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (default: coding.nats.tls.key_file).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tls_key: Option<PathBuf>,
     /// Directory the workspaces live under (default: coding.workspace_base_path).
     #[arg(long, value_name = "DIR")]
     pub(crate) workspace_base: Option<PathBuf>,

@@ -3,8 +3,8 @@
 //!
 //! Lookup: `--config FILE`, else `$STN_CONFIG`, else `$XDG_CONFIG_HOME/station/config.yaml`, else
 //! `~/.config/station/config.yaml`; no file means defaults. Unknown keys are errors with line and
-//! column. `STN_CODING_BACKEND`, `STN_CODING_OPENCODE_URL`, `STN_NATS_URL` and `STN_AI_BASE_URL`
-//! override the file.
+//! column. `STN_CODING_BACKEND`, `STN_CODING_OPENCODE_URL`, `STN_NATS_URL`, `STN_NATS_TLS_CA`,
+//! `STN_NATS_TLS_CERT`, `STN_NATS_TLS_KEY` and `STN_AI_BASE_URL` override the file.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -175,15 +175,81 @@ impl Default for NatsKv {
     }
 }
 
+/// `coding.nats.tls`: TLS to the NATS server. All optional; a `tls://` URL turns TLS on by
+/// itself, trusting the system roots unless `ca_file` is set. Any setting here makes TLS
+/// required, so a connection never falls back to plain text.
+///
+/// ```yaml
+/// coding:
+///   nats:
+///     url: tls://nats.internal:4222
+///     tls:
+///       ca_file: /etc/station/nats-ca.pem     # the CAs to trust, instead of the system roots
+///       cert_file: /etc/station/worker.pem    # client certificate (mutual TLS) ...
+///       key_file: /etc/station/worker-key.pem # ... and its key: set both or neither
+///       required: true                        # TLS even for a nats:// URL
+/// ```
+///
+/// `STN_NATS_TLS_CA`, `STN_NATS_TLS_CERT` and `STN_NATS_TLS_KEY` override the files.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsTls {
+    /// PEM file of the CA certificates to trust for the server's certificate. When set, only
+    /// these are trusted (async-nats does not add the system roots then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) for mutual TLS; needs `key_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<PathBuf>,
+    /// Use TLS even when the URL is `nats://`, no file is set and the server does not ask
+    /// for it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
+}
+
+impl NatsTls {
+    /// Nothing is configured (TLS only if the URL or the server asks for it).
+    pub fn is_empty(&self) -> bool {
+        self == &NatsTls::default()
+    }
+
+    /// The client certificate and its key, when mutual TLS is configured. Only one of the
+    /// two is a config error naming both fields.
+    pub fn client_certificate(&self) -> Result<Option<(&Path, &Path)>> {
+        match (&self.cert_file, &self.key_file) {
+            (Some(cert), Some(key)) => Ok(Some((cert, key))),
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(InputError::new(
+                "coding.nats.tls.cert_file is set but coding.nats.tls.key_file is not",
+            )
+            .field("coding.nats.tls.key_file")
+            .hint("a client certificate needs its private key: set both or neither")
+            .into()),
+            (None, Some(_)) => Err(InputError::new(
+                "coding.nats.tls.key_file is set but coding.nats.tls.cert_file is not",
+            )
+            .field("coding.nats.tls.cert_file")
+            .hint("a private key needs its client certificate: set both or neither")
+            .into()),
+        }
+    }
+}
+
 /// `coding.nats`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NatsConfig {
-    /// Server URL.
+    /// Server URL (`nats://`, or `tls://` for TLS).
     pub url: String,
     /// A `.creds` file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub creds_file: Option<PathBuf>,
+    /// TLS settings (see [`NatsTls`]).
+    #[serde(skip_serializing_if = "NatsTls::is_empty")]
+    pub tls: NatsTls,
     /// Subjects.
     pub subjects: NatsSubjects,
     /// KV buckets.
@@ -197,6 +263,7 @@ impl Default for NatsConfig {
         NatsConfig {
             url: "nats://localhost:4222".into(),
             creds_file: None,
+            tls: NatsTls::default(),
             subjects: NatsSubjects::default(),
             kv: NatsKv::default(),
             heartbeat_sec: 5,
@@ -485,6 +552,16 @@ impl LoadedConfig {
         if let Some(u) = env("STN_NATS_URL").filter(|v| !v.is_empty()) {
             coding.nats.url = u;
         }
+        let tls = &mut coding.nats.tls;
+        for (var, file) in [
+            ("STN_NATS_TLS_CA", &mut tls.ca_file),
+            ("STN_NATS_TLS_CERT", &mut tls.cert_file),
+            ("STN_NATS_TLS_KEY", &mut tls.key_file),
+        ] {
+            if let Some(path) = env(var).filter(|v| !v.is_empty()) {
+                *file = Some(PathBuf::from(path));
+            }
+        }
         if let Some(u) = env("STN_AI_BASE_URL").filter(|v| !v.is_empty()) {
             self.config.ai_base_url = Some(u);
         }
@@ -673,6 +750,81 @@ mod tests {
             err.contains("NOPE_TOKEN") && err.contains("coding.git.token"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn nats_tls_parses_with_env_overrides() {
+        let text = "coding:\n  nats:\n    url: tls://127.0.0.1:4222\n    tls:\n      ca_file: /etc/ca.pem\n      cert_file: /etc/client.pem\n      key_file: /etc/client-key.pem\n      required: true\n";
+        let loaded = load_text(text, &[]).unwrap();
+        let tls = &loaded.config.coding.nats.tls;
+        assert_eq!(tls.ca_file.as_deref(), Some(Path::new("/etc/ca.pem")));
+        assert!(tls.required);
+        assert_eq!(
+            tls.client_certificate().unwrap(),
+            Some((
+                Path::new("/etc/client.pem"),
+                Path::new("/etc/client-key.pem")
+            ))
+        );
+        let loaded = load_text(
+            text,
+            &[
+                ("STN_NATS_TLS_CA", "/env/ca.pem"),
+                ("STN_NATS_TLS_CERT", "/env/c.pem"),
+                ("STN_NATS_TLS_KEY", "/env/k.pem"),
+            ],
+        )
+        .unwrap();
+        let tls = &loaded.config.coding.nats.tls;
+        assert_eq!(
+            (
+                tls.ca_file.as_deref(),
+                tls.cert_file.as_deref(),
+                tls.key_file.as_deref()
+            ),
+            (
+                Some(Path::new("/env/ca.pem")),
+                Some(Path::new("/env/c.pem")),
+                Some(Path::new("/env/k.pem"))
+            )
+        );
+        let err = load_text("coding:\n  nats:\n    tls:\n      ca_flie: x\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("coding.nats.tls.ca_flie"), "{err}");
+    }
+
+    #[test]
+    fn nats_tls_is_hidden_when_empty_and_needs_cert_and_key_together() {
+        let shown = serde_json::to_value(Config::default()).unwrap();
+        assert!(shown["coding"]["nats"].get("tls").is_none(), "{shown}");
+        let tls = NatsTls {
+            required: true,
+            ..NatsTls::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&tls).unwrap(),
+            serde_json::json!({"required": true})
+        );
+        assert_eq!(tls.client_certificate().unwrap(), None);
+        let cert_only = NatsTls {
+            cert_file: Some("/c.pem".into()),
+            ..NatsTls::default()
+        };
+        let key_only = NatsTls {
+            key_file: Some("/k.pem".into()),
+            ..NatsTls::default()
+        };
+        for half in [cert_only, key_only] {
+            let err = half.client_certificate().unwrap_err();
+            assert_eq!(err.kind(), crate::ErrorKind::Config);
+            let err = err.to_string();
+            assert!(
+                err.contains("coding.nats.tls.cert_file")
+                    && err.contains("coding.nats.tls.key_file"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

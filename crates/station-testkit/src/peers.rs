@@ -351,11 +351,13 @@ async fn wait_healthy(url: &str, deadline: tokio::time::Instant, child: &ChildPr
 /// A running `nats-server -js` on 127.0.0.1 with a temporary store; killed on drop.
 #[derive(Debug)]
 pub struct NatsServer {
-    /// `nats://127.0.0.1:PORT`.
+    /// `nats://127.0.0.1:PORT` (`tls://` for [`NatsServer::start_tls`]).
     pub url: String,
     /// The client port (kept across restarts).
     pub port: u16,
     store: tempfile::TempDir,
+    /// The server config file (TLS), kept across restarts.
+    config_file: Option<PathBuf>,
     child: Option<ChildProcess>,
 }
 
@@ -364,13 +366,41 @@ impl NatsServer {
     /// when it does not accept connections within 20 s.
     pub async fn start() -> NatsServer {
         let store = tempfile::tempdir().expect("a temporary store directory");
-        let child = spawn_nats(store.path(), None);
+        let child = spawn_nats(store.path(), None, None);
         let port = wait_for_port(&child).await;
         wait_accepting(port, &child).await;
         NatsServer {
             url: format!("nats://127.0.0.1:{port}"),
             port,
             store,
+            config_file: None,
+            child: Some(child),
+        }
+    }
+
+    /// Like [`NatsServer::start`], but clients must use TLS with the server certificate of
+    /// `tls`; with `verify_clients` they must also present a certificate signed by its CA
+    /// (mutual TLS). The URL is `tls://127.0.0.1:PORT`.
+    pub async fn start_tls(tls: &TlsFiles, verify_clients: bool) -> NatsServer {
+        let store = tempfile::tempdir().expect("a temporary store directory");
+        // nats-server's config syntax takes JSON strings.
+        let quoted = |p: &Path| serde_json::to_string(&p.to_string_lossy()).expect("a string");
+        let config = format!(
+            "tls {{\n  cert_file: {}\n  key_file: {}\n  ca_file: {}\n  verify: {verify_clients}\n  timeout: 5\n}}\n",
+            quoted(&tls.server_cert),
+            quoted(&tls.server_key),
+            quoted(&tls.ca_file),
+        );
+        let config_file = store.path().join("nats-server.conf");
+        std::fs::write(&config_file, config).expect("write the nats-server config");
+        let child = spawn_nats(store.path(), None, Some(&config_file));
+        let port = wait_for_port(&child).await;
+        wait_accepting(port, &child).await;
+        NatsServer {
+            url: format!("tls://127.0.0.1:{port}"),
+            port,
+            store,
+            config_file: Some(config_file),
             child: Some(child),
         }
     }
@@ -385,7 +415,11 @@ impl NatsServer {
     /// Stop the server and start it again on the same port and store directory.
     pub async fn restart(&mut self) {
         self.stop().await;
-        let child = spawn_nats(self.store.path(), Some(self.port));
+        let child = spawn_nats(
+            self.store.path(),
+            Some(self.port),
+            self.config_file.as_deref(),
+        );
         wait_accepting(self.port, &child).await;
         self.child = Some(child);
     }
@@ -396,14 +430,113 @@ impl NatsServer {
     }
 }
 
-fn spawn_nats(store: &Path, port: Option<u16>) -> ChildProcess {
+fn spawn_nats(store: &Path, port: Option<u16>, config_file: Option<&Path>) -> ChildProcess {
     let port = port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
-    CommandSpec::new(nats_server_bin(), store)
+    let mut command = CommandSpec::new(nats_server_bin(), store);
+    if let Some(config_file) = config_file {
+        command = command.arg("-c").arg(config_file);
+    }
+    // Flags after `-c` override the file.
+    command
         .args(["-js", "-a", "127.0.0.1", "-p", &port, "--store_dir"])
         .arg(store)
         .install_hint("apt-get install nats-server")
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start nats-server: {e}"))
+}
+
+/// Throwaway TLS material made at run time: a CA, a server certificate for `127.0.0.1` and
+/// `localhost` and a client certificate, both signed by the CA, plus an unrelated CA. PEM
+/// files in a temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct TlsFiles {
+    /// The CA that signed the server and client certificates.
+    pub ca_file: PathBuf,
+    /// A CA that signed nothing here (trusting it alone must fail).
+    pub other_ca_file: PathBuf,
+    /// The server certificate (SANs `127.0.0.1`, `localhost`).
+    pub server_cert: PathBuf,
+    /// The server certificate's key.
+    pub server_key: PathBuf,
+    /// A client certificate for mutual TLS.
+    pub client_cert: PathBuf,
+    /// The client certificate's key.
+    pub client_key: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsFiles {
+    /// Generate fresh keys and certificates (panics if that fails).
+    pub fn generate() -> TlsFiles {
+        use rcgen::{
+            BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer,
+            KeyPair, KeyUsagePurpose,
+        };
+
+        fn ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
+            let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.distinguished_name.push(DnType::CommonName, name);
+            params.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+            let key = KeyPair::generate().expect("a CA key");
+            let cert = params.self_signed(&key).expect("a self-signed CA");
+            (cert.pem(), Issuer::new(params, key))
+        }
+
+        fn leaf(
+            names: &[&str],
+            usage: ExtendedKeyUsagePurpose,
+            issuer: &Issuer<'static, KeyPair>,
+        ) -> (String, String) {
+            let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+            let mut params = CertificateParams::new(names.clone()).expect("leaf params");
+            params.distinguished_name.push(
+                DnType::CommonName,
+                names.first().cloned().unwrap_or_default(),
+            );
+            params.key_usages = vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ];
+            params.extended_key_usages = vec![usage];
+            params.use_authority_key_identifier_extension = true;
+            let key = KeyPair::generate().expect("a leaf key");
+            let cert = params.signed_by(&key, issuer).expect("a signed leaf");
+            (cert.pem(), key.serialize_pem())
+        }
+
+        let dir = tempfile::tempdir().expect("a temporary TLS directory");
+        let (ca_pem, issuer) = ca("Station test CA");
+        let (other_ca_pem, _) = ca("Station unrelated CA");
+        let (server_pem, server_key) = leaf(
+            &["127.0.0.1", "localhost"],
+            ExtendedKeyUsagePurpose::ServerAuth,
+            &issuer,
+        );
+        let (client_pem, client_key) = leaf(
+            &["station-test-client"],
+            ExtendedKeyUsagePurpose::ClientAuth,
+            &issuer,
+        );
+        let write = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {name}: {e}"));
+            path
+        };
+        TlsFiles {
+            ca_file: write("ca.pem", &ca_pem),
+            other_ca_file: write("other-ca.pem", &other_ca_pem),
+            server_cert: write("server.pem", &server_pem),
+            server_key: write("server-key.pem", &server_key),
+            client_cert: write("client.pem", &client_pem),
+            client_key: write("client-key.pem", &client_key),
+            _dir: dir,
+        }
+    }
 }
 
 /// The port from `Listening for client connections on 127.0.0.1:PORT` in the server's log.

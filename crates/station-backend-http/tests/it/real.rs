@@ -219,7 +219,7 @@ async fn real_server_create_continue_and_cancel() {
     }
     let cancelled_at = std::time::Instant::now();
     slow.cancel();
-    let outcome = tokio::time::timeout(Duration::from_secs(30), slow.follow(|_| {}))
+    let outcome = tokio::time::timeout(Duration::from_secs(60), slow.follow(|_| {}))
         .await
         .unwrap()
         .unwrap();

@@ -4,3 +4,4 @@ mod compat;
 mod faults;
 mod flow;
 mod support;
+mod tls;

@@ -240,7 +240,7 @@ pub(crate) async fn start_worker(
 
 /// Wait until every worker in `ids` answers a ping (it is subscribed).
 pub(crate) async fn wait_for_workers(client: &NatsBackend, ids: &[&str]) {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let seen = client
             .workers(Duration::from_millis(200))

@@ -30,6 +30,15 @@ pub(crate) async fn run(mut loaded: LoadedConfig, args: WorkerArgs) -> anyhow::R
     if let Some(creds) = args.creds_file {
         coding.nats.creds_file = Some(creds);
     }
+    if let Some(ca) = args.tls_ca {
+        coding.nats.tls.ca_file = Some(ca);
+    }
+    if let Some(cert) = args.tls_cert {
+        coding.nats.tls.cert_file = Some(cert);
+    }
+    if let Some(key) = args.tls_key {
+        coding.nats.tls.key_file = Some(key);
+    }
     if let Some(base) = args.workspace_base {
         coding.workspace_base_path = Some(base);
     }

@@ -23,7 +23,7 @@ use tempfile::TempDir;
 use tokio::sync::Notify;
 
 /// Every wait in these tests ends by this deadline.
-pub(crate) const DEADLINE: Duration = Duration::from_secs(30);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(120);
 
 /// What the in-process backend does, chosen by words in the instruction:
 /// * `write NAME`: writes NAME into the workspace and reports it;
