@@ -94,6 +94,9 @@ use crate::backends;
 use crate::cli::{AgentRefArgs, CreateAgentArgs, ListAgentsArgs, RunAgentArgs};
 use crate::commands::code::TailPrinter;
 
+/// How long `stn agent run` waits for the coding backend's health check.
+const HEALTH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(90);
+
 /// The agent file for `name`: a path, a file name in the environment, or a `metadata.name`.
 fn find_agent(loaded: &LoadedConfig, env: &str, name: &str) -> station_core::Result<PathBuf> {
     let as_path = PathBuf::from(name);
@@ -282,8 +285,9 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: RunAgentArgs) -> anyhow::Re
     }
     let tools = if def.coding.enabled {
         let backend = backends::build(kind, loaded).await?;
-        // Fail before spending model tokens when the backend cannot work.
-        match tokio::time::timeout(std::time::Duration::from_secs(30), backend.health()).await {
+        // Fail before spending model tokens when the backend cannot work. The health check may
+        // start a managed `opencode serve` (its own deadline is 60 s), hence the outer bound.
+        match tokio::time::timeout(HEALTH_DEADLINE, backend.health()).await {
             Ok(Ok(h)) if h.ok => {}
             Ok(Ok(h)) => anyhow::bail!(
                 "coding backend `{kind}` is not usable: {} (run `stn doctor`)",
@@ -293,7 +297,8 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: RunAgentArgs) -> anyhow::Re
                 anyhow::bail!("coding backend `{kind}` is not usable: {e} (run `stn doctor`)")
             }
             Err(_) => anyhow::bail!(
-                "coding backend `{kind}` did not answer its health check within 30s (run `stn doctor`)"
+                "coding backend `{kind}` did not answer its health check within {}s (run `stn doctor`)",
+                HEALTH_DEADLINE.as_secs()
             ),
         }
         let index = SessionIndex::open(SessionIndex::default_dir()?)?;

@@ -34,7 +34,7 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: DoctorArgs) -> anyhow::Resu
     }
     let health = match backends::build(kind, loaded).await {
         Ok(backend) => {
-            match tokio::time::timeout(Duration::from_secs(30), backend.health()).await {
+            match tokio::time::timeout(Duration::from_secs(90), backend.health()).await {
                 Ok(Ok(h)) => {
                     json!({"check": format!("backend {kind}"), "ok": h.ok, "version": h.version, "detail": h.detail})
                 }
@@ -42,7 +42,7 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: DoctorArgs) -> anyhow::Resu
                     json!({"check": format!("backend {kind}"), "ok": false, "detail": e.to_string()})
                 }
                 Err(_) => {
-                    json!({"check": format!("backend {kind}"), "ok": false, "detail": "no answer within 30s"})
+                    json!({"check": format!("backend {kind}"), "ok": false, "detail": "no answer within 90s"})
                 }
             }
         }
