@@ -16,15 +16,23 @@
 //! | not JSON | `Notice` (the first few) | a count |
 //! | anything else | none (debug log) | |
 //!
+//! Each line is deserialised into typed structs of only the fields read here (module `wire`),
+//! borrowing its strings, so the cost stays below building a `serde_json::Value` of the line.
+//!
 //! Totals come from the `result` line only: the CLI repeats the usage of one API message on every
 //! `assistant` line it splits that message into, so summing those over-counts.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use station_core::redact;
+use station_core::redact::Redactor;
 use station_core::{EventKind, Outcome, StopReason, ToolCall, Usage};
+
+use wire::{Block, Line, Obj, ResultContent, Str};
+
+mod wire;
 
 /// Tool output kept per call (in events and in the outcome); the rest is cut off.
 pub const MAX_TOOL_OUTPUT_BYTES: usize = 32 * 1024;
@@ -229,36 +237,9 @@ impl StreamParser {
         if trimmed.is_empty() {
             return events;
         }
-        let value: Value = match serde_json::from_str(trimmed) {
-            Ok(v) => v,
-            Err(e) => {
-                self.malformed(trimmed, &e, &mut events);
-                return events;
-            }
-        };
-        let Some(kind) = value.get("type").and_then(Value::as_str) else {
-            tracing::debug!("claude stream-json line without a type; ignored");
-            return events;
-        };
-        if let Some(id) = value.get("session_id").and_then(Value::as_str) {
-            self.see_session(id, &mut events);
-        }
-        match kind {
-            "system" => self.system(&value, &mut events),
-            "stream_event" => self.stream_event(&value, &mut events),
-            "assistant" => self.assistant(&value, &mut events),
-            "user" => {
-                self.close_step(&mut events);
-                self.user(&value, &mut events);
-            }
-            "result" => {
-                self.close_step(&mut events);
-                self.result_line(&value);
-            }
-            other => tracing::debug!(
-                line_type = other,
-                "unknown claude stream-json line type; ignored"
-            ),
+        match serde_json::from_str::<Obj<Line<'_>>>(trimmed) {
+            Ok(Obj(line)) => self.line(line, &mut events),
+            Err(_) => self.untyped_line(trimmed, &mut events),
         }
         events
     }
@@ -279,6 +260,52 @@ impl StreamParser {
         report
     }
 
+    /// A line the typed parse refused: not JSON (reported), or JSON it cannot take (duplicate
+    /// keys), which is read through a `Value` (the last duplicate wins).
+    fn untyped_line(&mut self, line: &str, events: &mut Vec<EventKind>) {
+        match serde_json::from_str::<Value>(line) {
+            Err(e) => self.malformed(line, &e, events),
+            Ok(value) => match Obj::<Line<'_>>::deserialize(&value) {
+                Ok(Obj(line)) => self.line(line, events),
+                Err(e) => {
+                    tracing::debug!(error = %e, "claude stream-json line not understood; ignored")
+                }
+            },
+        }
+    }
+
+    fn line(&mut self, line: Option<Line<'_>>, events: &mut Vec<EventKind>) {
+        let Some(mut line) = line else {
+            tracing::debug!("claude stream-json line without a type; ignored");
+            return;
+        };
+        let kind = std::mem::take(&mut line.kind);
+        let Some(kind) = kind.as_deref() else {
+            tracing::debug!("claude stream-json line without a type; ignored");
+            return;
+        };
+        if let Some(id) = line.session_id.as_deref() {
+            self.see_session(id, events);
+        }
+        match kind {
+            "system" => self.system(&line, events),
+            "stream_event" => self.stream_event(line, events),
+            "assistant" => self.assistant(line, events),
+            "user" => {
+                self.close_step(events);
+                self.user(line, events);
+            }
+            "result" => {
+                self.close_step(events);
+                self.result_line(line);
+            }
+            other => tracing::debug!(
+                line_type = other,
+                "unknown claude stream-json line type; ignored"
+            ),
+        }
+    }
+
     fn malformed(&mut self, line: &str, error: &serde_json::Error, events: &mut Vec<EventKind>) {
         self.report.malformed_lines += 1;
         let n = self.report.malformed_lines;
@@ -294,7 +321,7 @@ impl StreamParser {
                 line.len()
             );
             events.push(EventKind::Notice {
-                message: redact::redact(&message),
+                message: redacted(Cow::Owned(message)),
             });
         } else if n == MAX_MALFORMED_NOTICES + 1 {
             events.push(EventKind::Notice { message: "more lines of claude output are not JSON; they are skipped without further notice".into() });
@@ -311,14 +338,11 @@ impl StreamParser {
         });
     }
 
-    fn system(&mut self, value: &Value, events: &mut Vec<EventKind>) {
-        match value.get("subtype").and_then(Value::as_str) {
+    fn system(&mut self, line: &Line<'_>, events: &mut Vec<EventKind>) {
+        match line.subtype.as_deref() {
             Some("init") => {
-                self.init_model = value
-                    .get("model")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
-                self.report.cwd = value.get("cwd").and_then(Value::as_str).map(str::to_string);
+                self.init_model = line.model.as_deref().map(str::to_string);
+                self.report.cwd = line.cwd.as_deref().map(str::to_string);
             }
             Some("compact_boundary") => events.push(EventKind::Notice {
                 message: "claude compacted the conversation to fit its context window".into(),
@@ -327,21 +351,22 @@ impl StreamParser {
         }
     }
 
-    fn stream_event(&mut self, value: &Value, events: &mut Vec<EventKind>) {
-        let Some(event) = value.get("event") else {
+    fn stream_event(&mut self, line: Line<'_>, events: &mut Vec<EventKind>) {
+        let Some(event) = line.event.0 else {
             return;
         };
-        match event.get("type").and_then(Value::as_str) {
+        match event.kind.as_deref() {
             Some("message_start") => {
                 self.close_step(events);
-                let message = event.get("message");
+                let message = event.message.0;
                 let id = message
-                    .and_then(|m| m.get("id"))
-                    .and_then(Value::as_str)
+                    .as_ref()
+                    .and_then(|m| m.id.as_deref())
                     .map(str::to_string);
                 let usage = message
-                    .and_then(|m| m.get("usage"))
-                    .map(parse_usage)
+                    .as_ref()
+                    .and_then(|m| m.usage.0.as_ref())
+                    .map(Usage::from)
                     .unwrap_or_default();
                 self.step = Some(OpenStep {
                     message_id: id,
@@ -349,20 +374,20 @@ impl StreamParser {
                 });
             }
             Some("content_block_delta") => {
-                let delta = event.get("delta");
-                if delta.and_then(|d| d.get("type")).and_then(Value::as_str) == Some("text_delta")
-                    && let Some(text) = delta.and_then(|d| d.get("text")).and_then(Value::as_str)
+                if let Some(delta) = event.delta.0
+                    && delta.kind.as_deref() == Some("text_delta")
+                    && let Some(text) = delta.text.0
                     && !text.is_empty()
                 {
                     events.push(EventKind::TextDelta {
-                        text: redact::redact(text),
+                        text: redacted(text),
                     });
                 }
             }
             Some("message_delta") => {
-                if let (Some(step), Some(usage)) = (self.step.as_mut(), event.get("usage")) {
+                if let (Some(step), Some(usage)) = (self.step.as_mut(), event.usage.0.as_ref()) {
                     // message_delta usage is cumulative for the message; it may restate input.
-                    let delta = parse_usage(usage);
+                    let delta = Usage::from(usage);
                     step.usage.output_tokens = delta.output_tokens.max(step.usage.output_tokens);
                     for (field, value) in [
                         (&mut step.usage.input_tokens, delta.input_tokens),
@@ -380,55 +405,56 @@ impl StreamParser {
         }
     }
 
-    fn assistant(&mut self, value: &Value, events: &mut Vec<EventKind>) {
-        let Some(message) = value.get("message") else {
+    fn assistant(&mut self, line: Line<'_>, events: &mut Vec<EventKind>) {
+        let Some(message) = line.message.0 else {
             return;
         };
-        let model = message
-            .get("model")
-            .and_then(Value::as_str)
-            .filter(|m| !m.starts_with('<'));
+        let model = message.model.as_deref().filter(|m| !m.starts_with('<'));
         if let Some(model) = model {
-            self.report.model = Some(model.to_string());
-            let id = message
-                .get("id")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            let same_step = self.step.as_ref().is_some_and(|s| s.message_id == id);
-            let already_closed = id.is_some() && self.last_step_id == id;
+            if self.report.model.as_deref() != Some(model) {
+                self.report.model = Some(model.to_string());
+            }
+            let id = message.id.as_deref();
+            let same_step = self
+                .step
+                .as_ref()
+                .is_some_and(|s| s.message_id.as_deref() == id);
+            let already_closed = id.is_some() && self.last_step_id.as_deref() == id;
             if !same_step && !already_closed {
                 self.close_step(events);
-                let usage = message.get("usage").map(parse_usage).unwrap_or_default();
+                let usage = message
+                    .usage
+                    .0
+                    .as_ref()
+                    .map(Usage::from)
+                    .unwrap_or_default();
                 self.step = Some(OpenStep {
-                    message_id: id,
+                    message_id: id.map(str::to_string),
                     usage,
                 });
             }
         }
-        let Some(blocks) = message.get("content").and_then(Value::as_array) else {
-            return;
-        };
-        for block in blocks {
-            match block.get("type").and_then(Value::as_str) {
+        for block in message.content.0 {
+            let Some(block) = block.0 else {
+                tracing::debug!("claude assistant content block that is not an object ignored");
+                continue;
+            };
+            match block.kind.as_deref() {
                 Some("text") => {
-                    let text = block
-                        .get("text")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    if !text.is_empty() {
-                        let text = redact::redact(text);
+                    if let Some(text) = block.text.0
+                        && !text.is_empty()
+                    {
+                        let text = redacted(text);
                         self.report.last_text = Some(text.clone());
                         events.push(EventKind::Text { text });
                     }
                 }
                 Some("thinking") => {
-                    let text = block
-                        .get("thinking")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    if !text.is_empty() {
+                    if let Some(text) = block.thinking.0
+                        && !text.is_empty()
+                    {
                         events.push(EventKind::Reasoning {
-                            text: redact::redact(text),
+                            text: redacted(text),
                         });
                     }
                 }
@@ -438,19 +464,19 @@ impl StreamParser {
         }
     }
 
-    fn tool_use(&mut self, block: &Value, events: &mut Vec<EventKind>) {
-        let id = block.get("id").and_then(Value::as_str).map(str::to_string);
+    fn tool_use(&mut self, block: Block<'_>, events: &mut Vec<EventKind>) {
+        let id = block.id.0;
         if let Some(id) = &id
-            && self.calls_by_id.contains_key(id)
+            && self.calls_by_id.contains_key(id.as_ref())
         {
             return;
         }
+        let id = id.map(Cow::into_owned);
         let name = block
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("unknown")
-            .to_string();
-        let input = redact_json(block.get("input").cloned().unwrap_or(Value::Null));
+            .name
+            .0
+            .map_or_else(|| "unknown".to_string(), Cow::into_owned);
+        let input = redact_json(block.input.unwrap_or(Value::Null));
         if let Some(id) = &id {
             self.calls_by_id
                 .insert(id.clone(), self.report.tool_calls.len());
@@ -470,37 +496,32 @@ impl StreamParser {
         });
     }
 
-    fn user(&mut self, value: &Value, events: &mut Vec<EventKind>) {
-        let Some(blocks) = value
-            .get("message")
-            .and_then(|m| m.get("content"))
-            .and_then(Value::as_array)
-        else {
+    fn user(&mut self, line: Line<'_>, events: &mut Vec<EventKind>) {
+        let Some(message) = line.message.0 else {
             return;
         };
-        for block in blocks
-            .iter()
-            .filter(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+        for block in message
+            .content
+            .0
+            .into_iter()
+            .filter_map(|b| b.0)
+            .filter(|b| b.kind.as_deref() == Some("tool_result"))
         {
-            let call_id = block
-                .get("tool_use_id")
-                .and_then(Value::as_str)
-                .map(str::to_string);
-            let text = truncate(
-                &redact::redact(&tool_result_text(block.get("content"))),
-                MAX_TOOL_OUTPUT_BYTES,
-            );
-            let failed = block
-                .get("is_error")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
+            let call_id = block.tool_use_id.0.map(Cow::into_owned);
+            let content = match block.content {
+                ResultContent::Missing => Cow::Borrowed(""),
+                ResultContent::Text(text) => text,
+                ResultContent::Json(value) => Cow::Owned(tool_result_text(Some(&value))),
+            };
+            let text = truncate_owned(redacted(content), MAX_TOOL_OUTPUT_BYTES);
+            let failed = block.is_error.0.unwrap_or(false);
             let (output, error) = if failed {
                 (None, Some(text))
             } else {
                 (Some(text), None)
             };
             let index = call_id
-                .as_ref()
+                .as_deref()
                 .and_then(|id| self.calls_by_id.get(id))
                 .copied();
             let name = match index.map(|i| &mut self.report.tool_calls[i]) {
@@ -526,37 +547,28 @@ impl StreamParser {
         }
     }
 
-    fn result_line(&mut self, value: &Value) {
-        let str_of = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_string);
-        let errors = value
-            .get("errors")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .map(|e| {
-                        redact::redact(
-                            &e.as_str()
-                                .map(str::to_string)
-                                .unwrap_or_else(|| e.to_string()),
-                        )
-                    })
-                    .collect()
+    fn result_line(&mut self, line: Line<'_>) {
+        let owned = |s: Str<'_>| s.0.map(Cow::into_owned);
+        let errors = line
+            .errors
+            .0
+            .iter()
+            .map(|e| match e {
+                Value::String(s) => redacted(Cow::Borrowed(s)),
+                other => redacted(Cow::Owned(other.to_string())),
             })
-            .unwrap_or_default();
+            .collect();
         self.report.result = Some(RunResult {
-            subtype: str_of("subtype").unwrap_or_default(),
-            is_error: value
-                .get("is_error")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            api_error_status: value.get("api_error_status").and_then(Value::as_u64),
-            num_turns: value.get("num_turns").and_then(Value::as_u64),
-            text: str_of("result").map(|t| redact::redact(&t)),
+            subtype: owned(line.subtype).unwrap_or_default(),
+            is_error: line.is_error.0.unwrap_or(false),
+            api_error_status: line.api_error_status.0,
+            num_turns: line.num_turns.0,
+            text: line.result.0.map(redacted),
             errors,
-            terminal_reason: str_of("terminal_reason"),
-            usage: value.get("usage").map(parse_usage).unwrap_or_default(),
-            cost_usd: value.get("total_cost_usd").and_then(Value::as_f64),
-            session_id: str_of("session_id"),
+            terminal_reason: owned(line.terminal_reason),
+            usage: line.usage.0.as_ref().map(Usage::from).unwrap_or_default(),
+            cost_usd: line.total_cost_usd.0,
+            session_id: owned(line.session_id),
         });
     }
 
@@ -571,20 +583,16 @@ impl StreamParser {
     }
 }
 
-/// Anthropic usage: `input_tokens`, `output_tokens`, `cache_read_input_tokens`,
-/// `cache_creation_input_tokens`.
-fn parse_usage(value: &Value) -> Usage {
-    let n = |key: &str| value.get(key).and_then(Value::as_u64).unwrap_or(0);
-    Usage {
-        input_tokens: n("input_tokens"),
-        output_tokens: n("output_tokens"),
-        reasoning_tokens: 0,
-        cache_read_tokens: n("cache_read_input_tokens"),
-        cache_write_tokens: n("cache_creation_input_tokens"),
+/// The text as it may leave the parser: every secret replaced. Copies only what it must.
+fn redacted(text: Cow<'_, str>) -> String {
+    match Redactor::global().redact(&text) {
+        Cow::Owned(clean) => clean,
+        Cow::Borrowed(_) => text.into_owned(),
     }
 }
 
-/// A tool result's `content`: a string, or a list of blocks (`text`, `image`, ...).
+/// A tool result's `content` that is not a string: a list of blocks (`text`, `image`, ...), or
+/// any other JSON.
 fn tool_result_text(content: Option<&Value>) -> String {
     match content {
         None | Some(Value::Null) => String::new(),
@@ -619,14 +627,34 @@ fn edited_path(call: &ToolCall) -> Option<String> {
 }
 
 /// Redact every string inside a JSON value (keys stay as they are).
-fn redact_json(value: Value) -> Value {
+fn redact_json(mut value: Value) -> Value {
+    redact_json_in_place(&mut value);
+    value
+}
+
+fn redact_json_in_place(value: &mut Value) {
     match value {
-        Value::String(s) => Value::String(redact::redact(&s)),
-        Value::Array(items) => Value::Array(items.into_iter().map(redact_json).collect()),
-        Value::Object(map) => {
-            Value::Object(map.into_iter().map(|(k, v)| (k, redact_json(v))).collect())
+        Value::String(s) => {
+            let clean = match Redactor::global().redact(s) {
+                Cow::Owned(clean) => Some(clean),
+                Cow::Borrowed(_) => None,
+            };
+            if let Some(clean) = clean {
+                *s = clean;
+            }
         }
-        other => other,
+        Value::Array(items) => items.iter_mut().for_each(redact_json_in_place),
+        Value::Object(map) => map.values_mut().for_each(redact_json_in_place),
+        _ => {}
+    }
+}
+
+/// [`truncate`] that keeps the string it is given when it is short enough.
+fn truncate_owned(text: String, max: usize) -> String {
+    if text.len() <= max {
+        text
+    } else {
+        truncate(&text, max)
     }
 }
 
@@ -704,5 +732,128 @@ mod tests {
             .filter(|e| matches!(e, EventKind::StepFinished { .. }))
             .collect();
         assert_eq!(steps.len(), 1, "{events:?}");
+    }
+
+    fn events_of(lines: &[&str]) -> (Vec<EventKind>, RunReport) {
+        let mut p = StreamParser::new();
+        let mut events = Vec::new();
+        for line in lines {
+            events.extend(p.push_line(line));
+        }
+        events.extend(p.finish());
+        (events, p.report())
+    }
+
+    #[test]
+    fn fields_of_unexpected_json_types_read_as_absent() {
+        let (events, report) = events_of(&[
+            r#"{"type":"assistant","session_id":7,"message":{"id":5,"model":["m"],"usage":"lots","content":[1,"s",{"type":"text","text":{"a":1}},{"type":"text","text":"ok"},{"type":"tool_use","id":"t1","name":3,"input":null}]}}"#,
+            r#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"t1","content":[{"type":"text","text":"a"},{"type":"image"}],"is_error":"no"},{"type":"tool_result","tool_use_id":"t2","content":42}]}}"#,
+            r#"{"type":"result","subtype":1,"is_error":"yes","num_turns":-1,"api_error_status":4.5,"total_cost_usd":2,"usage":[],"errors":["a",{"b":1}],"result":"done","terminal_reason":null}"#,
+        ]);
+        let expected = vec![
+            EventKind::Text { text: "ok".into() },
+            EventKind::ToolStarted {
+                call_id: Some("t1".into()),
+                name: "unknown".into(),
+                input: Value::Null,
+            },
+            EventKind::ToolFinished {
+                call_id: Some("t1".into()),
+                name: "unknown".into(),
+                output: Some("a\n[image]".into()),
+                error: None,
+            },
+            EventKind::ToolFinished {
+                call_id: Some("t2".into()),
+                name: "unknown".into(),
+                output: Some("42".into()),
+                error: None,
+            },
+        ];
+        assert_eq!(events, expected);
+        assert_eq!(report.session_id, None);
+        assert_eq!(report.model, None);
+        let result = report.result.unwrap();
+        assert_eq!(
+            result,
+            RunResult {
+                subtype: String::new(),
+                is_error: false,
+                api_error_status: None,
+                num_turns: None,
+                text: Some("done".into()),
+                errors: vec!["a".into(), r#"{"b":1}"#.into()],
+                terminal_reason: None,
+                usage: Usage::default(),
+                cost_usd: Some(2.0),
+                session_id: None,
+            }
+        );
+    }
+
+    #[test]
+    fn json_that_is_not_an_object_is_ignored_not_malformed() {
+        let (events, report) = events_of(&[r#"["assistant",{"content":[]}]"#, "\"text\"", "5"]);
+        assert_eq!(events, []);
+        assert_eq!(report.malformed_lines, 0);
+    }
+
+    #[test]
+    fn duplicate_keys_take_the_last_value_as_a_json_value_would() {
+        let (events, report) = events_of(&[
+            r#"{"type":"system","type":"assistant","message":{"content":[{"type":"text","text":"first","text":"second"}]}}"#,
+        ]);
+        assert_eq!(
+            events,
+            [EventKind::Text {
+                text: "second".into()
+            }]
+        );
+        assert_eq!(report.malformed_lines, 0);
+    }
+
+    #[test]
+    fn escaped_strings_are_unescaped() {
+        let (events, _) = events_of(&[
+            r#"{"type":"assistant","message":{"content":[{"type":"text","text":"a \"quoted\"\nline \u00e9"}]}}"#,
+        ]);
+        assert_eq!(
+            events,
+            [EventKind::Text {
+                text: "a \"quoted\"\nline é".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn no_secret_leaves_the_parser() {
+        let token = format!("ghp_{}", "Zq9w".repeat(9));
+        let lines = [
+            format!(
+                r#"{{"type":"stream_event","event":{{"type":"content_block_delta","delta":{{"type":"text_delta","text":"delta {token}"}}}}}}"#
+            ),
+            format!(
+                r#"{{"type":"assistant","message":{{"id":"m","model":"c","content":[{{"type":"thinking","thinking":"think {token}"}},{{"type":"text","text":"say {token}"}},{{"type":"tool_use","id":"t","name":"Write","input":{{"file_path":"/w/{token}","content":["{token}"]}}}}]}}}}"#
+            ),
+            format!(
+                r#"{{"type":"user","message":{{"content":[{{"type":"tool_result","tool_use_id":"t","content":"wrote \"{token}\""}}]}}}}"#
+            ),
+            format!(
+                r#"{{"type":"result","subtype":"error_during_execution","is_error":true,"result":"end {token}","errors":["err {token}",{{"k":"{token}"}}]}}"#
+            ),
+            format!("not json {token}"),
+        ];
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let (events, report) = events_of(&lines);
+        let all = serde_json::json!({
+            "events": events,
+            "report": report,
+            "outcome": report.outcome(),
+        })
+        .to_string();
+        assert!(!all.contains(&token[4..]), "{all}");
+        // 8 in events, 7 in the report, 6 in the outcome.
+        assert_eq!(all.matches("[REDACTED]").count(), 21, "{all}");
     }
 }

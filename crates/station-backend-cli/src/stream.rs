@@ -16,13 +16,24 @@
 //! | not JSON | `Notice` (the first few) | a count |
 //! | other types | none (debug log) | |
 //!
-//! All text that leaves the parser (events and report) goes through the global redactor.
+//! All text that leaves the parser (events and report) goes through the global redactor, once.
+//!
+//! Lines are read into borrowing structs of only the fields used ([`Line`]); everything else is
+//! skipped without being built, and strings without escapes are not copied. Every field reads
+//! leniently: a value of another JSON type than expected counts as absent rather than failing
+//! the line. The few lines serde cannot read that way (repeated keys) are read through a
+//! `serde_json::Value` first, with the same result as before.
 
-use std::collections::{HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::marker::PhantomData;
 
 use serde::Serialize;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
-use station_core::redact;
+use station_core::redact::{self, Redactor};
 use station_core::{EventKind, ToolCall, Usage};
 
 /// Tool output kept per call (in events and in the outcome); the middle of longer output is cut.
@@ -85,7 +96,8 @@ pub struct StreamParser {
     report: RunReport,
     /// Index into `report.tool_calls` by call id.
     calls: HashMap<String, usize>,
-    finished_calls: HashSet<String>,
+    /// Per entry of `report.tool_calls`: whether its end was reported.
+    finished_calls: Vec<bool>,
     step_open: bool,
 }
 
@@ -128,42 +140,61 @@ impl StreamParser {
         if trimmed.is_empty() {
             return Vec::new();
         }
+        match serde_json::from_str::<TopLevel<Line<'_>>>(trimmed) {
+            Ok(TopLevel(parsed)) => self.handle(trimmed, parsed),
+            // Not JSON, not an object, or a line the typed read refuses (a repeated key).
+            Err(_) => self.push_value_line(trimmed),
+        }
+    }
+
+    /// The slow path: the line as a `Value` (which tells why a line is malformed, and keeps the
+    /// last of repeated keys), then read into the same typed line.
+    fn push_value_line(&mut self, trimmed: &str) -> Vec<EventKind> {
         let value: Value = match serde_json::from_str(trimmed) {
             Ok(v @ Value::Object(_)) => v,
             Ok(_) => return self.malformed(trimmed, "not a JSON object"),
             Err(_) => return self.malformed(trimmed, "not JSON"),
         };
-        let Some(kind) = value.get("type").and_then(Value::as_str) else {
+        match Line::deserialize(&value) {
+            Ok(parsed) => self.handle(trimmed, parsed),
+            Err(_) => self.malformed(trimmed, "not JSON"),
+        }
+    }
+
+    fn handle(&mut self, trimmed: &str, line: Line<'_>) -> Vec<EventKind> {
+        let Some(kind) = line.kind.as_str() else {
             return self.malformed(trimmed, "no `type`");
         };
         let mut events = Vec::new();
-        let session = value
-            .get("sessionID")
-            .and_then(Value::as_str)
-            .or_else(|| value.pointer("/part/sessionID").and_then(Value::as_str))
-            .filter(|s| !s.is_empty());
-        if let (None, Some(id)) = (&self.report.session_id, session) {
-            self.report.session_id = Some(id.to_string());
-            events.push(EventKind::BackendSession {
-                backend_session_id: id.to_string(),
-            });
+        let Obj(part) = line.part;
+        if self.report.session_id.is_none() {
+            // The top-level id wins whenever it is a string, even an empty one.
+            let session = line
+                .session_id
+                .as_str()
+                .or_else(|| part.session_id.as_str())
+                .filter(|s| !s.is_empty());
+            if let Some(id) = session {
+                self.report.session_id = Some(id.to_string());
+                events.push(EventKind::BackendSession {
+                    backend_session_id: id.to_string(),
+                });
+            }
         }
-        let part = value.get("part").unwrap_or(&Value::Null);
         match kind {
             "step_start" => self.start_step(),
             "text" => self.text(part, &mut events),
             "reasoning" => {
-                if let Some(text) = str_at(part, "text").filter(|t| !t.trim().is_empty()) {
+                if let Some(text) = part.text.into_str().filter(|t| !t.trim().is_empty()) {
                     events.push(EventKind::Reasoning {
-                        text: redact::redact(text),
+                        text: redacted(text),
                     });
                 }
             }
             "tool_use" => self.tool(part, &mut events),
-            "step_finish" => self.finish_step(part, &mut events),
+            "step_finish" => self.finish_step(&part, &mut events),
             "error" => {
-                let message =
-                    redact::redact(&error_message(value.get("error").unwrap_or(&Value::Null)));
+                let message = redact::redact(&error_message(&line.error));
                 events.push(EventKind::Notice {
                     message: format!("opencode reported an error: {message}"),
                 });
@@ -207,24 +238,21 @@ impl StreamParser {
         self.report.steps.last_mut().expect("a step is open")
     }
 
-    fn text(&mut self, part: &Value, events: &mut Vec<EventKind>) {
-        let Some(text) = str_at(part, "text") else {
+    fn text(&mut self, part: Part<'_>, events: &mut Vec<EventKind>) {
+        let Some(text) = part.text.into_str() else {
             return;
         };
         if text.trim().is_empty() {
             return;
         }
-        let text = redact::redact(text);
-        let id = str_at(part, "id").map(str::to_string);
+        let text = redacted(text);
+        let id = part.id.as_str();
         let step = self.current_step();
-        match id
-            .as_ref()
-            .and_then(|id| step.text_ids.iter().position(|t| t.as_ref() == Some(id)))
-        {
+        match id.and_then(|id| step.text_ids.iter().position(|t| t.as_deref() == Some(id))) {
             Some(i) => step.texts[i] = text.clone(),
             None => {
                 step.texts.push(text.clone());
-                step.text_ids.push(id);
+                step.text_ids.push(id.map(str::to_string));
             }
         }
         self.update_summary();
@@ -237,26 +265,52 @@ impl StreamParser {
         }
     }
 
-    fn tool(&mut self, part: &Value, events: &mut Vec<EventKind>) {
-        let name = str_at(part, "tool").unwrap_or("unknown").to_string();
-        let state = part.get("state").unwrap_or(&Value::Null);
-        let status = str_at(state, "status").unwrap_or("");
-        let call_id = str_at(part, "callID")
-            .or_else(|| str_at(part, "id"))
-            .map(str::to_string);
-        let key = call_id
-            .clone()
-            .unwrap_or_else(|| format!("#{}", self.report.tool_calls.len()));
-        let input = redact_value(state.get("input").cloned().unwrap_or(Value::Null));
+    fn tool(&mut self, part: Part<'_>, events: &mut Vec<EventKind>) {
+        let Part {
+            tool,
+            call_id,
+            id,
+            state: Obj(state),
+            ..
+        } = part;
+        let name = tool.as_str().unwrap_or("unknown").to_string();
+        let status = state.status.as_str().unwrap_or("");
+        let call_id = call_id.as_str().or_else(|| id.as_str());
+        let numbered;
+        let key = match call_id {
+            Some(id) => id,
+            None => {
+                numbered = format!("#{}", self.report.tool_calls.len());
+                &numbered
+            }
+        };
+        let known = self.calls.get(key).copied();
+        let finishing = matches!(status, "completed" | "error")
+            && known.is_none_or(|i| !self.finished_calls[i]);
+        // Paths come from the input as sent, before redaction.
+        let paths = if finishing && status == "completed" && is_file_editing(&name) {
+            let Obj(metadata) = &state.metadata;
+            let meta_path = metadata
+                .filepath
+                .as_str()
+                .or_else(|| metadata.filediff.0.file.as_str());
+            edited_paths(&state.input, meta_path)
+        } else {
+            Vec::new()
+        };
+        let mut input = state.input;
         self.current_step();
-        let index = match self.calls.get(&key) {
-            Some(&i) => {
-                if !input.is_null() && input != Value::Object(Default::default()) {
+        let call_id = call_id.map(str::to_string);
+        let index = match known {
+            Some(i) => {
+                if !is_empty_input(&input) {
+                    redact_value(&mut input);
                     self.report.tool_calls[i].input = input;
                 }
                 i
             }
             None => {
+                redact_value(&mut input);
                 events.push(EventKind::ToolStarted {
                     call_id: call_id.clone(),
                     name: name.clone(),
@@ -270,24 +324,30 @@ impl StreamParser {
                     error: None,
                     duration_ms: None,
                 });
-                self.calls
-                    .insert(key.clone(), self.report.tool_calls.len() - 1);
-                self.report.tool_calls.len() - 1
+                self.finished_calls.push(false);
+                let index = self.report.tool_calls.len() - 1;
+                self.calls.insert(key.to_string(), index);
+                index
             }
         };
-        if !matches!(status, "completed" | "error") || !self.finished_calls.insert(key) {
+        if !finishing {
             return;
         }
-        let output = str_at(state, "output")
-            .map(|o| truncate_middle(&redact::redact(o), MAX_TOOL_OUTPUT_BYTES));
-        let error = if status == "error" {
-            Some(redact::redact(
-                str_at(state, "error").unwrap_or("the tool failed"),
-            ))
-        } else {
-            None
-        };
-        let duration_ms = match (u64_at(state, "/time/start"), u64_at(state, "/time/end")) {
+        self.finished_calls[index] = true;
+        let output = state
+            .output
+            .into_str()
+            .map(|o| truncate_middle_owned(redacted(o), MAX_TOOL_OUTPUT_BYTES));
+        let error = (status == "error").then(|| {
+            redacted(
+                state
+                    .error
+                    .into_str()
+                    .unwrap_or(Cow::Borrowed("the tool failed")),
+            )
+        });
+        let Obj(time) = &state.time;
+        let duration_ms = match (time.start.as_u64(), time.end.as_u64()) {
             (Some(start), Some(end)) if end >= start => Some(end - start),
             _ => None,
         };
@@ -297,34 +357,34 @@ impl StreamParser {
         call.duration_ms = duration_ms;
         events.push(EventKind::ToolFinished {
             call_id,
-            name: name.clone(),
+            name,
             output,
-            error: error.clone(),
+            error,
         });
-        if error.is_none() && FILE_EDITING_TOOLS.contains(&name.to_ascii_lowercase().as_str()) {
-            for path in edited_paths(state) {
-                if !self.report.edited_paths.contains(&path) {
-                    self.report.edited_paths.push(path.clone());
-                }
-                events.push(EventKind::FileEdited { path });
+        for path in paths {
+            if !self.report.edited_paths.contains(&path) {
+                self.report.edited_paths.push(path.clone());
             }
+            events.push(EventKind::FileEdited { path });
         }
     }
 
-    fn finish_step(&mut self, part: &Value, events: &mut Vec<EventKind>) {
+    fn finish_step(&mut self, part: &Part<'_>, events: &mut Vec<EventKind>) {
+        let Obj(tokens) = &part.tokens;
+        let Obj(cache) = &tokens.cache;
         let usage = Usage {
-            input_tokens: u64_at(part, "/tokens/input").unwrap_or(0),
-            output_tokens: u64_at(part, "/tokens/output").unwrap_or(0),
-            reasoning_tokens: u64_at(part, "/tokens/reasoning").unwrap_or(0),
-            cache_read_tokens: u64_at(part, "/tokens/cache/read").unwrap_or(0),
-            cache_write_tokens: u64_at(part, "/tokens/cache/write").unwrap_or(0),
+            input_tokens: tokens.input.as_u64().unwrap_or(0),
+            output_tokens: tokens.output.as_u64().unwrap_or(0),
+            reasoning_tokens: tokens.reasoning.as_u64().unwrap_or(0),
+            cache_read_tokens: cache.read.as_u64().unwrap_or(0),
+            cache_write_tokens: cache.write.as_u64().unwrap_or(0),
         };
-        let cost = part.get("cost").and_then(Value::as_f64);
+        let cost = part.cost.as_f64();
         self.report.usage += usage;
         if let Some(c) = cost {
             *self.report.cost_usd.get_or_insert(0.0) += c;
         }
-        let reason = str_at(part, "reason").unwrap_or("").to_string();
+        let reason = part.reason.as_str().unwrap_or("").to_string();
         self.report.turn_finished = !CONTINUING_REASONS.contains(&reason.as_str());
         self.current_step().finish_reason = Some(reason);
         self.step_open = false;
@@ -335,18 +395,330 @@ impl StreamParser {
     }
 }
 
+/// One line, as far as the parser reads it.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct Line<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Scalar<'a>,
+    #[serde(rename = "sessionID", borrow)]
+    session_id: Scalar<'a>,
+    #[serde(borrow)]
+    part: Obj<Part<'a>>,
+    /// Whatever shape it has; only `error` lines carry it.
+    error: Value,
+}
+
+/// A line's `part`: the fields of every part type the parser reads, flattened.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct Part<'a> {
+    #[serde(borrow)]
+    id: Scalar<'a>,
+    #[serde(rename = "sessionID", borrow)]
+    session_id: Scalar<'a>,
+    #[serde(borrow)]
+    text: Scalar<'a>,
+    #[serde(borrow)]
+    tool: Scalar<'a>,
+    #[serde(rename = "callID", borrow)]
+    call_id: Scalar<'a>,
+    #[serde(borrow)]
+    state: Obj<ToolState<'a>>,
+    #[serde(borrow)]
+    reason: Scalar<'a>,
+    #[serde(borrow)]
+    tokens: Obj<Tokens<'a>>,
+    #[serde(borrow)]
+    cost: Scalar<'a>,
+}
+
+/// A `tool_use` part's `state`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct ToolState<'a> {
+    #[serde(borrow)]
+    status: Scalar<'a>,
+    /// Handed on as it is (redacted), so built whole.
+    input: Value,
+    #[serde(borrow)]
+    output: Scalar<'a>,
+    #[serde(borrow)]
+    error: Scalar<'a>,
+    #[serde(borrow)]
+    time: Obj<Span<'a>>,
+    #[serde(borrow)]
+    metadata: Obj<ToolMetadata<'a>>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct Span<'a> {
+    #[serde(borrow)]
+    start: Scalar<'a>,
+    #[serde(borrow)]
+    end: Scalar<'a>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct ToolMetadata<'a> {
+    #[serde(borrow)]
+    filepath: Scalar<'a>,
+    #[serde(borrow)]
+    filediff: Obj<FileDiff<'a>>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct FileDiff<'a> {
+    #[serde(borrow)]
+    file: Scalar<'a>,
+}
+
+/// A `step_finish` part's `tokens`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct Tokens<'a> {
+    #[serde(borrow)]
+    input: Scalar<'a>,
+    #[serde(borrow)]
+    output: Scalar<'a>,
+    #[serde(borrow)]
+    reasoning: Scalar<'a>,
+    #[serde(borrow)]
+    cache: Obj<TokenCache<'a>>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct TokenCache<'a> {
+    #[serde(borrow)]
+    read: Scalar<'a>,
+    #[serde(borrow)]
+    write: Scalar<'a>,
+}
+
+/// A JSON value read as a string or a number; any other value reads as [`Scalar::Absent`] (as
+/// `Value::as_str`/`as_u64` gave `None` for it), skipped without being built.
+#[derive(Debug, Default)]
+enum Scalar<'a> {
+    #[default]
+    Absent,
+    Str(Cow<'a, str>),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+}
+
+impl<'a> Scalar<'a> {
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Scalar::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    fn into_str(self) -> Option<Cow<'a, str>> {
+        match self {
+            Scalar::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// A non-negative integer; floats are rounded down, negatives ignored.
+    fn as_u64(&self) -> Option<u64> {
+        match *self {
+            Scalar::U64(n) => Some(n),
+            Scalar::I64(n) => u64::try_from(n).ok(),
+            Scalar::F64(f) => (f.is_finite() && f >= 0.0).then_some(f as u64),
+            _ => None,
+        }
+    }
+
+    /// Any number, as `f64`.
+    fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Scalar::U64(n) => Some(n as f64),
+            Scalar::I64(n) => Some(n as f64),
+            Scalar::F64(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Scalar<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+struct ScalarVisitor;
+
+impl<'de> Visitor<'de> for ScalarVisitor {
+    type Value = Scalar<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Borrowed(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v.to_string())))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Scalar::Str(Cow::Owned(v)))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Scalar::U64(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Scalar::I64(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Scalar::F64(v))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Scalar::Absent)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Absent)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Scalar::Absent)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        skip_seq(seq).map(|()| Scalar::Absent)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        skip_map(map).map(|()| Scalar::Absent)
+    }
+}
+
+/// A JSON object read into `T`; any other value reads as `T::default()` (as `Value::get` on a
+/// non-object gave `None` for every key).
+#[derive(Debug, Default)]
+struct Obj<T>(T);
+
+impl<'de, T: Deserialize<'de> + Default> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ObjVisitor(PhantomData))
+    }
+}
+
+struct ObjVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de> + Default> Visitor<'de> for ObjVisitor<T> {
+    type Value = Obj<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(map)).map(Obj)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        skip_seq(seq).map(|()| Obj(T::default()))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Obj(T::default()))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Obj(T::default()))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Obj(T::default()))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Obj(T::default()))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Obj(T::default()))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Obj(T::default()))
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Obj(T::default()))
+    }
+}
+
+/// The whole line: only a JSON object is accepted (a derived struct would also take an array).
+struct TopLevel<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for TopLevel<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectOnly<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjectOnly<T> {
+            type Value = TopLevel<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(TopLevel)
+            }
+        }
+        deserializer.deserialize_map(ObjectOnly(PhantomData))
+    }
+}
+
+fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// `text` through the global redactor, copied only when it was borrowed and had nothing to cut.
+fn redacted(text: Cow<'_, str>) -> String {
+    let changed = match Redactor::global().redact(&text) {
+        Cow::Owned(r) => Some(r),
+        Cow::Borrowed(_) => None,
+    };
+    changed.unwrap_or_else(|| text.into_owned())
+}
+
 fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str)
 }
 
-/// A non-negative integer at a JSON pointer; floats are rounded down, negatives ignored.
-fn u64_at(v: &Value, pointer: &str) -> Option<u64> {
-    let n = v.pointer(pointer)?;
-    n.as_u64().or_else(|| {
-        n.as_f64()
-            .filter(|f| f.is_finite() && *f >= 0.0)
-            .map(|f| f as u64)
-    })
+fn is_file_editing(tool: &str) -> bool {
+    FILE_EDITING_TOOLS
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(tool))
+}
+
+/// Absent or `{}`: a later line's input that does not replace the one already known.
+fn is_empty_input(input: &Value) -> bool {
+    match input {
+        Value::Null => true,
+        Value::Object(map) => map.is_empty(),
+        _ => false,
+    }
 }
 
 /// `Name: message` from an `error` line's `error` value, whatever its shape.
@@ -366,9 +738,9 @@ fn error_message(error: &Value) -> String {
     }
 }
 
-/// Paths a file-editing tool call changed: its input path, its metadata path, and for patch
-/// tools the files named in the patch text.
-fn edited_paths(state: &Value) -> Vec<String> {
+/// Paths a file-editing tool call changed: its input path (else its metadata path), and for
+/// patch tools the files named in the patch text.
+fn edited_paths(input: &Value, meta_path: Option<&str>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut add = |p: &str| {
         let p = p.trim();
@@ -376,21 +748,11 @@ fn edited_paths(state: &Value) -> Vec<String> {
             out.push(p.to_string());
         }
     };
-    let input = state.get("input").unwrap_or(&Value::Null);
     let direct = ["filePath", "file_path", "path"]
         .iter()
         .find_map(|k| str_at(input, k));
-    let meta = state
-        .pointer("/metadata/filepath")
-        .and_then(Value::as_str)
-        .or_else(|| {
-            state
-                .pointer("/metadata/filediff/file")
-                .and_then(Value::as_str)
-        });
-    match (direct, meta) {
-        (Some(p), _) | (None, Some(p)) => add(p),
-        (None, None) => {}
+    if let Some(p) = direct.or(meta_path) {
+        add(p);
     }
     for key in ["patchText", "patch", "input"] {
         if let Some(text) = str_at(input, key) {
@@ -411,15 +773,17 @@ fn edited_paths(state: &Value) -> Vec<String> {
     out
 }
 
-/// Redact every string inside a JSON value.
-fn redact_value(v: Value) -> Value {
+/// Redact every string inside a JSON value, in place (keys are names, not data).
+fn redact_value(v: &mut Value) {
     match v {
-        Value::String(s) => Value::String(redact::redact(&s)),
-        Value::Array(items) => Value::Array(items.into_iter().map(redact_value).collect()),
-        Value::Object(map) => {
-            Value::Object(map.into_iter().map(|(k, v)| (k, redact_value(v))).collect())
+        Value::String(s) => {
+            if let Cow::Owned(r) = Redactor::global().redact(s) {
+                *s = r;
+            }
         }
-        other => other,
+        Value::Array(items) => items.iter_mut().for_each(redact_value),
+        Value::Object(map) => map.values_mut().for_each(redact_value),
+        _ => {}
     }
 }
 
@@ -436,6 +800,15 @@ pub fn truncate_middle(text: &str, max: usize) -> String {
         tail_start - head_len,
         &text[tail_start..]
     )
+}
+
+/// [`truncate_middle`] of an owned text, which is kept as it is when short enough.
+fn truncate_middle_owned(text: String, max: usize) -> String {
+    if text.len() <= max {
+        text
+    } else {
+        truncate_middle(&text, max)
+    }
 }
 
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
@@ -586,6 +959,104 @@ mod tests {
         let events = p.push_line(&line);
         let shown = format!("{events:?} {:?}", p.report());
         assert!(!shown.contains("k3Y9k3Y9"), "{shown}");
+    }
+
+    #[test]
+    fn every_emitted_text_is_redacted_escaped_or_not() {
+        let token = format!("ghp_{}", "k3Y9".repeat(9));
+        // `\u0067` is `g`: the token only appears once the JSON escape is decoded.
+        let escaped = format!("\\u0067{}", &token[1..]);
+        let lines = [
+            format!(r#"{{"type":"text","part":{{"id":"t","text":"key {token}"}}}}"#),
+            format!(r#"{{"type":"text","part":{{"id":"t2","text":"key {escaped}\n"}}}}"#),
+            format!(r#"{{"type":"reasoning","part":{{"text":"{escaped}"}}}}"#),
+            format!(
+                r#"{{"type":"tool_use","part":{{"tool":"bash","callID":"c","state":{{"status":"error","input":{{"args":["{escaped}",{{"k":"{token}"}}]}},"error":"{escaped}"}}}}}}"#
+            ),
+            format!(r#"{{"type":"error","error":{{"name":"E","data":{{"message":"{token}"}}}}}}"#),
+            format!("not json {token}"),
+        ];
+        let mut p = StreamParser::new();
+        let events: Vec<EventKind> = lines.iter().flat_map(|l| p.push_line(l)).collect();
+        assert_eq!(events.len(), 7, "{events:?}");
+        let shown = format!("{events:?} {:?}", p.report());
+        assert!(!shown.contains("k3Y9k3Y9"), "{shown}");
+        assert!(shown.contains("[REDACTED]"), "{shown}");
+    }
+
+    #[test]
+    fn fields_of_unexpected_types_read_as_absent() {
+        let mut p = StreamParser::new();
+        assert_eq!(kinds(&p.push_line(r#"{"type":5,"part":{}}"#)), ["notice"]);
+        assert_eq!(p.report().malformed_lines, 1);
+        assert!(p.push_line(r#"{"type":"text","part":"oops"}"#).is_empty());
+        assert!(
+            p.push_line(r#"{"type":"text","part":{"text":["x"]}}"#)
+                .is_empty()
+        );
+        let events = p.push_line(
+            r#"{"type":"step_finish","part":{"reason":["x"],"tokens":{"input":-5,"output":3.9,"reasoning":"2","cache":{"read":1e3,"write":null}},"cost":"free"}}"#,
+        );
+        assert!(
+            matches!(
+                &events[..],
+                [EventKind::StepFinished { usage, cost_usd: None }]
+                    if *usage == Usage { output_tokens: 3, cache_read_tokens: 1000, ..Usage::default() }
+            ),
+            "{events:?}"
+        );
+        assert_eq!(
+            p.report().steps[0].finish_reason.as_deref(),
+            Some(""),
+            "a non-string reason reads as empty"
+        );
+        let events = p.push_line(
+            r#"{"type":"tool_use","part":{"tool":7,"callID":{"a":1},"id":"prt_1","state":[1,2]}}"#,
+        );
+        assert!(
+            matches!(
+                &events[..],
+                [EventKind::ToolStarted { call_id: Some(id), name, input: Value::Null }]
+                    if id == "prt_1" && name == "unknown"
+            ),
+            "{events:?}"
+        );
+        assert_eq!(p.report().malformed_lines, 1);
+    }
+
+    #[test]
+    fn repeated_keys_keep_the_last_and_sessions_come_from_parts() {
+        let mut p = StreamParser::new();
+        let events = p.push_line(
+            r#"{"type":"text","type":"reasoning","part":{"sessionID":"ses_p","text":"a","text":"b\u00e9\n"}}"#,
+        );
+        assert!(
+            matches!(
+                &events[..],
+                [EventKind::BackendSession { backend_session_id }, EventKind::Reasoning { text }]
+                    if backend_session_id == "ses_p" && text == "b\u{e9}\n"
+            ),
+            "{events:?}"
+        );
+        let mut p = StreamParser::new();
+        let events =
+            p.push_line(r#"{"type":"step_start","sessionID":"","part":{"sessionID":"ses_x"}}"#);
+        assert!(
+            events.is_empty() && p.session_id().is_none(),
+            "an empty top-level id is no id, and the part's is not used instead"
+        );
+    }
+
+    #[test]
+    fn a_later_input_replaces_the_first_unless_empty() {
+        let mut p = StreamParser::new();
+        p.push_line(r#"{"type":"tool_use","part":{"tool":"bash","callID":"c","state":{"status":"pending","input":{}}}}"#);
+        p.push_line(r#"{"type":"tool_use","part":{"tool":"bash","callID":"c","state":{"status":"running","input":{"command":"ls"}}}}"#);
+        p.push_line(r#"{"type":"tool_use","part":{"tool":"bash","callID":"c","state":{"status":"completed","input":{},"output":"x"}}}"#);
+        let calls = &p.report().tool_calls;
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].input, serde_json::json!({"command": "ls"}));
+        assert_eq!(calls[0].output.as_deref(), Some("x"));
     }
 
     #[test]
