@@ -17,7 +17,6 @@ mod cli;
 mod http;
 mod nats;
 mod parse;
-mod proto;
 mod report;
 mod startup;
 mod stats;

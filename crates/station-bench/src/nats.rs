@@ -404,11 +404,14 @@ async fn run_with(plan: NatsPlan, worker_in_process: bool) -> anyhow::Result<Vec
         .note(
             "Suite: `start_task` on `NatsBackend` → task message (subscriptions to events, \
              heartbeats, result and an ack inbox first) → `Worker` in a second process (ack, \
-             task claim created in the JetStream KV tasks bucket, session state read and \
-             written in the sessions bucket, executor run, result stored in the KV bucket, \
-             then published) → events and result back. One session, continued by every task. \
-             The four KV round trips the worker makes one after another are most of the added \
-             time (one costs about as much as the whole raw exchange: next row).",
+             task claim created in the JetStream KV tasks bucket while the session state is \
+             read, executor run, session state and result stored in the KV buckets at once, \
+             then the result published) → events and result back. One session, continued by \
+             every task. What limits the ratio: the two KV round trips on the critical path \
+             (claim, store) are durability the baseline does not have — a duplicate delivery \
+             must find the claim before the task runs, and a client that missed the result \
+             message must find it stored — and each costs a good part of the whole raw \
+             exchange (next row). Only dropping claims or stored results would move it further.",
         ),
     );
 
@@ -432,9 +435,9 @@ async fn run_with(plan: NatsPlan, worker_in_process: bool) -> anyhow::Result<Vec
             "one raw request/reply",
         )
         .note(
-            "Per task the worker makes four KV round trips in sequence (create the task claim, \
-             read and write the session state, store the result) before it publishes the \
-             result. A KV put is one client → server → client trip; the raw request/reply \
+            "Per task the worker makes two KV round trips on the critical path (the task claim \
+             with the session read alongside; the result store with the session write \
+             alongside) before it publishes the result. A KV put is one client → server → client trip; the raw request/reply \
              crosses the server twice (client → server → worker process and back).",
         ),
     );

@@ -227,20 +227,18 @@ pub(crate) fn run(plan: ParsePlan) -> anyhow::Result<Vec<BenchResult>> {
     let baseline_name = "serde_json::from_str::<serde_json::Value> on the same lines";
     let mut out = Vec::new();
     type Work = fn(&[String]) -> usize;
-    for (id, name, sample, subject, typed) in [
+    for (id, name, sample, subject) in [
         (
             "parse.claude",
             "Claude stream-json (StreamParser)",
             CLAUDE_SAMPLE,
             parse_claude as Work,
-            crate::proto::typed_claude as Work,
         ),
         (
             "parse.opencode_run",
             "`opencode run` JSON lines (StreamParser)",
             OPENCODE_SAMPLE,
             parse_opencode as Work,
-            crate::proto::typed_opencode as Work,
         ),
     ] {
         let runs = transcript(sample, plan.bytes);
@@ -261,10 +259,9 @@ pub(crate) fn run(plan: ParsePlan) -> anyhow::Result<Vec<BenchResult>> {
             .note(format!(
                 "{:.1} MB transcript: {} repetitions of the recorded run with fresh ids, one \
                  parser per repetition (as per task), report taken at the end of each. The \
-                 parser first parses each line into a serde_json::Value (all of the baseline's \
-                 work), then walks it, redacts its texts, builds events and the report: as \
-                 built it cannot reach 1.0×. The prototype rows below measure the two changes \
-                 that would move it.",
+                 parser reads each line into typed structs of only the fields it uses (strings \
+                 borrowed, everything else skipped without allocating; tool inputs become \
+                 Values), then redacts what it emits, builds events and the report.",
                 size as f64 / 1e6,
                 runs.len()
             )),
@@ -283,25 +280,6 @@ pub(crate) fn run(plan: ParsePlan) -> anyhow::Result<Vec<BenchResult>> {
                 "Diagnostic, not the suite: parse into Value and run the global redactor over \
                  every string in every line. Shows the cost of redaction if all text passed \
                  through it.",
-            ),
-        );
-        let (b, t) = throughput_pair(&runs, plan.repeats.min(3), parse_values, typed);
-        out.push(
-            BenchResult::compared(
-                &format!("{id}.typed_prototype"),
-                group,
-                &format!("{name}: prototype typed borrowing deserialisation (parse only)"),
-                "MB/s",
-                Better::Higher,
-                Stats::of(&t),
-                Stats::of(&b),
-                baseline_name,
-            )
-            .note(
-                "Prototype in crates/station-bench/src/proto.rs, not the suite: each line into a \
-                 struct of only the fields the parser reads (strings borrowed, the rest skipped \
-                 without allocating; tool inputs still become Values). No redaction, no events: \
-                 the parse cost a parser built on it would start from.",
             ),
         );
     }
