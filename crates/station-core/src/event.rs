@@ -119,6 +119,12 @@ impl EventKind {
 
 /// Where a backend sends its events. Clones share one sequence. Sending never blocks and never
 /// fails; events sent after the receiver is gone are dropped.
+///
+/// Streamed text is redacted across fragments: a [`EventKind::TextDelta`] is held back from the
+/// last point where a secret could still be continuing (a partial word, or a word like
+/// `password:` or `Bearer` whose value has not arrived yet) and released, redacted, once the text
+/// has moved past it or any other event is emitted. A secret split over two fragments never
+/// leaves the sink.
 #[derive(Debug, Clone)]
 pub struct EventSink {
     inner: Arc<Mutex<SinkInner>>,
@@ -128,6 +134,52 @@ pub struct EventSink {
 struct SinkInner {
     next_seq: u64,
     tx: Option<mpsc::UnboundedSender<Event>>,
+    /// Streamed text not yet released (see [`EventSink`]).
+    held_text: String,
+}
+
+/// Held text beyond this is released even without a safe cut (a pathological stream of
+/// secret-like words must not be held forever).
+const MAX_HELD_TEXT: usize = 16 * 1024;
+
+/// A word after which a secret may follow (`token=`, `password:`, `Bearer`, `Authorization:`).
+fn may_introduce_secret(word: &str) -> bool {
+    let word = word.trim_end_matches(['"', '\'']);
+    if word.ends_with([':', '=']) {
+        return true;
+    }
+    let lower = word.to_ascii_lowercase();
+    [
+        "token",
+        "passw",
+        "secret",
+        "key",
+        "credential",
+        "authorization",
+        "bearer",
+        "basic",
+    ]
+    .iter()
+    .any(|k| lower.contains(k))
+}
+
+/// Where `text` can be cut so that no secret spans the cut: just after the last whitespace that
+/// follows a word introducing no secret. `None`: hold everything.
+fn safe_cut(text: &str) -> Option<usize> {
+    let mut search_end = text.len();
+    while let Some(ws) = text[..search_end].rfind(char::is_whitespace) {
+        let cut = ws + text[ws..].chars().next().map_or(1, char::len_utf8);
+        let before = text[..ws].trim_end();
+        let word = before.rsplit(char::is_whitespace).next().unwrap_or("");
+        if word.is_empty() {
+            return None;
+        }
+        if !may_introduce_secret(word) {
+            return Some(cut);
+        }
+        search_end = before.len() - word.len();
+    }
+    None
 }
 
 impl EventSink {
@@ -139,6 +191,7 @@ impl EventSink {
                 inner: Arc::new(Mutex::new(SinkInner {
                     next_seq: 1,
                     tx: Some(tx),
+                    held_text: String::new(),
                 })),
             },
             rx,
@@ -151,12 +204,14 @@ impl EventSink {
             inner: Arc::new(Mutex::new(SinkInner {
                 next_seq: 1,
                 tx: None,
+                held_text: String::new(),
             })),
         }
     }
 
-    /// Emit a progress event; returns its sequence number. Terminal events are the runner's
-    /// alone: one sent here is dropped (and logged), returning 0.
+    /// Emit a progress event; returns its sequence number (0 for text held back, see
+    /// [`EventSink`]). Terminal events are the runner's alone: one sent here is dropped (and
+    /// logged), returning 0.
     pub fn emit(&self, kind: EventKind) -> u64 {
         if kind.is_terminal() {
             tracing::warn!("a backend tried to send a terminal event; the runner sends those");
@@ -167,6 +222,46 @@ impl EventSink {
 
     pub(crate) fn emit_terminal(&self, kind: EventKind) -> u64 {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let EventKind::TextDelta { text } = kind {
+            inner.held_text.push_str(&text);
+            let cut = if inner.held_text.len() > MAX_HELD_TEXT {
+                Some(inner.held_text.len())
+            } else {
+                safe_cut(&inner.held_text)
+            };
+            return match cut {
+                Some(cut) if cut > 0 => {
+                    let rest = inner.held_text.split_off(cut);
+                    let ready = std::mem::replace(&mut inner.held_text, rest);
+                    inner.send(EventKind::TextDelta {
+                        text: crate::redact::redact(&ready),
+                    })
+                }
+                _ => 0,
+            };
+        }
+        inner.release_held_text();
+        inner.send(kind)
+    }
+
+    /// Close the stream: later events are dropped and the receiver ends.
+    pub(crate) fn close(&self) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.release_held_text();
+        inner.tx = None;
+    }
+}
+
+impl SinkInner {
+    fn release_held_text(&mut self) {
+        if !self.held_text.is_empty() {
+            let text = crate::redact::redact(&std::mem::take(&mut self.held_text));
+            self.send(EventKind::TextDelta { text });
+        }
+    }
+
+    fn send(&mut self, kind: EventKind) -> u64 {
+        let inner = self;
         let seq = inner.next_seq;
         inner.next_seq += 1;
         if let Some(tx) = &inner.tx {
@@ -179,8 +274,118 @@ impl EventSink {
         seq
     }
 
-    /// Close the stream: later events are dropped and the receiver ends.
-    pub(crate) fn close(&self) {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner()).tx = None;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deltas(sink_events: &mut mpsc::UnboundedReceiver<Event>) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(e) = sink_events.try_recv() {
+            if let EventKind::TextDelta { text } = e.kind {
+                out.push(text);
+            }
+        }
+        out
+    }
+
+    fn token() -> String {
+        format!("ghp_{}", "a1B2".repeat(9))
+    }
+
+    #[test]
+    fn a_token_split_over_fragments_is_redacted() {
+        let (sink, mut rx) = EventSink::channel();
+        let t = token();
+        for piece in ["Your token is ", &t[..6], &t[6..20], &t[20..], " and more text"] {
+            sink.emit(EventKind::TextDelta { text: piece.into() });
+        }
+        sink.close();
+        let text = deltas(&mut rx).concat();
+        assert!(!text.contains(&t[4..]), "{text}");
+        assert_eq!(text, "Your token is [REDACTED] and more text");
+    }
+
+    #[test]
+    fn a_value_after_its_key_in_a_later_fragment_is_redacted() {
+        let (sink, mut rx) = EventSink::channel();
+        let secret = "s3cr3t-v4lu3-1234";
+        for piece in [
+            "set password: ",
+            secret,
+            " then Authorization: Bearer ",
+            "abcdefghijkl0123",
+            " done",
+        ] {
+            sink.emit(EventKind::TextDelta { text: piece.into() });
+        }
+        sink.emit(EventKind::Notice {
+            message: "next".into(),
+        });
+        let text = deltas(&mut rx).concat();
+        assert!(!text.contains(secret), "{text}");
+        assert!(!text.contains("abcdefghijkl0123"), "{text}");
+        assert_eq!(
+            text,
+            crate::redact::redact(&format!(
+                "set password: {secret} then Authorization: Bearer abcdefghijkl0123 done"
+            ))
+        );
+    }
+
+    #[test]
+    fn plain_words_stream_at_once_and_the_rest_before_the_next_event() {
+        let (sink, mut rx) = EventSink::channel();
+        assert_ne!(
+            sink.emit(EventKind::TextDelta {
+                text: "Hello wor".into()
+            }),
+            0
+        );
+        assert_eq!(deltas(&mut rx), vec!["Hello ".to_string()]);
+        assert_eq!(sink.emit(EventKind::TextDelta { text: "ld".into() }), 0);
+        sink.emit(EventKind::Notice {
+            message: "n".into(),
+        });
+        let events: Vec<Event> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert!(matches!(&events[0].kind, EventKind::TextDelta { text } if text == "world"));
+        assert!(matches!(&events[1].kind, EventKind::Notice { .. }));
+        assert_eq!(events[1].seq, events[0].seq + 1);
+    }
+
+    #[test]
+    fn held_text_is_bounded() {
+        let (sink, mut rx) = EventSink::channel();
+        let word = "x".repeat(MAX_HELD_TEXT + 1);
+        sink.emit(EventKind::TextDelta { text: word.clone() });
+        assert_eq!(deltas(&mut rx), vec![word]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn no_split_leaks_a_secret(cuts in proptest::collection::vec(0usize..200, 0..12)) {
+            let t = token();
+            let text = format!(
+                "First {t} then api_key = hunter2hunter2 and https://user:pa55w0rd@example.com/x end"
+            );
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % text.len()).collect();
+            cuts.push(text.len());
+            cuts.sort_unstable();
+            let (sink, mut rx) = EventSink::channel();
+            let mut start = 0;
+            for cut in cuts {
+                if cut > start {
+                    sink.emit(EventKind::TextDelta { text: text[start..cut].to_string() });
+                    start = cut;
+                }
+            }
+            sink.close();
+            let out = deltas(&mut rx).concat();
+            for secret in [&t[4..], "hunter2hunter2", "pa55w0rd"] {
+                proptest::prop_assert!(!out.contains(secret), "{}", out);
+            }
+            proptest::prop_assert_eq!(out, crate::redact::redact(&text));
+        }
     }
 }

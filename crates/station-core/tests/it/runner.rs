@@ -63,7 +63,7 @@ impl CodingBackend for FakeBackend {
                 });
                 for word in task.instruction.split_whitespace() {
                     ctx.events.emit(EventKind::TextDelta {
-                        text: word.to_string(),
+                        text: format!("{word} "),
                     });
                 }
                 let mut o = Outcome::new(true, StopReason::Completed);
