@@ -273,7 +273,6 @@ impl SinkInner {
         }
         seq
     }
-
 }
 
 #[cfg(test)]
@@ -298,7 +297,13 @@ mod tests {
     fn a_token_split_over_fragments_is_redacted() {
         let (sink, mut rx) = EventSink::channel();
         let t = token();
-        for piece in ["Your token is ", &t[..6], &t[6..20], &t[20..], " and more text"] {
+        for piece in [
+            "Your token is ",
+            &t[..6],
+            &t[6..20],
+            &t[20..],
+            " and more text",
+        ] {
             sink.emit(EventKind::TextDelta { text: piece.into() });
         }
         sink.close();

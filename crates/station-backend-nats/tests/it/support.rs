@@ -156,7 +156,9 @@ impl CodingBackend for FakeExecutor {
                 let total = Duration::from_millis(ms.parse().expect("sleep <ms>"));
                 let end = tokio::time::Instant::now() + total;
                 while tokio::time::Instant::now() < end {
-                    ctx.events.emit(EventKind::TextDelta { text: "tick ".into() });
+                    ctx.events.emit(EventKind::TextDelta {
+                        text: "tick ".into(),
+                    });
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                         _ = ctx.cancel.cancelled() => {
