@@ -20,7 +20,9 @@ use crate::client::{Client, NAME, Retry, Subscription, is_loopback};
 use crate::managed::{self, ManagedServer};
 use crate::mapper::{EventMapper, Progress};
 use crate::outcome;
-use crate::wire::{FileDiff, HealthInfo, MessageWithParts, SessionInfo, SessionStatus};
+use crate::wire::{
+    FileDiff, HealthInfo, MessageWithParts, ProjectInfo, SessionInfo, SessionStatus,
+};
 use crate::{HttpTuning, INSTALL_HINT};
 
 /// The OpenCode HTTP backend (`opencode`).
@@ -407,7 +409,10 @@ impl HttpBackend {
                 .get_json::<SessionInfo>(&["session", query], dir.as_deref(), &[])
                 .await?
         } else {
-            let all: Vec<SessionInfo> = client.get_json(&["session"], dir.as_deref(), &[]).await?;
+            let all = match dir.as_deref() {
+                Some(d) => client.get_json(&["session"], Some(d), &[]).await?,
+                None => sessions_of_every_project(client).await?,
+            };
             find_by_title(all, query)?
         };
         let mut session = Session::new(NAME);
@@ -618,7 +623,7 @@ impl CodingBackend for HttpBackend {
 
     async fn list_sessions(&self) -> Result<Vec<BackendSession>> {
         let server = self.server().await?;
-        let mut all: Vec<SessionInfo> = server.client.get_json(&["session"], None, &[]).await?;
+        let mut all = sessions_of_every_project(&server.client).await?;
         all.retain(|s| s.parent_id.is_none() && !s.id.is_empty());
         all.sort_by_key(|s| {
             std::cmp::Reverse(s.time.and_then(|t| t.updated.or(t.created)).unwrap_or(0))
@@ -978,6 +983,50 @@ impl Execution<'_> {
             }
         }
     }
+}
+
+/// Projects asked at most, so a server with a huge history cannot stall a listing.
+const MAX_PROJECTS: usize = 500;
+
+/// Every session the server knows. OpenCode lists the sessions of one project (the one the
+/// `directory` selects, else its own working directory's), so ask it for its projects and list
+/// each (a few at a time). The listing without a directory must work; a project that cannot be
+/// listed is skipped with a warning.
+async fn sessions_of_every_project(client: &Client) -> Result<Vec<SessionInfo>> {
+    use futures_util::StreamExt;
+    let mut all: Vec<SessionInfo> = client.get_json(&["session"], None, &[]).await?;
+    let projects = match client
+        .get_json::<Vec<ProjectInfo>>(&["project"], None, &[])
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!("no project list from the OpenCode server: {e}");
+            Vec::new()
+        }
+    };
+    let worktrees: Vec<String> = projects
+        .into_iter()
+        .map(|p| p.worktree)
+        .filter(|w| !w.is_empty())
+        .take(MAX_PROJECTS)
+        .collect();
+    let mut lists = futures_util::stream::iter(worktrees)
+        .map(|worktree| async move {
+            let list = client
+                .get_json::<Vec<SessionInfo>>(&["session"], Some(&worktree), &[])
+                .await;
+            (worktree, list)
+        })
+        .buffer_unordered(8);
+    let mut seen: std::collections::HashSet<String> = all.iter().map(|s| s.id.clone()).collect();
+    while let Some((worktree, list)) = lists.next().await {
+        match list {
+            Ok(list) => all.extend(list.into_iter().filter(|s| seen.insert(s.id.clone()))),
+            Err(e) => tracing::warn!("cannot list the sessions of project {worktree}: {e}"),
+        }
+    }
+    Ok(all)
 }
 
 /// The detail of a stopped task's error (the runner puts why it stopped in front).

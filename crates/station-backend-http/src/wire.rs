@@ -8,6 +8,16 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use station_core::Usage;
 
+/// A project (items of `GET /project`): sessions are listed per project.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ProjectInfo {
+    /// `global` for directories outside any git repository.
+    pub id: String,
+    /// The project's root directory.
+    pub worktree: String,
+}
+
 /// A session (`GET /session/{id}`, `POST /session`, items of `GET /session`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(default)]

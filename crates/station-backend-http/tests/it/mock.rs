@@ -695,9 +695,9 @@ async fn a_rejected_password_is_an_auth_error_that_shows_no_secret() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("requires a password"), "{err}");
-    // 401s are not retried.
+    // 401s are not retried: the good listing (sessions, projects), then one call each.
     let unauthorized = server.received_requests().await.unwrap().len();
-    assert_eq!(unauthorized, 1 + 1 + 1 + 1);
+    assert_eq!(unauthorized, 2 + 1 + 1 + 1);
 }
 
 #[tokio::test]
@@ -1016,5 +1016,60 @@ async fn a_session_without_a_backend_id_gets_one_at_its_first_task() {
     assert_eq!(
         create.body_json::<Value>().unwrap(),
         json!({"title": "my title"})
+    );
+}
+
+/// OpenCode lists one project's sessions per call: the listing asks every project the server
+/// knows, merges them without duplicates, and skips a project it cannot list.
+#[tokio::test]
+async fn sessions_are_listed_across_every_project() {
+    use wiremock::matchers::{query_param, query_param_is_missing};
+    let server = MockServer::start().await;
+    let session = |id: &str, dir: &str, updated: u64| json!({"id": id, "title": id, "directory": dir, "time": {"created": 1, "updated": updated}});
+    Mock::given(method("GET"))
+        .and(path("/session"))
+        .and(query_param_is_missing("directory"))
+        .respond_with(json_body(json!([session("ses_cwd", "/srv", 5)])))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/project"))
+        .respond_with(json_body(json!([
+            {"id": "p1", "worktree": "/repos/one", "time": {"created": 1}, "sandboxes": []},
+            {"id": "global", "worktree": "/", "time": {"created": 1}, "sandboxes": []},
+            {"id": "p2", "worktree": "/repos/broken", "time": {"created": 1}, "sandboxes": []}
+        ])))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/session"))
+        .and(query_param("directory", "/repos/one"))
+        .respond_with(json_body(json!([
+            session("ses_one", "/repos/one", 9),
+            session("ses_cwd", "/srv", 5)
+        ])))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/session"))
+        .and(query_param("directory", "/"))
+        .respond_with(json_body(json!([session("ses_tmp", "/tmp/x", 7)])))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/session"))
+        .and(query_param("directory", "/repos/broken"))
+        .respond_with(ResponseTemplate::new(400).set_body_string("no such project"))
+        .mount(&server)
+        .await;
+    let listed = backend(&server.uri()).list_sessions().await.unwrap();
+    assert_eq!(
+        listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        ["ses_one", "ses_tmp", "ses_cwd"],
+        "newest first, each once"
+    );
+    assert_eq!(
+        listed[0].workspace.as_deref(),
+        Some(std::path::Path::new("/repos/one"))
     );
 }

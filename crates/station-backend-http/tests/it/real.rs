@@ -418,6 +418,18 @@ async fn files_changed_in_a_git_workspace_cover_one_task_each() {
     // OpenCode 1.18.33 reports no diff here (its snapshots are off); the local snapshots above
     // did the work. The call itself works.
     assert!(backend.server_diff(&session, None).await.is_ok());
+    // The server runs elsewhere (a directory outside any repository): the session in this
+    // repository belongs to another OpenCode project and is still listed.
+    let listed = backend.list_sessions().await.unwrap();
+    let id = session.backend_session_id.clone().unwrap();
+    let found = listed.iter().find(|s| s.id == id);
+    assert!(found.is_some(), "{id} in {listed:#?}");
+    assert_eq!(
+        found
+            .and_then(|s| s.workspace.clone())
+            .map(|w| w.canonicalize().unwrap()),
+        Some(ws.canonicalize().unwrap())
+    );
     server.stop().await;
 }
 
