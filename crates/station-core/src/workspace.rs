@@ -8,10 +8,13 @@ use crate::error::{Error, Result};
 use crate::model::{FileAction, FileChange};
 
 /// Files larger than this are compared by size and mtime only (line counts are not computed).
-const MAX_TEXT_BYTES: u64 = 2 * 1024 * 1024;
-/// A snapshot stops reading contents after this many bytes in total; later files are compared
-/// by metadata only.
-const MAX_TOTAL_BYTES: u64 = 256 * 1024 * 1024;
+const MAX_TEXT_BYTES: u64 = 1024 * 1024;
+/// A snapshot keeps at most this many bytes of contents (it is held for the whole task, once
+/// per concurrent task); later files are compared by metadata only.
+const MAX_TOTAL_BYTES: u64 = 64 * 1024 * 1024;
+/// A file with a NUL byte in its first bytes is binary: compared by size and mtime, its contents
+/// not kept (line counts mean nothing there).
+const BINARY_SNIFF_BYTES: usize = 8 * 1024;
 /// A snapshot looks at no more than this many files.
 const MAX_FILES: usize = 50_000;
 /// Directories never descended into.
@@ -21,6 +24,8 @@ const SKIPPED_DIRS: &[&str] = &[".git", "node_modules", "target", ".venv", "__py
 enum Content {
     /// Text (or bytes) kept for line diffs.
     Bytes(Vec<u8>),
+    /// Binary: its length and a hash of its bytes (contents are not kept).
+    Digest { len: u64, hash: u64 },
     /// Too large to keep: size and modification time.
     Meta {
         len: u64,
@@ -76,6 +81,10 @@ impl Snapshot {
                 let Ok(meta) = entry.metadata() else { continue };
                 let content = if meta.len() <= MAX_TEXT_BYTES && meta.len() <= budget {
                     match std::fs::read(&path) {
+                        Ok(bytes) if is_binary(&bytes) => Content::Digest {
+                            len: bytes.len() as u64,
+                            hash: digest(&bytes),
+                        },
                         Ok(bytes) => {
                             budget -= bytes.len() as u64;
                             Content::Bytes(bytes)
@@ -124,7 +133,7 @@ impl Snapshot {
                 None => {
                     let added = match new {
                         Content::Bytes(b) => count_lines(b),
-                        Content::Meta { .. } => 0,
+                        Content::Digest { .. } | Content::Meta { .. } => 0,
                     };
                     out.push(FileChange {
                         path: path.clone(),
@@ -152,7 +161,7 @@ impl Snapshot {
             if !after.files.contains_key(path) {
                 let removed = match old {
                     Content::Bytes(b) => count_lines(b),
-                    Content::Meta { .. } => 0,
+                    Content::Digest { .. } | Content::Meta { .. } => 0,
                 };
                 out.push(FileChange {
                     path: path.clone(),
@@ -165,6 +174,18 @@ impl Snapshot {
         out.sort();
         out
     }
+}
+
+fn is_binary(bytes: &[u8]) -> bool {
+    bytes[..bytes.len().min(BINARY_SNIFF_BYTES)].contains(&0)
+}
+
+/// Change detection only (not a security boundary).
+fn digest(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
 }
 
 /// Lines in `bytes` (a last line without a newline counts).
@@ -240,6 +261,39 @@ mod tests {
                     lines_removed: 0
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn binary_files_are_compared_by_digest_and_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let image = |fill: u8| {
+            let mut b = vec![0u8, 1, 2, 3];
+            b.extend(std::iter::repeat_n(fill, 4096));
+            b
+        };
+        fs::write(root.join("logo.png"), image(7)).unwrap();
+        fs::write(root.join("same.bin"), image(9)).unwrap();
+        let before = Snapshot::capture(root).unwrap();
+        assert!(
+            before
+                .files
+                .values()
+                .all(|c| matches!(c, Content::Digest { .. })),
+            "binary contents are not held"
+        );
+        // Same length, different bytes: found even if the mtime did not move.
+        fs::write(root.join("logo.png"), image(8)).unwrap();
+        let after = Snapshot::capture(root).unwrap();
+        assert_eq!(
+            before.diff(&after),
+            vec![FileChange {
+                path: "logo.png".into(),
+                action: FileAction::Modified,
+                lines_added: 0,
+                lines_removed: 0
+            }]
         );
     }
 
