@@ -405,6 +405,34 @@ impl NatsServer {
         }
     }
 
+    /// Like [`NatsServer::start`], but in operator mode (decentralised JWT auth): only users
+    /// of the account in `creds` get in, with a `.creds` file ([`NatsCreds::creds_file`]).
+    pub async fn start_with_accounts(creds: &NatsCreds) -> NatsServer {
+        let store = tempfile::tempdir().expect("a temporary store directory");
+        let quoted = |s: &str| serde_json::to_string(s).expect("a string");
+        let config = format!(
+            "operator: {}\nsystem_account: {}\nresolver: MEMORY\nresolver_preload: {{\n  {}: {}\n  {}: {}\n}}\n",
+            quoted(&creds.operator_jwt),
+            quoted(&creds.system_account),
+            quoted(&creds.system_account),
+            quoted(&creds.system_account_jwt),
+            quoted(&creds.account),
+            quoted(&creds.account_jwt),
+        );
+        let config_file = store.path().join("nats-server.conf");
+        std::fs::write(&config_file, config).expect("write the nats-server config");
+        let child = spawn_nats(store.path(), None, Some(&config_file));
+        let port = wait_for_port(&child).await;
+        wait_accepting(port, &child).await;
+        NatsServer {
+            url: format!("nats://127.0.0.1:{port}"),
+            port,
+            store,
+            config_file: Some(config_file),
+            child: Some(child),
+        }
+    }
+
     /// Stop the server (SIGTERM, then SIGKILL after 2 s). [`NatsServer::restart`] brings it back.
     pub async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -443,6 +471,125 @@ fn spawn_nats(store: &Path, port: Option<u16>, config_file: Option<&Path>) -> Ch
         .install_hint("apt-get install nats-server")
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start nats-server: {e}"))
+}
+
+/// Throwaway NATS decentralised-auth material made at run time: an operator, a system account,
+/// an account with JetStream, a user of it (as a `.creds` file), and a user of an account the
+/// server does not know. Files in a temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct NatsCreds {
+    /// A user of the server's account: JWT and seed, in the format `nsc` writes.
+    pub creds_file: PathBuf,
+    /// A user of an account the server does not know (it must be refused).
+    pub stranger_creds_file: PathBuf,
+    operator_jwt: String,
+    system_account: String,
+    system_account_jwt: String,
+    account: String,
+    account_jwt: String,
+    _dir: tempfile::TempDir,
+}
+
+impl NatsCreds {
+    /// Generate fresh keys and JWTs (panics if that fails).
+    pub fn generate() -> NatsCreds {
+        use nkeys::KeyPair;
+        let operator = KeyPair::new_operator();
+        let system = KeyPair::new_account();
+        let account = KeyPair::new_account();
+        let stranger_account = KeyPair::new_account();
+        let unlimited = serde_json::json!({
+            "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+            "wildcards": true, "conn": -1, "leaf": -1,
+            "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1
+        });
+        let account_claims = |name: &str, jetstream: bool| {
+            let mut limits = unlimited.clone();
+            if !jetstream {
+                for k in ["mem_storage", "disk_storage", "streams", "consumer"] {
+                    limits[k] = 0.into();
+                }
+            }
+            serde_json::json!({"limits": limits, "type": "account", "version": 2, "name": name})
+        };
+        let user_claims = serde_json::json!({
+            "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1,
+            "type": "user", "version": 2
+        });
+        let operator_jwt = nats_jwt(
+            &operator,
+            &operator.public_key(),
+            "test-operator",
+            serde_json::json!({"type": "operator", "version": 2, "system_account": system.public_key()}),
+        );
+        let system_account_jwt = nats_jwt(
+            &operator,
+            &system.public_key(),
+            "SYS",
+            account_claims("SYS", false),
+        );
+        let account_jwt = nats_jwt(
+            &operator,
+            &account.public_key(),
+            "station",
+            account_claims("station", true),
+        );
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let write_user = |issuer: &KeyPair, file: &str| {
+            let user = KeyPair::new_user();
+            let jwt = nats_jwt(
+                issuer,
+                &user.public_key(),
+                "station-user",
+                user_claims.clone(),
+            );
+            let seed = user.seed().expect("a user seed");
+            let creds = format!(
+                "-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n\
+                 ************************* IMPORTANT *************************\n\
+                 NKEY Seed printed below can be used to sign and prove identity.\n\
+                 NKEYs are sensitive and should be treated as secrets.\n\n\
+                 -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n\n\
+                 *************************************************************\n"
+            );
+            let path = dir.path().join(file);
+            std::fs::write(&path, creds).expect("write a creds file");
+            path
+        };
+        let creds_file = write_user(&account, "station.creds");
+        let stranger_creds_file = write_user(&stranger_account, "stranger.creds");
+        NatsCreds {
+            creds_file,
+            stranger_creds_file,
+            operator_jwt,
+            system_account: system.public_key(),
+            system_account_jwt,
+            account: account.public_key(),
+            account_jwt,
+            _dir: dir,
+        }
+    }
+}
+
+/// A NATS JWT (`ed25519-nkey`) for `subject`, signed by `issuer`.
+fn nats_jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let header = URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let jti = format!("{:X}{:X}", now, std::process::id()) + &subject[1..20];
+    let claims = serde_json::json!({
+        "jti": jti, "iat": now, "iss": issuer.public_key(), "name": name, "sub": subject,
+        "nats": nats
+    });
+    let claims = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let signing_input = format!("{header}.{claims}");
+    let signature = issuer
+        .sign(signing_input.as_bytes())
+        .expect("an nkey signature");
+    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
 }
 
 /// Throwaway TLS material made at run time: a CA, a server certificate for `127.0.0.1` and

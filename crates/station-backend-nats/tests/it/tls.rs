@@ -36,7 +36,7 @@ fn with_client_certificate(files: &TlsFiles) -> NatsTls {
 }
 
 /// Connect a client, expecting it to fail, within the connect timeout (plus slack).
-async fn connect_error(config: &NatsConfig) -> Error {
+pub(crate) async fn connect_error(config: &NatsConfig) -> Error {
     let started = Instant::now();
     let options = NatsBackendOptions {
         connect_timeout: CONNECT_TIMEOUT,
@@ -60,7 +60,7 @@ async fn connect_error(config: &NatsConfig) -> Error {
 }
 
 /// A worker on `config`, a client on `config`, and one task through both.
-async fn round_trip(config: &NatsConfig, worker_id: &str) {
+pub(crate) async fn round_trip(config: &NatsConfig, worker_id: &str) {
     let base = tempfile::tempdir().unwrap();
     let agent = Arc::new(FakeAgent::default());
     let _worker = start_worker(
