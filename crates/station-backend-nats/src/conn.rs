@@ -1,6 +1,6 @@
 //! Connecting to NATS and opening the KV buckets, shared by the client and the worker.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
@@ -49,15 +49,15 @@ pub(crate) async fn connect(
         .reconnect_delay_callback(|attempts| {
             Duration::from_millis((attempts as u64).saturating_mul(100).min(1_000))
         });
-    let tls = tls_settings(config)?;
-    if let Some(ca) = &tls.ca_file {
+    check_tls_files(config)?;
+    if let Some(ca) = &config.tls.ca_file {
         options = options.add_root_certificates(ca.clone());
     }
-    if let Some((cert, key)) = &tls.client_certificate {
-        options = options.add_client_certificate(cert.clone(), key.clone());
+    if let Some((cert, key)) = config.tls.client_certificate()? {
+        options = options.add_client_certificate(cert.to_path_buf(), key.to_path_buf());
     }
-    // Configured TLS files mean TLS, as in nats.go: never fall back to plain text silently.
-    if config.tls.required || !config.tls.is_empty() {
+    // Any TLS setting means TLS, as in nats.go: never fall back to plain text silently.
+    if !config.tls.is_empty() {
         options = options.require_tls(true);
     }
     if let Some(creds) = &config.creds_file {
@@ -102,23 +102,14 @@ pub(crate) async fn connect(
     Ok(client)
 }
 
-/// The checked TLS files of `coding.nats.tls`.
-#[derive(Debug, Default)]
-struct TlsSettings {
-    ca_file: Option<PathBuf>,
-    client_certificate: Option<(PathBuf, PathBuf)>,
-}
-
 /// Check `coding.nats.tls` before connecting: cert and key come together, and every file
 /// named is readable PEM of the right kind. async-nats reads the files again on each
 /// (re)connect, so a renewed certificate is picked up on reconnect.
-fn tls_settings(config: &NatsConfig) -> Result<TlsSettings> {
+fn check_tls_files(config: &NatsConfig) -> Result<()> {
     let tls = &config.tls;
-    let mut settings = TlsSettings::default();
     if let Some(ca) = &tls.ca_file {
         let pem = read_tls_file(ca, "coding.nats.tls.ca_file", "--tls-ca / STN_NATS_TLS_CA")?;
         pem_certificates(&pem, ca, "coding.nats.tls.ca_file")?;
-        settings.ca_file = Some(ca.clone());
     }
     if let Some((cert, key)) = tls.client_certificate()? {
         let pem = read_tls_file(
@@ -141,9 +132,8 @@ fn tls_settings(config: &NatsConfig) -> Result<TlsSettings> {
             .field("coding.nats.tls.key_file")
             .into());
         }
-        settings.client_certificate = Some((cert.to_path_buf(), key.to_path_buf()));
     }
-    Ok(settings)
+    Ok(())
 }
 
 fn read_tls_file(path: &Path, field: &str, overrides: &str) -> Result<Vec<u8>> {

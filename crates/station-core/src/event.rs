@@ -261,10 +261,9 @@ impl SinkInner {
     }
 
     fn send(&mut self, kind: EventKind) -> u64 {
-        let inner = self;
-        let seq = inner.next_seq;
-        inner.next_seq += 1;
-        if let Some(tx) = &inner.tx {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if let Some(tx) = &self.tx {
             let _ = tx.send(Event {
                 seq,
                 at: Utc::now(),
