@@ -22,7 +22,7 @@ async fn a_killed_worker_fails_the_task_within_the_heartbeat_window() {
     let server = NatsServer::start().await;
     let config = config(&server);
     let base = tempfile::tempdir().unwrap();
-    let worker = start_worker(
+    let (worker, c) = worker_and_client(
         &config,
         Arc::new(FakeExecutor::new(Arc::default())),
         base.path().to_path_buf(),
@@ -30,20 +30,10 @@ async fn a_killed_worker_fails_the_task_within_the_heartbeat_window() {
         WorkerOptions::default(),
     )
     .await;
-    let c = client(&config).await;
-    wait_for_workers(&c, &["w-doomed"]).await;
     let s = session(&c).await;
     let mut run = start_task(c.clone(), s, Task::new("sleep 60000"), &run_options());
     // Wait until it streams, then kill the worker.
-    loop {
-        let ev = tokio::time::timeout(Duration::from_secs(20), run.next_event())
-            .await
-            .expect("events")
-            .expect("not ended");
-        if matches!(ev.kind, EventKind::TextDelta { .. }) {
-            break;
-        }
-    }
+    until_text_streams(&mut run).await;
     drop(worker);
     let killed = Instant::now();
     let outcome = tokio::time::timeout(Duration::from_secs(20), run.outcome())
@@ -69,7 +59,7 @@ async fn a_server_restart_mid_task_does_not_lose_the_result() {
     let config = config(&server);
     let base = tempfile::tempdir().unwrap();
     let agent = Arc::new(FakeAgent::default());
-    let _worker = start_worker(
+    let (_worker, c) = worker_and_client(
         &config,
         Arc::new(FakeExecutor::new(agent.clone())),
         base.path().to_path_buf(),
@@ -77,19 +67,9 @@ async fn a_server_restart_mid_task_does_not_lose_the_result() {
         WorkerOptions::default(),
     )
     .await;
-    let c = client(&config).await;
-    wait_for_workers(&c, &["w-restart"]).await;
     let s = session(&c).await;
     let mut run = start_task(c.clone(), s, Task::new("sleep 4000"), &run_options());
-    loop {
-        let ev = tokio::time::timeout(Duration::from_secs(20), run.next_event())
-            .await
-            .expect("events")
-            .expect("not ended");
-        if matches!(ev.kind, EventKind::TextDelta { .. }) {
-            break;
-        }
-    }
+    until_text_streams(&mut run).await;
     server.restart().await;
     let mut events = Vec::new();
     let outcome = tokio::time::timeout(
@@ -153,7 +133,7 @@ async fn a_duplicate_delivery_does_not_run_the_task_twice() {
     let config = config(&server);
     let base = tempfile::tempdir().unwrap();
     let agent = Arc::new(FakeAgent::default());
-    let _w = start_worker(
+    let (_w, _c) = worker_and_client(
         &config,
         Arc::new(FakeExecutor::new(agent.clone())),
         base.path().into(),
@@ -161,8 +141,6 @@ async fn a_duplicate_delivery_does_not_run_the_task_twice() {
         WorkerOptions::default(),
     )
     .await;
-    let c = client(&config).await;
-    wait_for_workers(&c, &["w-dedupe"]).await;
 
     let nats = async_nats::connect(&config.url).await.unwrap();
     let task_id = "0b8f3c1e-dup-0001";
@@ -289,7 +267,7 @@ async fn cancel_reaches_the_executor_and_the_outcome_is_cancelled() {
     let config = config(&server);
     let base = tempfile::tempdir().unwrap();
     let agent = Arc::new(FakeAgent::default());
-    let _w = start_worker(
+    let (_w, c) = worker_and_client(
         &config,
         Arc::new(FakeExecutor::new(agent.clone())),
         base.path().into(),
@@ -297,8 +275,6 @@ async fn cancel_reaches_the_executor_and_the_outcome_is_cancelled() {
         WorkerOptions::default(),
     )
     .await;
-    let c = client(&config).await;
-    wait_for_workers(&c, &["w-cancel"]).await;
     let s = session(&c).await;
     let mut run = start_task(c.clone(), s, Task::new("wait for cancel"), &run_options());
     let mut events = Vec::new();
@@ -345,7 +321,7 @@ async fn a_deadline_is_a_timeout_outcome_and_stops_the_executor() {
     let config = config(&server);
     let base = tempfile::tempdir().unwrap();
     let agent = Arc::new(FakeAgent::default());
-    let _w = start_worker(
+    let (_w, c) = worker_and_client(
         &config,
         Arc::new(FakeExecutor::new(agent.clone())),
         base.path().into(),
@@ -353,8 +329,6 @@ async fn a_deadline_is_a_timeout_outcome_and_stops_the_executor() {
         WorkerOptions::default(),
     )
     .await;
-    let c = client(&config).await;
-    wait_for_workers(&c, &["w-deadline"]).await;
     let s = session(&c).await;
     let mut task = Task::new("wait for cancel");
     task.timeout_secs = Some(1);
@@ -385,7 +359,7 @@ async fn shutdown_finishes_short_tasks_and_fails_long_ones_clearly() {
         shutdown_grace: Duration::from_secs(1),
         ..WorkerOptions::default()
     };
-    let mut worker = start_worker(
+    let (mut worker, c) = worker_and_client(
         &config,
         Arc::new(FakeExecutor::new(agent.clone())),
         base.path().into(),
@@ -393,8 +367,6 @@ async fn shutdown_finishes_short_tasks_and_fails_long_ones_clearly() {
         options,
     )
     .await;
-    let c = client(&config).await;
-    wait_for_workers(&c, &["w-stop"]).await;
     let short = start_task(
         c.clone(),
         session(&c).await,
@@ -506,7 +478,7 @@ async fn dropping_a_running_execute_cancels_the_remote_task() {
     let config = config(&server);
     let base = tempfile::tempdir().unwrap();
     let agent = Arc::new(FakeAgent::default());
-    let _w = start_worker(
+    let (_w, c) = worker_and_client(
         &config,
         Arc::new(FakeExecutor::new(agent.clone())),
         base.path().into(),
@@ -514,8 +486,6 @@ async fn dropping_a_running_execute_cancels_the_remote_task() {
         WorkerOptions::default(),
     )
     .await;
-    let c = client(&config).await;
-    wait_for_workers(&c, &["w-drop"]).await;
     let s = session(&c).await;
     let ctx = station_core::ExecContext {
         events: station_core::EventSink::discard(),

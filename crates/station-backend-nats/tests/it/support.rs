@@ -10,8 +10,8 @@ use station_backend_nats::{NatsBackend, NatsBackendOptions, Worker, WorkerOption
 use station_core::config::NatsConfig;
 use station_core::{
     Capabilities, CodingBackend, Error, Event, EventKind, ExecContext, FileAction, FileChange,
-    Health, OpenRequest, Outcome, Result, RunOptions, Session, StopReason, Task, ToolCall, Usage,
-    start_task,
+    Health, OpenRequest, Outcome, Result, RunOptions, Session, StopReason, Task, TaskRun, ToolCall,
+    Usage, start_task,
 };
 use station_testkit::peers::NatsServer;
 use tokio::task::JoinHandle;
@@ -238,6 +238,33 @@ pub(crate) async fn start_worker(
     let shutdown = CancellationToken::new();
     let handle = tokio::spawn(worker.run(shutdown.clone()));
     RunningWorker { shutdown, handle }
+}
+
+/// A worker `id` (see [`start_worker`]) and a client that has seen it answer a ping.
+pub(crate) async fn worker_and_client(
+    config: &NatsConfig,
+    executor: Arc<dyn CodingBackend>,
+    base: PathBuf,
+    id: &str,
+    options: WorkerOptions,
+) -> (RunningWorker, Arc<NatsBackend>) {
+    let worker = start_worker(config, executor, base, id, options).await;
+    let client = client(config).await;
+    wait_for_workers(&client, &[id]).await;
+    (worker, client)
+}
+
+/// Read `run`'s events until streamed text arrives (bounded).
+pub(crate) async fn until_text_streams(run: &mut TaskRun) {
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(20), run.next_event())
+            .await
+            .expect("events")
+            .expect("not ended");
+        if matches!(ev.kind, EventKind::TextDelta { .. }) {
+            return;
+        }
+    }
 }
 
 /// Wait until every worker in `ids` answers a ping (it is subscribed).
