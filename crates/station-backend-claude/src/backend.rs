@@ -133,6 +133,7 @@ impl ClaudeBackend {
         } else {
             secs
         })
+        .min(station_core::config::MAX_DEADLINE)
     }
 
     /// A variable as the child will see it.

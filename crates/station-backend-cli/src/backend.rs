@@ -493,7 +493,8 @@ impl CodingBackend for CliBackend {
         tracing::debug!(pid = child.pid(), workspace = %workspace.display(), "started opencode run");
         let timeout = task
             .timeout()
-            .unwrap_or(Duration::from_secs(self.config.timeout_sec.max(1)));
+            .unwrap_or(Duration::from_secs(self.config.timeout_sec.max(1)))
+            .min(station_core::config::MAX_DEADLINE);
         let mut parser = StreamParser::new();
         let end = self.follow(&mut child, &mut parser, &ctx, timeout).await?;
         let stderr = clean_stderr(&child.final_stderr_tail().await);

@@ -136,8 +136,11 @@ fn check_tls_files(config: &NatsConfig) -> Result<()> {
     Ok(())
 }
 
+/// PEM files are a few KiB; this stops a mistyped path to a device or a huge file.
+const MAX_TLS_FILE_BYTES: u64 = 1024 * 1024;
+
 fn read_tls_file(path: &Path, field: &str, overrides: &str) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| {
+    station_core::fsutil::read_bytes(path, MAX_TLS_FILE_BYTES, "TLS file").map_err(|e| {
         InputError::new(format!("cannot read {}: {e}", path.display()))
             .field(field)
             .hint(format!("fix the path in {field} or {overrides}"))

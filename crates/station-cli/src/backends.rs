@@ -12,7 +12,7 @@ use std::time::Duration;
 )))]
 use station_core::Error;
 use station_core::config::{BackendKind, LoadedConfig};
-use station_core::{CodingBackend, Result};
+use station_core::{CodingBackend, Result, RunOptions, SessionIndex, SessionService};
 
 /// The backend named `kind`, configured from `config`.
 pub(crate) async fn build(
@@ -115,6 +115,22 @@ async fn nats(config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
 #[cfg(not(feature = "nats"))]
 async fn nats(_config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
     Err(compiled_out(BackendKind::OpencodeNats, "nats"))
+}
+
+/// `backend` bound to the session index in the data dir, with the configured deadline and
+/// busy-session wait.
+pub(crate) fn service(
+    backend: Arc<dyn CodingBackend>,
+    kind: BackendKind,
+    config: &LoadedConfig,
+) -> Result<SessionService> {
+    let index = SessionIndex::open(SessionIndex::default_dir()?)?;
+    let run = RunOptions {
+        default_timeout: default_timeout(kind, config),
+        ..RunOptions::default()
+    };
+    Ok(SessionService::new(backend, index, run)
+        .with_busy_wait(config.config.coding.session_busy_wait()))
 }
 
 /// Give the coding tools git (clone, commit, push, branch) with the configured credentials.

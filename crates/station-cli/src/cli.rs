@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// The longest `--timeout` (core's limit on every deadline).
+const MAX_DEADLINE_SECS: u64 = station_core::config::MAX_DEADLINE.as_secs();
+
 /// Hand coding work to coding agents: OpenCode (HTTP, NATS, CLI) and Claude Code.
 #[derive(Debug, Parser)]
 #[command(name = "stn", version, about, long_about = None, propagate_version = true)]
@@ -171,8 +174,8 @@ pub(crate) struct CodeArgs {
     /// Title of a new session (default: the instruction).
     #[arg(long, value_name = "TITLE", conflicts_with = "session")]
     pub(crate) title: Option<String>,
-    /// Deadline in seconds (default: the backend's configured timeout).
-    #[arg(long, value_name = "SECS")]
+    /// Deadline in seconds, at most 604800 (7 days) (default: the backend's configured timeout).
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=MAX_DEADLINE_SECS))]
     pub(crate) timeout: Option<u64>,
     /// Show live events on stderr.
     #[arg(long)]

@@ -5,6 +5,7 @@ mod cli;
 mod commands;
 mod logging;
 mod output;
+mod signals;
 
 use std::process::ExitCode;
 

@@ -174,16 +174,21 @@ fn split_frontmatter(text: &str) -> std::result::Result<(&str, &str, usize), Inp
         .hint("add a line with only `---` after the YAML frontmatter"))
 }
 
+/// The largest `.prompt` file read.
+pub const MAX_AGENT_FILE_BYTES: u64 = 1024 * 1024;
+
 impl AgentDefinition {
-    /// Read and parse a `.prompt` file.
+    /// Read and parse a `.prompt` file (a regular file of at most [`MAX_AGENT_FILE_BYTES`]).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => Error::NotFound {
-                what: "agent file",
-                id: path.display().to_string(),
+        let text = crate::fsutil::read_text(path, MAX_AGENT_FILE_BYTES, "agent file").map_err(
+            |e| match e {
+                Error::NotFound { id, .. } => Error::NotFound {
+                    what: "agent file",
+                    id,
+                },
+                other => other,
             },
-            _ => Error::io(format!("reading {}", path.display()), e),
-        })?;
+        )?;
         Self::parse(&text, Some(path))
     }
 

@@ -15,8 +15,40 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, InputError, Result};
+use crate::process::ChildEnv;
 use crate::redact::{Redactor, Secret};
 use crate::yaml;
+
+/// The longest deadline any setting or flag may ask for (7 days). Longer values are refused:
+/// they mean "never" and overflow clock arithmetic.
+pub const MAX_DEADLINE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// The largest config file read (a config is a few KiB; this stops `/dev/zero` and the like).
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// Deserialise seconds, at most [`MAX_DEADLINE`].
+fn deadline_secs<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
+    bounded(u64::deserialize(d)?, 1, "seconds")
+}
+
+/// Deserialise minutes, at most [`MAX_DEADLINE`].
+fn deadline_min<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
+    bounded(u64::deserialize(d)?, 60, "minutes")
+}
+
+fn bounded<E: serde::de::Error>(
+    value: u64,
+    unit_secs: u64,
+    unit: &str,
+) -> std::result::Result<u64, E> {
+    let max = MAX_DEADLINE.as_secs() / unit_secs;
+    if value > max {
+        return Err(E::custom(format!(
+            "{value} {unit} is longer than the longest deadline allowed, {max} {unit} (7 days)"
+        )));
+    }
+    Ok(value)
+}
 
 /// The coding backends a station can be configured with.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -255,6 +287,7 @@ pub struct NatsConfig {
     /// KV buckets.
     pub kv: NatsKv,
     /// Seconds between worker heartbeats; a worker silent for three is dead.
+    #[serde(deserialize_with = "deadline_secs")]
     pub heartbeat_sec: u64,
 }
 
@@ -278,7 +311,8 @@ pub struct CliConfig {
     /// The `opencode` binary.
     #[serde(alias = "binary_path")]
     pub binary: String,
-    /// Per-task deadline in seconds.
+    /// Per-task deadline in seconds (at most 7 days).
+    #[serde(deserialize_with = "deadline_secs")]
     pub timeout_sec: u64,
     /// Model as `provider/model`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -302,7 +336,8 @@ pub struct ClaudeConfig {
     /// The `claude` binary.
     #[serde(alias = "binary_path")]
     pub binary: String,
-    /// Per-task deadline in seconds.
+    /// Per-task deadline in seconds (at most 7 days).
+    #[serde(deserialize_with = "deadline_secs")]
     pub timeout_sec: u64,
     /// `--max-turns`.
     pub max_turns: u32,
@@ -370,14 +405,24 @@ pub struct CodingConfig {
     /// Where managed workspaces are created.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workspace_base_path: Option<PathBuf>,
-    /// Task deadline in minutes (HTTP and NATS backends).
+    /// Task deadline in minutes (HTTP and NATS backends; at most 7 days).
+    #[serde(deserialize_with = "deadline_min")]
     pub task_timeout_min: u64,
     /// Attempts for idempotent requests.
     pub max_attempts: u32,
     /// Clone deadline in seconds.
+    #[serde(deserialize_with = "deadline_secs")]
     pub clone_timeout_sec: u64,
     /// Push deadline in seconds.
+    #[serde(deserialize_with = "deadline_secs")]
     pub push_timeout_sec: u64,
+    /// How long a task waits for its session to be free when another task runs on it.
+    #[serde(deserialize_with = "deadline_secs")]
+    pub session_busy_wait_sec: u64,
+    /// Environment variables coding agents may inherit even though they hold one of Station's
+    /// secrets (by default every child is started without them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pass_env: Vec<String>,
 }
 
 impl Default for CodingConfig {
@@ -394,6 +439,8 @@ impl Default for CodingConfig {
             max_attempts: 3,
             clone_timeout_sec: 300,
             push_timeout_sec: 120,
+            session_busy_wait_sec: 30,
+            pass_env: Vec::new(),
         }
     }
 }
@@ -401,7 +448,11 @@ impl Default for CodingConfig {
 impl CodingConfig {
     /// The task deadline.
     pub fn task_timeout(&self) -> Duration {
-        Duration::from_secs(self.task_timeout_min.max(1) * 60)
+        Duration::from_secs(self.task_timeout_min.max(1).saturating_mul(60)).min(MAX_DEADLINE)
+    }
+    /// How long a task waits for a busy session.
+    pub fn session_busy_wait(&self) -> Duration {
+        Duration::from_secs(self.session_busy_wait_sec).min(MAX_DEADLINE)
     }
     /// Where managed workspaces go: `workspace_base_path`, else `$TMPDIR/station-coding`.
     pub fn workspace_base(&self) -> PathBuf {
@@ -490,18 +541,17 @@ impl Config {
     /// redactor.
     pub fn load(explicit: Option<&Path>, env: EnvLookup<'_>) -> Result<LoadedConfig> {
         let (path, required) = Self::locate(explicit, env)?;
-        let (config, found) = match std::fs::read_to_string(&path) {
+        let (config, found) = match crate::fsutil::read_text(&path, MAX_CONFIG_BYTES, "config file")
+        {
             Ok(text) => (Self::parse(&text, Some(&path))?, true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
-                (Config::default(), false)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::NotFound { .. }) if !required => (Config::default(), false),
+            Err(Error::NotFound { .. }) => {
                 return Err(InputError::new("the config file does not exist")
                     .in_file(&path)
                     .hint("check the path given with --config or STN_CONFIG")
                     .into());
             }
-            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+            Err(e) => return Err(e),
         };
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut loaded = LoadedConfig {
@@ -513,12 +563,7 @@ impl Config {
         };
         loaded.apply_env(env)?;
         loaded.resolve_secrets(env, &path)?;
-        for secret in [&loaded.git_token, &loaded.config.coding.opencode.password]
-            .into_iter()
-            .flatten()
-        {
-            Redactor::global().register(secret);
-        }
+        loaded.guard_secrets();
         Ok(loaded)
     }
 }
@@ -532,6 +577,32 @@ impl LoadedConfig {
             dir: dir.into(),
             git_token: None,
             warnings: Vec::new(),
+        }
+    }
+
+    /// Register the resolved secrets with the global redactor, and keep them (and the
+    /// variables they came from) out of every child's environment.
+    fn guard_secrets(&self) {
+        let coding = &self.config.coding;
+        for secret in [&self.git_token, &coding.opencode.password]
+            .into_iter()
+            .flatten()
+        {
+            Redactor::global().register(secret);
+            ChildEnv::withhold_value(secret);
+        }
+        if let Some(var) = &coding.git.token_env {
+            ChildEnv::withhold_var(var);
+        }
+        for var in ["OPENCODE_SERVER_PASSWORD", "STN_MCP_TOKEN"] {
+            ChildEnv::withhold_var(var);
+        }
+        // A NATS URL may carry a user and password or a token.
+        if coding.nats.url.contains('@') {
+            ChildEnv::withhold_var("STN_NATS_URL");
+        }
+        for var in &coding.pass_env {
+            ChildEnv::pass_var(var);
         }
     }
 

@@ -39,6 +39,16 @@ pub enum Error {
     /// The operation was cancelled by the caller.
     #[error("cancelled")]
     Cancelled,
+    /// Another task is running on the session (in this or another process).
+    #[error("session {session} is busy: another task is running on it{}; waited {}s for it. Wait for that task to finish or cancel it (the wait is coding.session_busy_wait_sec)", holder.map(|p| format!(" (process {p})")).unwrap_or_default(), waited.as_secs())]
+    SessionBusy {
+        /// The session.
+        session: String,
+        /// The pid of the process that holds it, when known.
+        holder: Option<u32>,
+        /// How long this task waited.
+        waited: Duration,
+    },
     /// The backend cannot do this (a missing capability, or a backend compiled out).
     #[error("{operation} is not supported by the `{backend}` backend{}", hint.as_deref().map(|h| format!(": {h}")).unwrap_or_default())]
     NotSupported {
@@ -111,6 +121,8 @@ pub enum ErrorKind {
     Timeout,
     /// [`Error::Cancelled`]
     Cancelled,
+    /// [`Error::SessionBusy`]
+    SessionBusy,
     /// [`Error::NotSupported`]
     NotSupported,
     /// [`Error::Auth`]
@@ -137,6 +149,7 @@ impl Error {
             Error::AmbiguousSession { .. } => ErrorKind::AmbiguousSession,
             Error::Timeout { .. } => ErrorKind::Timeout,
             Error::Cancelled => ErrorKind::Cancelled,
+            Error::SessionBusy { .. } => ErrorKind::SessionBusy,
             Error::NotSupported { .. } => ErrorKind::NotSupported,
             Error::Auth { .. } => ErrorKind::Auth,
             Error::Unavailable { .. } => ErrorKind::Unavailable,

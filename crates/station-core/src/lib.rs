@@ -13,9 +13,11 @@
 
 pub mod agent;
 pub mod backend;
+mod claim;
 pub mod config;
 mod error;
 pub mod event;
+pub mod fsutil;
 pub mod model;
 pub mod process;
 pub mod redact;
@@ -26,6 +28,7 @@ pub mod workspace;
 mod yaml;
 
 pub use backend::{BackendSession, Capabilities, CodingBackend, ExecContext, Health};
+pub use claim::SessionClaim;
 pub use error::{Error, ErrorKind, InputError, Result};
 pub use event::{Event, EventKind, EventSink};
 pub use model::{

@@ -138,7 +138,8 @@ impl Task {
 
     /// The task timeout, if set.
     pub fn timeout(&self) -> Option<Duration> {
-        self.timeout_secs.map(Duration::from_secs)
+        self.timeout_secs
+            .map(|secs| Duration::from_secs(secs).min(crate::config::MAX_DEADLINE))
     }
 
     /// The full prompt for the coding agent: context, instruction and focus files.
@@ -332,7 +333,9 @@ impl Outcome {
 
 /// A title for a session from its first instruction: trimmed, first line, at most 80 characters.
 pub fn default_title(instruction: &str) -> String {
-    let line = instruction.trim().lines().next().unwrap_or("").trim();
+    // Titles are shown in lists, stored in the index and passed in argv: never a secret.
+    let redacted = crate::redact::redact(instruction);
+    let line = redacted.trim().lines().next().unwrap_or("").trim();
     const MAX: usize = 80;
     if line.chars().count() <= MAX {
         return line.to_string();

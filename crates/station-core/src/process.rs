@@ -4,7 +4,8 @@
 //! stdout and stderr piped, its own process group, and a guard that kills the **whole group**
 //! when the handle is dropped. [`ChildProcess::terminate`] sends SIGTERM to the group, waits a
 //! grace period, then SIGKILLs it; [`ChildProcess::wait`] also clears out any grandchildren the
-//! child left behind. Lines are read without a length limit.
+//! child left behind. Lines are read without a length limit. A child also dies when this
+//! process dies (a parent-death signal), and inherits none of Station's secrets ([`ChildEnv`]).
 
 use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
@@ -22,6 +23,11 @@ use tokio::task::JoinHandle;
 use crate::error::{Error, Result};
 use crate::redact;
 use crate::run::CancelSignal;
+
+mod child_env;
+mod keeper;
+
+pub use child_env::ChildEnv;
 
 /// How much of stderr is kept for error messages.
 const STDERR_TAIL_BYTES: usize = 8 * 1024;
@@ -169,6 +175,10 @@ impl CommandSpec {
             .kill_on_drop(true);
         if self.clear_env {
             cmd.env_clear();
+        } else {
+            for name in ChildEnv::withheld_among(std::env::vars_os()) {
+                cmd.env_remove(name);
+            }
         }
         // Some children (OpenCode) take their directory from $PWD, not from the real cwd.
         cmd.env("PWD", &self.cwd);
@@ -178,7 +188,7 @@ impl CommandSpec {
                 None => cmd.env_remove(k),
             };
         }
-        let mut child = cmd.spawn().map_err(|e| match e.kind() {
+        let mut child = keeper::spawn(cmd).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => self.not_installed("could not be started"),
             _ => Error::io(format!("starting `{}`", program.display()), e),
         })?;

@@ -6,8 +6,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::backend::{CodingBackend, ExecContext};
+use crate::claim::SessionLocks;
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, EventSink};
 use crate::model::{Outcome, Session, StopReason, Task};
@@ -144,14 +146,29 @@ pub fn start_task(
     task: Task,
     opts: &RunOptions,
 ) -> TaskRun {
+    start_claimed_task(backend, session, task, opts, None, None)
+}
+
+/// [`start_task`], first claiming the session in `locks` (see [`crate::claim`]; the deadline
+/// starts once the claim is held), and tracked by `tracker` until it has fully stopped.
+pub(crate) fn start_claimed_task(
+    backend: Arc<dyn CodingBackend>,
+    session: Session,
+    task: Task,
+    opts: &RunOptions,
+    locks: Option<SessionLocks>,
+    tracker: Option<&TaskTracker>,
+) -> TaskRun {
     let (sink, rx) = EventSink::channel();
     let cancel = CancelSignal::new();
     let opts = opts.clone();
     let runner_cancel = cancel.clone();
-    let handle =
-        tokio::spawn(
-            async move { run_to_end(backend, session, task, opts, sink, runner_cancel).await },
-        );
+    let run =
+        async move { run_to_end(backend, session, task, opts, locks, sink, runner_cancel).await };
+    let handle = match tracker {
+        Some(tracker) => tracker.spawn(run),
+        None => tokio::spawn(run),
+    };
     TaskRun {
         events: rx,
         handle: Some(handle),
@@ -164,14 +181,30 @@ async fn run_to_end(
     session: Session,
     task: Task,
     opts: RunOptions,
+    locks: Option<SessionLocks>,
     sink: EventSink,
     cancel: CancelSignal,
 ) -> Result<Outcome> {
-    let started = Instant::now();
     sink.emit(EventKind::Started {
         session_id: session.id.clone(),
         backend: backend.name().to_string(),
     });
+    let _claim = match &locks {
+        Some(locks) => match locks.claim(&session.id, &cancel).await {
+            Ok(claim) => Some(claim),
+            Err(e) => {
+                let result = match e {
+                    Error::Cancelled => {
+                        Ok(Outcome::failed(StopReason::Cancelled, "task cancelled"))
+                    }
+                    e => Err(e),
+                };
+                return finish(&session, &task, &opts, &sink, result);
+            }
+        },
+        None => None,
+    };
+    let started = Instant::now();
     let deadline = task.timeout().unwrap_or(opts.default_timeout);
     let ctx = ExecContext {
         events: sink.clone(),
@@ -232,10 +265,21 @@ async fn run_to_end(
         }
         outcome
     });
+    finish(&session, &task, &opts, &sink, result)
+}
+
+/// Report the end: the outcome hook, then exactly one terminal event.
+fn finish(
+    session: &Session,
+    task: &Task,
+    opts: &RunOptions,
+    sink: &EventSink,
+    result: Result<Outcome>,
+) -> Result<Outcome> {
     match &result {
         Ok(outcome) => {
             if let Some(hook) = &opts.on_outcome {
-                hook(&session, &task, outcome);
+                hook(session, task, outcome);
             }
             sink.emit_terminal(EventKind::Finished {
                 outcome: Box::new(outcome.clone()),

@@ -5,11 +5,14 @@
 use std::sync::Arc;
 
 use chrono::Utc;
+use tokio_util::task::TaskTracker;
 
 use crate::backend::CodingBackend;
+use crate::claim::SessionLocks;
 use crate::error::{Error, Result};
 use crate::model::{OpenRequest, RepoSpec, Session, SessionId, Task, default_title};
-use crate::run::{RunOptions, TaskRun, start_task};
+use crate::redact;
+use crate::run::{RunOptions, TaskRun, start_claimed_task};
 use crate::store::SessionIndex;
 
 /// What to open, as a user or a tool says it.
@@ -25,22 +28,38 @@ pub struct OpenSpec {
     pub session: Option<String>,
 }
 
-/// A backend bound to the session index.
+/// How long a task waits for its session when another task runs on it, unless set.
+const DEFAULT_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A backend bound to the session index. Tasks on one session run one at a time, across
+/// processes that share the data dir (see [`crate::SessionClaim`]).
 #[derive(Debug, Clone)]
 pub struct SessionService {
     backend: Arc<dyn CodingBackend>,
     index: SessionIndex,
     run: RunOptions,
+    locks: SessionLocks,
+    running: TaskTracker,
 }
 
 impl SessionService {
     /// Bind `backend` to `index`; tasks without a deadline get `run.default_timeout`.
     pub fn new(backend: Arc<dyn CodingBackend>, index: SessionIndex, run: RunOptions) -> Self {
+        let locks = SessionLocks::new(index.dir().join("locks"), DEFAULT_BUSY_WAIT);
         SessionService {
             backend,
             index,
             run,
+            locks,
+            running: TaskTracker::new(),
         }
+    }
+
+    /// How long a task waits for a busy session before it fails with
+    /// [`Error::SessionBusy`] (default 30 s).
+    pub fn with_busy_wait(mut self, wait: std::time::Duration) -> Self {
+        self.locks = SessionLocks::new(self.index.dir().join("locks"), wait);
+        self
     }
 
     /// The backend.
@@ -64,7 +83,7 @@ impl SessionService {
                 .open(OpenRequest {
                     workspace: spec.workspace,
                     repo: spec.repo,
-                    title: spec.title,
+                    title: spec.title.map(|t| redact::redact(&t)),
                     resume: None,
                 })
                 .await?;
@@ -113,7 +132,7 @@ impl SessionService {
                     .open(OpenRequest {
                         workspace: spec.workspace,
                         repo: spec.repo,
-                        title: spec.title,
+                        title: spec.title.map(|t| redact::redact(&t)),
                         resume: Some(query.to_string()),
                     })
                     .await?;
@@ -129,32 +148,86 @@ impl SessionService {
         self.index.resolve(query)
     }
 
-    /// Start a task. The session's title defaults to this instruction; when the task ends the
-    /// index records the backend id, title and last use.
+    /// Start a task. The session's title defaults to this instruction (redacted). The session
+    /// is recorded in the index before the task starts, so an interrupted run can be
+    /// continued; when the task ends the index records the backend id and last use. The task
+    /// first waits for any other task on the session to end (see [`Self::with_busy_wait`]).
     pub fn execute(&self, session: &Session, task: Task) -> TaskRun {
         let mut session = session.clone();
-        if session.title.is_none() {
-            session.title = Some(default_title(&task.instruction));
+        session.title = Some(match &session.title {
+            Some(title) => redact::redact(title),
+            None => default_title(&task.instruction),
+        });
+        if let Err(e) = self.record_start(&session) {
+            tracing::warn!(session = %session.id, "could not record the session in the index: {e}");
         }
         let index = self.index.clone();
         let mut run = self.run.clone();
         let previous_hook = run.on_outcome.take();
         run.on_outcome = Some(Arc::new(
             move |s: &Session, t: &Task, outcome: &crate::model::Outcome| {
-                let mut updated = s.clone();
-                updated.last_used_at = Utc::now();
-                if let Some(id) = &outcome.backend_session_id {
-                    updated.backend_session_id = Some(id.clone());
-                }
-                if let Err(e) = index.upsert(&updated) {
+                let record = |stored: &mut Session| {
+                    stored.last_used_at = Utc::now();
+                    if let Some(id) = &outcome.backend_session_id {
+                        stored.backend_session_id = Some(id.clone());
+                    }
+                    if stored.title.is_none() {
+                        stored.title.clone_from(&s.title);
+                    }
+                };
+                let updated = match index.update(&s.id, record) {
+                    Err(Error::NotFound { .. }) => {
+                        let mut fresh = s.clone();
+                        record(&mut fresh);
+                        index.upsert(&fresh).map(|()| fresh)
+                    }
+                    other => other,
+                };
+                let updated = updated.unwrap_or_else(|e| {
                     tracing::warn!(session = %s.id, "could not record the session in the index: {e}");
-                }
+                    s.clone()
+                });
                 if let Some(h) = &previous_hook {
                     h(&updated, t, outcome);
                 }
             },
         ));
-        start_task(self.backend.clone(), session, task, &run)
+        start_claimed_task(
+            self.backend.clone(),
+            session,
+            task,
+            &run,
+            Some(self.locks.clone()),
+            Some(&self.running),
+        )
+    }
+
+    /// Wait up to `deadline` until every task this service (or a clone) started has stopped;
+    /// `false` when some are still stopping. Call it after cancelling (dropping a [`TaskRun`]
+    /// cancels it) and before the process exits, so backends can stop their work where it runs
+    /// (abort a server's turn, kill a process group) instead of being cut off.
+    pub async fn wait_stopped(&self, deadline: std::time::Duration) -> bool {
+        self.running.close();
+        let stopped = tokio::time::timeout(deadline, self.running.wait())
+            .await
+            .is_ok();
+        self.running.reopen();
+        stopped
+    }
+
+    /// Store the session as it starts a task, keeping what a concurrent task recorded.
+    fn record_start(&self, session: &Session) -> Result<()> {
+        match self.index.update(&session.id, |stored| {
+            if stored.title.is_none() {
+                stored.title.clone_from(&session.title);
+            }
+            if stored.workspace.is_none() {
+                stored.workspace.clone_from(&session.workspace);
+            }
+        }) {
+            Err(Error::NotFound { .. }) => self.index.upsert(session),
+            other => other.map(|_| ()),
+        }
     }
 
     /// Close a session on the backend; idempotent. The index keeps it so it can be continued.

@@ -14,6 +14,8 @@ use crate::model::{Session, SessionId};
 const FILE_NAME: &str = "sessions.json";
 const LOCK_NAME: &str = "sessions.lock";
 const FORMAT_VERSION: u32 = 1;
+/// The largest index read (about 100,000 sessions).
+const MAX_INDEX_BYTES: u64 = 256 * 1024 * 1024;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct IndexFile {
@@ -53,6 +55,11 @@ impl SessionIndex {
             ))
         })?;
         Ok(strategy.data_dir().join("station"))
+    }
+
+    /// The directory the index lives in (the station data dir).
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// The file the index lives in.
@@ -176,15 +183,15 @@ impl SessionIndex {
 }
 
 fn read_index(path: &Path) -> Result<IndexFile> {
-    let bytes = match fs::read(path) {
+    let bytes = match crate::fsutil::read_bytes(path, MAX_INDEX_BYTES, "session index") {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(Error::NotFound { .. }) => {
             return Ok(IndexFile {
                 version: FORMAT_VERSION,
                 sessions: Vec::new(),
             });
         }
-        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+        Err(e) => return Err(e),
     };
     serde_json::from_slice(&bytes).map_err(|e| {
         InputError::new(format!("the session index is not valid: {e}"))

@@ -87,10 +87,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use station_agent::{AgentEvent, CodingTools, GenaiClient, LlmSettings, Runtime};
+use station_core::Error;
 use station_core::config::LoadedConfig;
-use station_core::{Error, RunOptions, SessionIndex, SessionService};
 
-use crate::backends;
+use crate::{backends, signals};
 use crate::cli::{AgentRefArgs, CreateAgentArgs, ListAgentsArgs, RunAgentArgs};
 use crate::commands::code::TailPrinter;
 
@@ -254,7 +254,12 @@ pub(crate) fn show(loaded: &LoadedConfig, args: &AgentRefArgs) -> anyhow::Result
         output::json(&def);
     } else {
         output::line(&format!("# {}", path.display()));
-        output::line(std::fs::read_to_string(&path)?.trim_end());
+        let text = station_core::fsutil::read_text(
+            &path,
+            station_core::agent::MAX_AGENT_FILE_BYTES,
+            "agent file",
+        )?;
+        output::line(text.trim_end());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -283,6 +288,7 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: RunAgentArgs) -> anyhow::Re
             serde_json::Value::String(v.to_string()),
         );
     }
+    let mut coding_service = None;
     let tools = if def.coding.enabled {
         let backend = backends::build(kind, loaded).await?;
         // Fail before spending model tokens when the backend cannot work. The health check may
@@ -301,15 +307,8 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: RunAgentArgs) -> anyhow::Re
                 HEALTH_DEADLINE.as_secs()
             ),
         }
-        let index = SessionIndex::open(SessionIndex::default_dir()?)?;
-        let service = SessionService::new(
-            backend,
-            index,
-            RunOptions {
-                default_timeout: backends::default_timeout(kind, loaded),
-                ..RunOptions::default()
-            },
-        );
+        let service = backends::service(backend, kind, loaded)?;
+        coding_service = Some(service.clone());
         let tools = CodingTools::new(service, loaded.config.coding.workspace_base())
             .with_default_workspace(def.coding.workspace_path.as_ref().map(PathBuf::from))
             .with_continue_session(args.coding_session.clone());
@@ -376,9 +375,22 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: RunAgentArgs) -> anyhow::Re
     if tail {
         output::spinner_start("starting");
     }
-    let report = runtime
-        .run(&def, &args.task, &variables, tools.as_ref(), on_event)
-        .await;
+    let stop_requested = signals::stop_requested();
+    let report = tokio::select! {
+        report = runtime.run(&def, &args.task, &variables, tools.as_ref(), on_event) => report,
+        stop = stop_requested => {
+            output::spinner_stop();
+            output::progress(&format!("stn: stopping the agent ({})", stop.name()));
+            signals::exit_on_second_signal();
+            // The agent's run was dropped, which cancels its coding task; let it stop.
+            if let Some(service) = &coding_service
+                && !service.wait_stopped(signals::STOP_GRACE).await
+            {
+                output::warn_line("the coding task did not stop in time");
+            }
+            return Ok(ExitCode::from(stop.exit_code()));
+        }
+    };
     output::spinner_stop();
     let report = report?;
     let last_code_ok = report

@@ -7,12 +7,10 @@ use anyhow::Context;
 use serde_json::json;
 use station_core::config::{BackendKind, LoadedConfig};
 use station_core::service::OpenSpec;
-use station_core::{
-    Event, EventKind, Outcome, RepoSpec, RunOptions, Session, SessionIndex, SessionService, Task,
-};
+use station_core::{Event, EventKind, Outcome, RepoSpec, Session, Task};
 
 use crate::cli::CodeArgs;
-use crate::{backends, output};
+use crate::{backends, output, signals};
 
 pub(crate) async fn run(loaded: &LoadedConfig, args: CodeArgs) -> anyhow::Result<ExitCode> {
     let kind: BackendKind = match &args.backend {
@@ -20,15 +18,7 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: CodeArgs) -> anyhow::Result
         None => loaded.config.coding.backend,
     };
     let backend = backends::build(kind, loaded).await?;
-    let index = SessionIndex::open(SessionIndex::default_dir()?)?;
-    let service = SessionService::new(
-        backend,
-        index,
-        RunOptions {
-            default_timeout: backends::default_timeout(kind, loaded),
-            ..RunOptions::default()
-        },
-    );
+    let service = backends::service(backend, kind, loaded)?;
     let workspace = match (&args.workspace, &args.repo, &args.session) {
         (Some(w), _, _) => Some(absolute(w)?),
         // A continued session keeps its own workspace; a clone gets a fresh directory.
@@ -60,11 +50,14 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: CodeArgs) -> anyhow::Result
     };
     let mut run = service.execute(&session, task);
     let cancel = run.cancel_signal();
-    let ctrl_c = tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            output::progress("stn: cancelling (Ctrl-C)");
-            cancel.cancel();
-        }
+    let cancelled = cancel.clone();
+    let stop_requested = signals::stop_requested();
+    let stop_watch = tokio::spawn(async move {
+        let stop = stop_requested.await;
+        output::progress(&format!("stn: cancelling the task ({})", stop.name()));
+        cancel.cancel();
+        signals::exit_on_second_signal();
+        stop
     });
     let mut tail = TailPrinter::default();
     if args.tail {
@@ -77,18 +70,25 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: CodeArgs) -> anyhow::Result
     }
     tail.flush();
     output::spinner_stop();
-    ctrl_c.abort();
-    let outcome = run.outcome().await?;
+    let outcome = run.outcome().await;
+    // Only the signal watcher cancels with this reason (the deadline says Timeout).
+    let stopped_by = if cancelled.reason() == Some(station_core::StopReason::Cancelled) {
+        stop_watch.await.ok()
+    } else {
+        stop_watch.abort();
+        None
+    };
+    let outcome = outcome?;
     let session = service.get(session.id.as_str()).unwrap_or(session);
     if args.json {
         output::json(&outcome_json(&session, &outcome));
     } else {
         print_human(&session, &outcome);
     }
-    Ok(if outcome.success {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+    Ok(match stopped_by {
+        Some(stop) => ExitCode::from(stop.exit_code()),
+        None if outcome.success => ExitCode::SUCCESS,
+        None => ExitCode::FAILURE,
     })
 }
 

@@ -5,11 +5,10 @@ use std::sync::Arc;
 
 use station_agent::CodingTools;
 use station_core::config::{BackendKind, LoadedConfig};
-use station_core::{RunOptions, SessionIndex, SessionService};
 use station_mcp::{CodingMcpServer, HttpOptions, ServerDescription};
 
 use crate::cli::McpArgs;
-use crate::{backends, output};
+use crate::{backends, output, signals};
 
 pub(crate) async fn run(loaded: &LoadedConfig, args: McpArgs) -> anyhow::Result<ExitCode> {
     let kind: BackendKind = match &args.backend {
@@ -18,15 +17,8 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: McpArgs) -> anyhow::Result<
     };
     let backend = backends::build(kind, loaded).await?;
     let timeout = backends::default_timeout(kind, loaded);
-    let index = SessionIndex::open(SessionIndex::default_dir()?)?;
-    let service = SessionService::new(
-        backend,
-        index,
-        RunOptions {
-            default_timeout: timeout,
-            ..RunOptions::default()
-        },
-    );
+    let service = backends::service(backend, kind, loaded)?;
+    let running = service.clone();
     let tools = backends::with_git(
         CodingTools::new(service, loaded.config.coding.workspace_base()),
         loaded,
@@ -42,8 +34,12 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: McpArgs) -> anyhow::Result<
         instructions: None,
     };
     let server = CodingMcpServer::new(Arc::new(tools), description);
-    match args.http {
-        None => server.serve_stdio().await?,
+    let stop_requested = signals::stop_requested();
+    let stopped_by = match args.http {
+        None => tokio::select! {
+            served = server.serve_stdio() => { served?; None }
+            stop = stop_requested => Some(stop),
+        },
         Some(addr) => {
             let bound = server
                 .bind_http(
@@ -57,12 +53,24 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: McpArgs) -> anyhow::Result<
                 "stn mcp: serving the coding tools ({kind}) on {}",
                 bound.url()
             ));
+            let stop = Arc::new(std::sync::OnceLock::new());
+            let seen = stop.clone();
             bound
-                .run(async {
-                    let _ = tokio::signal::ctrl_c().await;
+                .run(async move {
+                    let _ = seen.set(stop_requested.await);
                 })
                 .await?;
+            stop.get().copied()
         }
+    };
+    let Some(stop) = stopped_by else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    output::progress(&format!("stn mcp: stopping ({})", stop.name()));
+    signals::exit_on_second_signal();
+    // The server is gone and with it every task it ran; let those tasks stop.
+    if !running.wait_stopped(signals::STOP_GRACE).await {
+        output::warn_line("some coding tasks did not stop in time");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::from(stop.exit_code()))
 }

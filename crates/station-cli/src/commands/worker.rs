@@ -21,7 +21,7 @@ pub(crate) async fn run(mut loaded: LoadedConfig, args: WorkerArgs) -> anyhow::R
     use station_core::config::ManagedServer;
     use tokio_util::sync::CancellationToken;
 
-    use crate::{backends, output};
+    use crate::{backends, output, signals};
 
     let coding = &mut loaded.config.coding;
     if let Some(url) = args.nats_url {
@@ -66,23 +66,15 @@ pub(crate) async fn run(mut loaded: LoadedConfig, args: WorkerArgs) -> anyhow::R
     let id = worker.id().to_string();
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
+    let stop_requested = signals::stop_requested();
     tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let sigterm = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
-                }
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = sigterm => {}
-        }
-        output::progress("stn worker: shutting down (finishing in-flight tasks)");
+        let signal = stop_requested.await;
+        output::progress(&format!(
+            "stn worker: shutting down ({}; finishing in-flight tasks)",
+            signal.name()
+        ));
         stop.cancel();
+        signals::exit_on_second_signal();
     });
     let bound = tokio::select! {
         _ = shutdown.cancelled() => return Ok(ExitCode::SUCCESS),
