@@ -922,4 +922,46 @@ mod tests {
         let err = load_text("api_port: 8080\n", &[]).unwrap_err().to_string();
         assert!(err.contains("unknown key `api_port`"), "{err}");
     }
+
+    #[test]
+    fn deadlines_are_bounded_with_the_field_and_line() {
+        let err = load_text(
+            "coding:\n  cli:\n    timeout_sec: 9223372036854775807\n",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(":3:") && err.contains("coding.cli.timeout_sec") && err.contains("7 days"),
+            "{err}"
+        );
+        let err = load_text("coding:\n  task_timeout_min: 18446744073709551615\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("coding.task_timeout_min") && err.contains("minutes"),
+            "{err}"
+        );
+        let ok = load_text(
+            "coding:\n  task_timeout_min: 10080\n  claudecode:\n    timeout_sec: 604800\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(ok.config.coding.task_timeout(), MAX_DEADLINE);
+    }
+
+    #[test]
+    fn config_files_must_be_small_regular_files() {
+        let err = Config::load(Some(Path::new("/dev/zero")), &env_of(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/dev/zero") && err.contains("device"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.yaml");
+        std::fs::write(&big, "#".repeat(MAX_CONFIG_BYTES as usize + 1)).unwrap();
+        let err = Config::load(Some(&big), &env_of(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("larger than 1 MiB"), "{err}");
+    }
 }

@@ -90,9 +90,9 @@ use station_agent::{AgentEvent, CodingTools, GenaiClient, LlmSettings, Runtime};
 use station_core::Error;
 use station_core::config::LoadedConfig;
 
-use crate::{backends, signals};
 use crate::cli::{AgentRefArgs, CreateAgentArgs, ListAgentsArgs, RunAgentArgs};
 use crate::commands::code::TailPrinter;
+use crate::{backends, signals};
 
 /// How long `stn agent run` waits for the coding backend's health check.
 const HEALTH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(90);

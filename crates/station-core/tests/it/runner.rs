@@ -300,3 +300,125 @@ async fn the_service_records_title_and_backend_id_and_continues_by_title() {
     service.close(&session.id).await.unwrap();
     service.close(&"stn_unknown".into()).await.unwrap();
 }
+
+#[tokio::test]
+async fn tasks_on_one_session_run_one_at_a_time_and_a_busy_session_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = SessionIndex::open(dir.path()).unwrap();
+    // Two services over one data dir stand for two `stn` processes.
+    let first = SessionService::new(
+        backend(Behaviour::StopOnCancel),
+        index.clone(),
+        RunOptions::default(),
+    );
+    let second = SessionService::new(
+        backend(Behaviour::Succeed),
+        index.clone(),
+        RunOptions::default(),
+    )
+    .with_busy_wait(Duration::from_millis(300));
+    let session = first.open(Default::default()).await.unwrap();
+    let mut running = first.execute(&session, Task::new("long task"));
+    // Started is sent before the claim; the backend runs once the claim is held.
+    assert!(matches!(
+        running.next_event().await.unwrap().kind,
+        EventKind::Started { .. }
+    ));
+    let busy = second.execute(&session, Task::new("second task"));
+    let err = busy.outcome().await.unwrap_err();
+    assert_eq!(err.kind(), station_core::ErrorKind::SessionBusy);
+    let message = err.to_string();
+    assert!(
+        message.contains(session.id.as_str()) && message.contains("busy"),
+        "{message}"
+    );
+    // Once the first task ends, the session is free again.
+    running.cancel();
+    running.outcome().await.unwrap();
+    let outcome = second
+        .execute(&session, Task::new("third task"))
+        .outcome()
+        .await
+        .unwrap();
+    assert!(outcome.success);
+}
+
+#[tokio::test]
+async fn a_waiting_task_runs_when_the_session_frees_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = SessionIndex::open(dir.path()).unwrap();
+    let slow = SessionService::new(
+        backend(Behaviour::StopOnCancel),
+        index.clone(),
+        RunOptions::default(),
+    );
+    let patient = SessionService::new(backend(Behaviour::Succeed), index, RunOptions::default())
+        .with_busy_wait(Duration::from_secs(60));
+    let session = slow.open(Default::default()).await.unwrap();
+    let running = slow.execute(&session, Task::new("long task"));
+    let mut waiting = patient.execute(&session, Task::new("next task"));
+    assert!(matches!(
+        waiting.next_event().await.unwrap().kind,
+        EventKind::Started { .. }
+    ));
+    running.cancel();
+    assert!(waiting.outcome().await.unwrap().success);
+}
+
+#[tokio::test]
+async fn the_session_is_recorded_before_its_task_ends_and_titles_are_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = SessionIndex::open(dir.path()).unwrap();
+    let service = SessionService::new(
+        backend(Behaviour::StopOnCancel),
+        index.clone(),
+        RunOptions::default(),
+    );
+    let session = service.open(Default::default()).await.unwrap();
+    let token = format!("ghp_{}", "k3J9".repeat(9));
+    let mut run = service.execute(&session, Task::new(format!("use {token} to push")));
+    run.next_event().await.unwrap();
+    // An interrupted run can be continued: the session is in the index, titled, already.
+    let stored = index.resolve(session.id.as_str()).unwrap();
+    let title = stored.title.unwrap();
+    assert!(
+        title.starts_with("use ") && !title.contains("k3J9"),
+        "{title}"
+    );
+    run.cancel();
+    run.outcome().await.unwrap();
+    // A title given by the user is redacted too.
+    let titled = service
+        .open(station_core::service::OpenSpec {
+            title: Some(format!("deploy with {token}")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(!titled.title.unwrap().contains("k3J9"));
+}
+
+#[tokio::test]
+async fn wait_stopped_waits_for_cancelled_tasks() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = SessionIndex::open(dir.path()).unwrap();
+    let service = SessionService::new(
+        backend(Behaviour::StopOnCancel),
+        index,
+        RunOptions::default(),
+    );
+    let session = service.open(Default::default()).await.unwrap();
+    let run = service.execute(&session, Task::new("work"));
+    assert!(!service.wait_stopped(Duration::from_millis(100)).await);
+    drop(run);
+    assert!(service.wait_stopped(Duration::from_secs(30)).await);
+}
+
+#[test]
+fn huge_task_deadlines_are_bounded() {
+    let task = Task {
+        timeout_secs: Some(u64::MAX),
+        ..Task::new("x")
+    };
+    assert_eq!(task.timeout(), Some(station_core::config::MAX_DEADLINE));
+}
