@@ -646,7 +646,11 @@ impl LoadedConfig {
                 value.expose(),
                 |var: &str| -> std::result::Result<Option<String>, String> {
                     match env(var) {
-                        Some(v) => Ok(Some(v)),
+                        Some(v) => {
+                            // A variable a secret came from is a secret too.
+                            ChildEnv::withhold_var(var);
+                            Ok(Some(v))
+                        }
                         None => Err(var.to_string()),
                     }
                 },
@@ -674,6 +678,11 @@ impl LoadedConfig {
             },
             None => None,
         };
+        // Unused or not, a configured token never reaches a child.
+        for token in [&from_field, &from_env].into_iter().flatten() {
+            Redactor::global().register(token);
+            ChildEnv::withhold_value(token);
+        }
         if from_field.is_some() && from_env.is_some() {
             self.warnings.push(
                 "both coding.git.token and coding.git.token_env are set; using token_env".into(),

@@ -519,3 +519,37 @@ async fn health_titles_and_listing() {
     backend.close(&by_id).await.unwrap();
     backend.close(&by_id).await.unwrap();
 }
+
+#[tokio::test]
+async fn a_secret_in_the_instruction_never_reaches_the_title_in_argv() {
+    let fake = Fake::new(HAPPY).await;
+    let backend = Arc::new(fake.backend());
+    let token = format!("ghp_{}", "Rt5w".repeat(9));
+    let task = Task::new(format!("push with {token} please"));
+    let (_, outcome) = run_task(backend, fake.session(), task).await;
+    assert!(outcome.unwrap().success);
+    let title = fake
+        .args()
+        .into_iter()
+        .find(|a| a.starts_with("--title="))
+        .expect("a title is passed");
+    assert!(title.starts_with("--title=push with "), "{title}");
+    assert!(!title.contains("Rt5w"), "the token is in argv: {title}");
+}
+
+#[tokio::test]
+async fn a_huge_deadline_is_bounded_instead_of_overflowing() {
+    let fake = Fake::new(HAPPY).await;
+    let backend = Arc::new(fake.backend_with(CliConfig {
+        timeout_sec: u64::MAX,
+        ..fake.config()
+    }));
+    let task = Task {
+        timeout_secs: Some(u64::MAX),
+        ..Task::new("create hello.py")
+    };
+    let (_, outcome) = run_task(backend.clone(), fake.session(), task).await;
+    assert!(outcome.unwrap().success);
+    let (_, outcome) = run_task(backend, fake.session(), Task::new("again")).await;
+    assert!(outcome.unwrap().success);
+}

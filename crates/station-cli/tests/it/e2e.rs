@@ -52,13 +52,13 @@ fn script() -> Script {
         )
 }
 
-struct Env {
-    home: tempfile::TempDir,
-    vars: Vec<(String, String)>,
+pub(crate) struct Env {
+    pub(crate) home: tempfile::TempDir,
+    pub(crate) vars: Vec<(String, String)>,
 }
 
 impl Env {
-    fn new(model: &ScriptedModel, coding_yaml: &str) -> Env {
+    pub(crate) fn new(model: &ScriptedModel, coding_yaml: &str) -> Env {
         let home = tempfile::tempdir().unwrap();
         let mut vars = peers::opencode_env(home.path(), model);
         vars.extend(peers::claude_env(home.path(), model));
@@ -77,7 +77,7 @@ impl Env {
         Env { home, vars }
     }
 
-    fn stn(&self) -> Command {
+    pub(crate) fn stn(&self) -> Command {
         let mut cmd = Command::cargo_bin("stn").unwrap();
         cmd.env_clear().current_dir(self.home.path());
         for (k, v) in &self.vars {
@@ -203,7 +203,7 @@ fn run_scenario(model: &ScriptedModel, env: &Env) {
     );
 }
 
-fn bin(p: PathBuf) -> String {
+pub(crate) fn bin(p: PathBuf) -> String {
     p.display().to_string()
 }
 
