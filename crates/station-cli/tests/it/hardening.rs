@@ -361,3 +361,42 @@ fn devices_fifos_and_huge_values_are_clear_errors_not_hangs() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("604800"), "{stderr}");
 }
+
+/// `stn agent run` on SIGTERM: the orchestrating loop stops, its coding task is cancelled and
+/// the agent process stops before stn exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_agent_run_and_its_coding_task() {
+    let model = ScriptedModel::start(
+        Script::new()
+            .on("stall here", vec![Step::fault(Fault::Stall)])
+            .on(
+                "delegate the stall",
+                vec![
+                    Step::tool("coding_open", serde_json::json!({})),
+                    Step::tool(
+                        "code",
+                        serde_json::json!({"instruction": "Stall here please"}),
+                    ),
+                ],
+            ),
+    )
+    .await
+    .unwrap();
+    let env = Env::new(&model, &opencode_cli());
+    env.stn()
+        .args(["agent", "create", "coder", "-d", "x", "-p", "You code."])
+        .args(["--coding", r#"{"enabled":true}"#])
+        .assert()
+        .success();
+    let mut stn = spawn_stn(&env, &["agent", "run", "coder", "Delegate the stall"]);
+    let agents = wait_until_agent_is_working(&model, &stn).await;
+    kill(Pid::from_raw(stn.pid() as i32), Signal::SIGTERM).unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(60), stn.wait())
+        .await
+        .expect("stn stops after the signal")
+        .unwrap();
+    let stderr = stn.final_stderr_tail().await;
+    assert_eq!(exit.code(), Some(143), "{stderr}");
+    assert!(stderr.contains("stopping the agent (SIGTERM)"), "{stderr}");
+    assert_all_gone(&agents).await;
+}
