@@ -562,12 +562,17 @@ impl CodingBackend for ClaudeBackend {
             Ended::Stopped(reason) if report.result.is_none() => {
                 outcome.success = false;
                 outcome.stop_reason = reason;
-                outcome.error = Some(match reason {
+                let stopped = match reason {
                     StopReason::Timeout => format!(
                         "claude did not finish within {}s and was stopped",
                         deadline.as_secs()
                     ),
                     _ => "cancelled; claude and its process group were stopped".to_string(),
+                };
+                // Claude Code was retrying a failing model API: that is why it did not finish.
+                outcome.error = Some(match &report.api_error {
+                    Some(api) => format!("{}; {stopped}", api.describe()),
+                    None => stopped,
                 });
             }
             // The result came before the stop: the work is done, report it.

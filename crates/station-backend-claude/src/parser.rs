@@ -9,6 +9,7 @@
 //! | line | events | kept for the outcome |
 //! | --- | --- | --- |
 //! | `system` `init` | `BackendSession` (first time a session id is seen) | session id, model, cwd |
+//! | `system` `api_retry` | `Notice` (the model API failed; Claude Code retries) | the last API error |
 //! | `stream_event` (`--include-partial-messages`) | `TextDelta` for text deltas; `StepFinished` at `message_stop` | per-step usage |
 //! | `assistant` | `Text`, `Reasoning`, `ToolStarted` per content block | tool calls, last text |
 //! | `user` | `FileEdited` (Write/Edit/MultiEdit/NotebookEdit that succeeded), `ToolFinished` per `tool_result`, paired by `tool_use_id` | tool outputs and errors |
@@ -139,6 +140,50 @@ impl RunResult {
     }
 }
 
+/// A failed model API call Claude Code reported (`system` `api_retry`, or the synthetic
+/// `assistant` line with `error` and an `API Error: …` text).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ApiError {
+    /// HTTP status, when the API answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u64>,
+    /// Claude Code's category (`server_error`, `rate_limit`, `overloaded`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// Retries Claude Code announced so far.
+    pub retries: u64,
+    /// Its retry limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u64>,
+    /// The error text Claude Code showed (`API Error: 500 …`), redacted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl ApiError {
+    /// `the model API answered HTTP 500: <text> (after 3 retries)`.
+    pub fn describe(&self) -> String {
+        let answered = match self.status {
+            Some(status) => format!("the model API answered HTTP {status}"),
+            None => "the model API call failed".to_string(),
+        };
+        let detail = self
+            .message
+            .clone()
+            .or_else(|| self.kind.clone())
+            .unwrap_or_else(|| "no detail".into());
+        format!("{answered}: {detail}{}", self.retries_note())
+    }
+
+    fn retries_note(&self) -> String {
+        match self.retries {
+            0 => String::new(),
+            1 => " (after 1 retry)".into(),
+            n => format!(" (after {n} retries)"),
+        }
+    }
+}
+
 /// What a run amounted to, from everything the parser saw.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RunReport {
@@ -161,6 +206,9 @@ pub struct RunReport {
     pub result: Option<RunResult>,
     /// Lines that were not JSON.
     pub malformed_lines: usize,
+    /// The last failed model API call, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_error: Option<ApiError>,
 }
 
 impl RunReport {
@@ -173,7 +221,13 @@ impl RunReport {
                 Outcome::failed(StopReason::MaxTurns, result.error_message())
             }
             Some(result) if result.is_error || result.subtype != "success" => {
-                Outcome::failed(StopReason::Error, result.error_message())
+                let mut message = result.error_message();
+                if result.api_error_status.is_some()
+                    && let Some(api) = &self.api_error
+                {
+                    message.push_str(&api.retries_note());
+                }
+                Outcome::failed(StopReason::Error, message)
             }
             Some(_) => Outcome::new(true, StopReason::Completed),
             None => Outcome::failed(StopReason::Error, "claude ended without reporting a result"),
@@ -347,8 +401,40 @@ impl StreamParser {
             Some("compact_boundary") => events.push(EventKind::Notice {
                 message: "claude compacted the conversation to fit its context window".into(),
             }),
+            Some("api_retry") => self.api_retry(line, events),
             other => tracing::debug!(subtype = other, "claude system line ignored"),
         }
+    }
+
+    /// The model API failed and Claude Code will retry: say so, and keep it for the outcome.
+    fn api_retry(&mut self, line: &Line<'_>, events: &mut Vec<EventKind>) {
+        let api = self.report.api_error.get_or_insert_with(ApiError::default);
+        if line.error_status.0.is_some() {
+            api.status = line.error_status.0;
+        }
+        if let Some(kind) = line.error.as_deref() {
+            api.kind = Some(redacted(Cow::Borrowed(kind)));
+        }
+        let attempt = line.attempt.0.unwrap_or(api.retries + 1);
+        api.retries = api.retries.max(attempt);
+        api.max_retries = line.max_retries.0.or(api.max_retries);
+        let status = api
+            .status
+            .map_or_else(|| "failed".to_string(), |s| format!("error {s}"));
+        let kind = api
+            .kind
+            .as_deref()
+            .map(|k| format!(" ({k})"))
+            .unwrap_or_default();
+        let of = api.max_retries.map(|m| format!("/{m}")).unwrap_or_default();
+        let delay = line
+            .retry_delay_ms
+            .0
+            .map(|ms| format!(" in {:.1} s", ms / 1000.0))
+            .unwrap_or_default();
+        events.push(EventKind::Notice {
+            message: format!("Claude API {status}{kind}, retry {attempt}{of}{delay}"),
+        });
     }
 
     fn stream_event(&mut self, line: Line<'_>, events: &mut Vec<EventKind>) {
@@ -406,9 +492,24 @@ impl StreamParser {
     }
 
     fn assistant(&mut self, line: Line<'_>, events: &mut Vec<EventKind>) {
+        let api_error_kind = line.error.0.map(redacted);
         let Some(message) = line.message.0 else {
             return;
         };
+        if let Some(kind) = api_error_kind {
+            let text = message
+                .content
+                .0
+                .iter()
+                .filter_map(|b| b.0.as_ref())
+                .find_map(|b| b.text.as_deref().filter(|t| !t.is_empty()))
+                .map(|t| redacted(Cow::Borrowed(t)));
+            let api = self.report.api_error.get_or_insert_with(ApiError::default);
+            api.kind = Some(kind);
+            if text.is_some() {
+                api.message = text;
+            }
+        }
         let model = message.model.as_deref().filter(|m| !m.starts_with('<'));
         if let Some(model) = model {
             if self.report.model.as_deref() != Some(model) {

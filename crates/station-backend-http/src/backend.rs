@@ -812,13 +812,10 @@ impl Execution<'_> {
                         Err(e) => {
                             failed_connects += 1;
                             if failed_connects >= self.tuning.reconnect_attempts {
-                                return Err(Error::Unavailable {
-                                    backend: NAME.into(),
-                                    message: format!(
-                                        "lost the OpenCode server at {} during the task ({failed_connects} reconnects failed): {e}",
-                                        self.client.shown_base()
-                                    ),
-                                });
+                                return Err(self.client.went_away(&format!(
+                                    "its event stream ended and {failed_connects} reconnects failed: {}",
+                                    transport_cause(&e)
+                                )));
                             }
                             self.ctx.events.emit(EventKind::Notice {
                                 message: format!("lost OpenCode's event stream; reconnecting (attempt {failed_connects})"),
@@ -841,13 +838,27 @@ impl Execution<'_> {
         }
     }
 
-    /// Whether the task is over, by asking the server rather than the stream.
+    /// Whether the task is over, by asking the server rather than the stream. A server that no
+    /// longer answers (refused, reset, silent) has gone away: the task fails with that.
     async fn is_done(&mut self) -> Result<bool> {
+        match self.ask_done().await {
+            Err(e @ (Error::Unavailable { .. } | Error::Timeout { .. })) => Err(self
+                .client
+                .went_away(&format!("it stopped answering: {}", transport_cause(&e)))),
+            other => other,
+        }
+    }
+
+    async fn ask_done(&mut self) -> Result<bool> {
+        // A status poll is small: a server that cannot answer it quickly is not working for us.
+        let within = self.tuning.request_timeout.min(STATUS_POLL_TIMEOUT);
         let status: HashMap<String, SessionStatus> = self
-            .cancellable(
-                self.client
-                    .get_json(&["session", "status"], self.dir(), &[]),
-            )
+            .cancellable(self.client.get_json_within(
+                &["session", "status"],
+                self.dir(),
+                &[],
+                within,
+            ))
             .await?;
         if status
             .get(&self.session_id)
@@ -982,6 +993,28 @@ impl Execution<'_> {
                 Vec::new()
             }
         }
+    }
+}
+
+/// Deadline of one status poll while a task runs.
+const STATUS_POLL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The short reason a request reached no server, for "went away (…)".
+fn transport_cause(e: &Error) -> String {
+    let text = e.to_string();
+    let lower = text.to_lowercase();
+    for (needle, cause) in [
+        ("connection refused", "connection refused"),
+        ("connection reset", "connection reset"),
+        ("broken pipe", "connection broken"),
+    ] {
+        if lower.contains(needle) {
+            return cause.to_string();
+        }
+    }
+    match e {
+        Error::Timeout { after, .. } => format!("no answer within {}s", after.as_secs_f32()),
+        _ => text,
     }
 }
 

@@ -269,6 +269,18 @@ impl Client {
         }
     }
 
+    /// The error of a task whose server vanished while it ran (killed, crashed, unplugged).
+    pub(crate) fn went_away(&self, cause: &str) -> Error {
+        Error::Unavailable {
+            backend: NAME.into(),
+            message: format!(
+                "the OpenCode server at {} went away ({cause}); the task did not finish. Check that \
+                 the server runs (or restart it), then continue the session",
+                self.shown_base
+            ),
+        }
+    }
+
     /// What to tell the user when nothing answers at the URL.
     pub(crate) fn unreachable_message(&self, detail: &str) -> String {
         let port = self.base.port_or_known_default().unwrap_or(4096);

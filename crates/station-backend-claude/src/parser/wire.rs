@@ -308,6 +308,13 @@ pub(super) struct Line<'a> {
     pub(super) terminal_reason: Str<'a>,
     pub(super) usage: Obj<WireUsage>,
     pub(super) total_cost_usd: F64,
+    /// `system` `api_retry` (and `error` on a synthetic `assistant` API-error line).
+    pub(super) attempt: U64,
+    pub(super) max_retries: U64,
+    pub(super) retry_delay_ms: F64,
+    pub(super) error_status: U64,
+    #[serde(borrow)]
+    pub(super) error: Str<'a>,
 }
 
 /// `stream_event`'s `event` (an Anthropic streaming event).

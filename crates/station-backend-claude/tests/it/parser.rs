@@ -17,13 +17,17 @@ fn parse(text: &str) -> Value {
     let report = parser.report();
     let outcome = report.outcome();
     // The report's tool calls are the outcome's; not repeated.
-    shorten(serde_json::json!({
+    let mut parsed = serde_json::json!({
         "events": events,
         "result": report.result,
         "cwd": report.cwd,
         "malformed_lines": report.malformed_lines,
         "outcome": outcome,
-    }))
+    });
+    if let Some(api) = &report.api_error {
+        parsed["api_error"] = serde_json::json!(api);
+    }
+    shorten(parsed)
 }
 
 macro_rules! snapshot_fixture {
@@ -42,6 +46,7 @@ snapshot_fixture!(output_json_result_only, "claude-output-json.json");
 snapshot_fixture!(tool_errors, "handmade-tool-error.jsonl");
 snapshot_fixture!(max_turns, "captured-max-turns.jsonl");
 snapshot_fixture!(api_error, "captured-api-error.jsonl");
+snapshot_fixture!(api_retries, "captured-api-retry.jsonl");
 snapshot_fixture!(resume_not_found, "captured-resume-not-found.jsonl");
 snapshot_fixture!(malformed_lines, "handmade-malformed.jsonl");
 
@@ -152,4 +157,42 @@ fn a_ten_megabyte_line_is_parsed_and_its_output_cut() {
         (true, StopReason::Completed, "read it")
     );
     insta::assert_yaml_snapshot!(shorten(serde_json::to_value(&events).unwrap()));
+}
+
+/// Claude Code retrying a failing model API: each retry is a notice, and a run stopped before
+/// its `result` still knows which API error held it up.
+#[test]
+fn api_retries_are_notices_and_name_the_api_error() {
+    let text = fixture("captured-api-retry.jsonl");
+    let lines: Vec<&str> = text.lines().collect();
+    let mut parser = StreamParser::new();
+    let notices: Vec<String> = lines[..2]
+        .iter()
+        .flat_map(|l| parser.push_line(l))
+        .filter_map(|e| match e {
+            EventKind::Notice { message } => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert!(
+        notices[1].starts_with("Claude API error 500 (server_error), retry 2/3 in 1.0 s"),
+        "{notices:?}"
+    );
+    let api = parser.report().api_error.expect("the API error is kept");
+    assert_eq!((api.status, api.retries), (Some(500), 2));
+    assert_eq!(
+        api.describe(),
+        "the model API answered HTTP 500: server_error (after 2 retries)"
+    );
+    // The final result names the API error and how often it was retried.
+    for line in &lines[2..] {
+        parser.push_line(line);
+    }
+    let error = parser.report().outcome().error.unwrap();
+    assert!(
+        error.starts_with("the model API answered HTTP 500: API Error: 500 scripted fault")
+            && error.ends_with("(after 3 retries)"),
+        "{error}"
+    );
 }

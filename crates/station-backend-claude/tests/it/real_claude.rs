@@ -241,3 +241,64 @@ async fn real_claude_passes_the_conformance_suite() {
     })
     .await;
 }
+
+/// A model API that answers HTTP 500: the user sees the API error, not only "timed out". With
+/// `x-should-retry: false` Claude Code gives up at once (a `result` error); without it, it
+/// retries (each retry a notice) until the task deadline stops it.
+#[tokio::test(flavor = "multi_thread")]
+async fn real_claude_names_the_model_api_error() {
+    use station_testkit::model_server::Fault;
+    for (fault, retried) in [
+        (Fault::Status(500), false),
+        (Fault::RetryableStatus(500), true),
+    ] {
+        let model = ScriptedModel::start(Script::new().fallback(vec![Step::fault(fault)]))
+            .await
+            .expect("model server starts");
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = tmp.path().join("ws");
+        std::fs::create_dir_all(&ws).unwrap();
+        let backend: Arc<dyn CodingBackend> = Arc::new(real_backend(
+            &tmp.path().join("home"),
+            &model,
+            &tmp.path().join("managed"),
+        ));
+        let session = backend
+            .open(OpenRequest {
+                workspace: Some(ws),
+                ..OpenRequest::default()
+            })
+            .await
+            .unwrap();
+        let mut task = Task::new("Say hello");
+        task.timeout_secs = Some(25);
+        let run = start_task(backend, session, task, &RunOptions::default());
+        let mut events = Vec::new();
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(90),
+            run.follow(|e| events.push(e.kind.clone())),
+        )
+        .await
+        .expect("the task ends")
+        .expect("the task runs");
+        assert!(!outcome.success, "{outcome:#?}");
+        let error = outcome.error.clone().unwrap_or_default();
+        assert!(
+            error.contains("the model API answered HTTP 500"),
+            "{fault:?}: {error}"
+        );
+        let notices: Vec<&String> = events
+            .iter()
+            .filter_map(|e| match e {
+                EventKind::Notice { message } if message.contains("Claude API error 500") => {
+                    Some(message)
+                }
+                _ => None,
+            })
+            .collect();
+        if retried {
+            assert!(!notices.is_empty(), "{events:#?}");
+            assert!(error.contains("retr"), "{error}");
+        }
+    }
+}

@@ -833,10 +833,14 @@ async fn a_server_that_goes_away_mid_task_is_a_clear_error() {
     let err = result.unwrap_err();
     assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
     let msg = err.to_string();
+    // The stream ended, every reconnect was refused: the server went away.
     assert!(
-        msg.contains("lost the OpenCode server") && msg.contains(&uri),
+        msg.contains(&format!("the OpenCode server at {uri} went away"))
+            && msg.contains("event stream ended")
+            && msg.contains("connection refused"),
         "{msg}"
     );
+    assert!(!msg.contains("aborted"), "{msg}");
 }
 
 #[tokio::test]

@@ -589,3 +589,58 @@ async fn git_runs_through_the_servers_shell_endpoint() {
         .unwrap_err();
     assert!(err.to_string().contains("git commit failed"), "{err}");
 }
+
+/// `kill -9` of the server mid-task: the task fails soon with "went away", instead of waiting
+/// out its deadline and then claiming it aborted the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_fails_the_task_with_went_away() {
+    let model = ScriptedModel::start(script()).await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let env = opencode_env(&root.path().join("home"), &model);
+    let server = OpencodeServer::start(&env, &ws_in(root.path(), "server-cwd")).await;
+    let backend = Arc::new(backend_for(&server.url));
+    let session = backend
+        .open(OpenRequest {
+            workspace: Some(ws_in(root.path(), "ws")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut task = Task::new("a slow answer please");
+    task.timeout_secs = Some(300);
+    let mut slow = start_task(
+        backend.clone(),
+        session.clone(),
+        task,
+        &RunOptions::default(),
+    );
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(60), slow.next_event())
+            .await
+            .expect("the slow task streams text")
+            .expect("the slow task streams text");
+        if matches!(ev.kind, EventKind::TextDelta { .. }) {
+            break;
+        }
+    }
+    station_core::process::CommandSpec::new("kill", root.path())
+        .args(["-KILL", "--", &format!("-{}", server.pid())])
+        .output(Duration::from_secs(10), None)
+        .await
+        .unwrap();
+    // A hang guard far below the task's 300 s deadline, not a timing assertion.
+    let result = tokio::time::timeout(Duration::from_secs(60), slow.follow(|_| {}))
+        .await
+        .expect("the task ends soon after the server dies, not at its deadline");
+    let err = result.expect_err("a vanished server is an error, not an aborted outcome");
+    let text = err.to_string();
+    assert!(
+        matches!(err, station_core::Error::Unavailable { .. }),
+        "{err:?}"
+    );
+    assert!(
+        text.contains(&format!("the OpenCode server at {} went away", server.url)),
+        "{text}"
+    );
+    assert!(!text.contains("aborted"), "{text}");
+}

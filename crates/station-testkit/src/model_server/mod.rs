@@ -317,16 +317,26 @@ impl Responder<'_> {
     }
 
     fn error(&self, record: &mut RecordedRequest, status: StatusCode, message: &str) -> Response {
+        let mut response = self.retryable_error(record, status, message);
+        response
+            .headers_mut()
+            .insert("x-should-retry", HeaderValue::from_static("false"));
+        response
+    }
+
+    /// An error in the API's shape that leaves retrying to the client's own policy.
+    fn retryable_error(
+        &self,
+        record: &mut RecordedRequest,
+        status: StatusCode,
+        message: &str,
+    ) -> Response {
         record.reply.status = status.as_u16();
         let body = match self.api {
             Api::OpenAi => openai::error_body(status.as_u16(), message),
             Api::Anthropic => anthropic::error_body(status.as_u16(), message, &self.request_id),
         };
-        let mut response = self.json(status, &body);
-        response
-            .headers_mut()
-            .insert("x-should-retry", HeaderValue::from_static("false"));
-        response
+        self.json(status, &body)
     }
 
     fn played(&self, content_type: &'static str, chunks: Vec<Chunk>) -> Response {
@@ -363,6 +373,15 @@ impl Responder<'_> {
                 let status =
                     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 self.error(
+                    record,
+                    status,
+                    &format!("scripted fault: HTTP {}", status.as_u16()),
+                )
+            }
+            Fault::RetryableStatus(code) => {
+                let status =
+                    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                self.retryable_error(
                     record,
                     status,
                     &format!("scripted fault: HTTP {}", status.as_u16()),

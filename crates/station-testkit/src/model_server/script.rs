@@ -10,13 +10,16 @@ pub const DEFAULT_FINAL_TEXT: &str = "Done.";
 
 /// A deliberate failure of the model server.
 ///
-/// JSON form: `{"status": 500}`, `"stall"`, `"drop_mid_stream"`, `"malformed_sse"`.
+/// JSON form: `{"status": 500}`, `{"retryable_status": 500}`, `"stall"`, `"drop_mid_stream"`, `"malformed_sse"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Fault {
     /// Answer with this HTTP status and an error body in the API's own shape. The response
     /// carries `x-should-retry: false`, so SDK clients fail at once instead of backing off.
     Status(u16),
+    /// Like [`Fault::Status`] but without `x-should-retry: false`: clients retry it as they
+    /// would a real provider's error (Claude Code backs off and reports each retry).
+    RetryableStatus(u16),
     /// Send the response headers, then nothing until the client disconnects, the server is
     /// dropped, or 10 minutes pass; then the connection is dropped.
     Stall,
