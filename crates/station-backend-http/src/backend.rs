@@ -575,6 +575,7 @@ impl CodingBackend for HttpBackend {
             mapper: EventMapper::new(session_id.clone()),
             known: Vec::new(),
             idle_polls_without_work: 0,
+            unanswered_polls: 0,
         };
         let mut outcome = run.run(self.prompt_body(task)).await?;
         outcome.backend_session_id = Some(session_id);
@@ -654,6 +655,8 @@ struct Execution<'a> {
     mapper: EventMapper,
     known: Vec<String>,
     idle_polls_without_work: u32,
+    /// Status polls in a row that got no answer in time.
+    unanswered_polls: u32,
 }
 
 impl Execution<'_> {
@@ -842,10 +845,18 @@ impl Execution<'_> {
     /// longer answers (refused, reset, silent) has gone away: the task fails with that.
     async fn is_done(&mut self) -> Result<bool> {
         match self.ask_done().await {
+            // A busy machine can delay one answer; a server silent for several polls is gone.
+            Err(Error::Timeout { .. }) if self.unanswered_polls + 1 < UNANSWERED_POLLS_LIMIT => {
+                self.unanswered_polls += 1;
+                Ok(false)
+            }
             Err(e @ (Error::Unavailable { .. } | Error::Timeout { .. })) => Err(self
                 .client
                 .went_away(&format!("it stopped answering: {}", transport_cause(&e)))),
-            other => other,
+            other => {
+                self.unanswered_polls = 0;
+                other
+            }
         }
     }
 
@@ -998,6 +1009,9 @@ impl Execution<'_> {
 
 /// Deadline of one status poll while a task runs.
 const STATUS_POLL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Status polls in a row without an answer after which the server has gone away.
+const UNANSWERED_POLLS_LIMIT: u32 = 3;
 
 /// The short reason a request reached no server, for "went away (…)".
 fn transport_cause(e: &Error) -> String {
