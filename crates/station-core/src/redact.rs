@@ -1,9 +1,12 @@
 //! Secret redaction: one [`Redactor`] used by every crate, and [`Secret`], a string that never
 //! shows itself.
 //!
-//! The redactor removes well-known token shapes (GitHub, GitLab, Anthropic, OpenAI), credentials
-//! in URLs, `Bearer`/`Basic` values, `token=`/`password=`-style pairs, and every secret value that
-//! was registered with it verbatim (and URL-encoded). [`Redactor::global`] is the process-wide
+//! The redactor removes well-known token shapes (GitHub, GitLab, Anthropic, OpenAI, AWS access
+//! keys, Slack, Stripe, JWTs), private-key bodies (PEM, and GCP service-account JSON), Slack
+//! webhook paths, credentials in URLs, `Bearer`/`Basic` values, `token=`/`password=`-style pairs
+//! (AWS secret keys included), and every secret value that was registered with it verbatim (and
+//! URL-encoded). It replaces the value only: the text around it, on its line and the next,
+//! stays. [`Redactor::global`] is the process-wide
 //! instance that config loading registers secrets with and that `stn`'s log writer uses.
 
 use std::borrow::Cow;
