@@ -117,11 +117,7 @@ impl HttpGuard {
     }
 
     /// `Err`: the response that refuses the request.
-    fn check(
-        &self,
-        headers: &HeaderMap,
-        uri_authority: Option<&Authority>,
-    ) -> Result<(), Response> {
+    fn check(&self, headers: &HeaderMap, uri_authority: Option<&Authority>) -> Result<(), Refusal> {
         self.check_host(headers, uri_authority)?;
         self.check_origin(headers)?;
         self.check_token(headers)
@@ -131,7 +127,7 @@ impl HttpGuard {
         &self,
         headers: &HeaderMap,
         uri_authority: Option<&Authority>,
-    ) -> Result<(), Response> {
+    ) -> Result<(), Refusal> {
         let Some(hosts) = &self.hosts else {
             return Ok(());
         };
@@ -163,7 +159,7 @@ impl HttpGuard {
         ))
     }
 
-    fn check_origin(&self, headers: &HeaderMap) -> Result<(), Response> {
+    fn check_origin(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         // Clients other than browsers send no Origin; browsers always do on cross-origin calls.
         let Some(value) = headers.get(header::ORIGIN) else {
             return Ok(());
@@ -182,7 +178,7 @@ impl HttpGuard {
         ))
     }
 
-    fn check_token(&self, headers: &HeaderMap) -> Result<(), Response> {
+    fn check_token(&self, headers: &HeaderMap) -> Result<(), Refusal> {
         let Some(expected) = &self.token else {
             return Ok(());
         };
@@ -214,24 +210,50 @@ impl HttpGuard {
     }
 }
 
-fn refusal(status: StatusCode, error: String, fix: String) -> Response {
-    let body = json!({ "error": error, "fix": fix }).to_string();
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+/// Why a request is refused; [`Refusal::response`] tells the client.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    error: String,
+    fix: String,
+    /// `WWW-Authenticate` for 401s.
+    challenge: Option<&'static str>,
 }
 
-fn unauthorized(error: &str, fix: &str, challenge: &'static str) -> Response {
-    let mut response = refusal(StatusCode::UNAUTHORIZED, error.into(), fix.into());
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static(challenge),
-    );
-    response
+fn refusal(status: StatusCode, error: String, fix: String) -> Refusal {
+    Refusal {
+        status,
+        error,
+        fix,
+        challenge: None,
+    }
+}
+
+fn unauthorized(error: &str, fix: &str, challenge: &'static str) -> Refusal {
+    Refusal {
+        challenge: Some(challenge),
+        ..refusal(StatusCode::UNAUTHORIZED, error.into(), fix.into())
+    }
+}
+
+impl Refusal {
+    fn response(self) -> Response {
+        let body = json!({ "error": self.error, "fix": self.fix }).to_string();
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() = self.status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(challenge) = self.challenge {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
+        response
+    }
 }
 
 /// The axum middleware: refuse, or pass the request on without its `Authorization` header
@@ -242,7 +264,7 @@ pub(crate) async fn guard_requests(
     next: Next,
 ) -> Response {
     if let Err(refused) = guard.check(request.headers(), request.uri().authority()) {
-        return refused;
+        return refused.response();
     }
     request.headers_mut().remove(header::AUTHORIZATION);
     next.run(request).await
