@@ -235,9 +235,18 @@ pub(crate) struct McpArgs {
     /// Serve streamable HTTP on this address (e.g. 127.0.0.1:8765) instead of stdio.
     #[arg(long, value_name = "ADDR")]
     pub(crate) http: Option<std::net::SocketAddr>,
-    /// Allow a non-loopback --http address (anyone who can reach it can run coding tasks).
+    /// Allow a non-loopback --http address and any Host name; requests then need the bearer
+    /// token (from --token-env or STN_MCP_TOKEN, else generated and printed at start).
     #[arg(long, requires = "http")]
     pub(crate) allow_remote: bool,
+    /// Let web pages at this origin (e.g. https://app.example) call the --http server; repeatable.
+    /// Requests from other origins are refused.
+    #[arg(long = "allow-origin", value_name = "ORIGIN", requires = "http")]
+    pub(crate) allow_origin: Vec<String>,
+    /// Read the --http bearer token from this environment variable (default: STN_MCP_TOKEN).
+    /// With a token, every request needs `Authorization: Bearer <token>`, on loopback too.
+    #[arg(long, value_name = "VAR", requires = "http")]
+    pub(crate) token_env: Option<String>,
     /// Backend to use instead of the configured one.
     #[arg(long, value_name = "NAME")]
     pub(crate) backend: Option<String>,

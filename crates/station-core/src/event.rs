@@ -174,12 +174,31 @@ fn safe_cut(text: &str) -> Option<usize> {
         if word.is_empty() {
             return None;
         }
+        if let Some(begin) = open_key_block_at(text, cut) {
+            search_end = begin;
+            continue;
+        }
         if !may_introduce_secret(word) {
             return Some(cut);
         }
         search_end = before.len() - word.len();
     }
     None
+}
+
+/// The start of the PEM block (`-----BEGIN …` to the end of `-----END …-----`) that `cut` falls
+/// in, if any: a private key spans lines and is redacted only whole.
+fn open_key_block_at(text: &str, cut: usize) -> Option<usize> {
+    let begin = text[..cut].rfind("-----BEGIN")?;
+    let after_begin = &text[begin..];
+    let Some(end_marker) = after_begin.find("-----END") else {
+        return Some(begin);
+    };
+    let closing = end_marker + "-----END".len();
+    match after_begin[closing..].find("-----") {
+        Some(dashes) if begin + closing + dashes + "-----".len() <= cut => None,
+        _ => Some(begin),
+    }
 }
 
 impl EventSink {
@@ -366,7 +385,84 @@ mod tests {
         assert_eq!(deltas(&mut rx), vec![word]);
     }
 
+    #[test]
+    fn a_private_key_streamed_line_by_line_is_redacted() {
+        let line = "Ab9+".repeat(16);
+        let (sink, mut rx) = EventSink::channel();
+        sink.emit(EventKind::TextDelta {
+            text: "here it is:\n-----BEGIN PRIVATE KEY-----\n".into(),
+        });
+        for _ in 0..3 {
+            sink.emit(EventKind::TextDelta {
+                text: format!("{line}\n"),
+            });
+        }
+        sink.emit(EventKind::TextDelta {
+            text: "-----END PRIVATE KEY-----\nand text after ".into(),
+        });
+        sink.close();
+        let text = deltas(&mut rx).concat();
+        assert!(!text.contains(&line[..12]), "{text}");
+        assert!(
+            text.ends_with("-----END PRIVATE KEY-----\nand text after "),
+            "{text}"
+        );
+    }
+
+    /// Secrets of every kind, built at run time.
+    fn secret_kinds() -> Vec<String> {
+        let body = "Ab9+".repeat(16);
+        vec![
+            format!("AKIA{}", "Q7XZ".repeat(4)),
+            format!("aws_secret_access_key = {}", "aB3/".repeat(10)),
+            format!("-----BEGIN PRIVATE KEY-----\n{body}\n{body}\n-----END PRIVATE KEY-----"),
+            format!(
+                r#""private_key": "-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n","#
+            ),
+            format!("xoxb-{}-{}", "1234567890", "aBcD".repeat(6)),
+            format!(
+                "https://hooks.slack.com/services/T0A1B2C3D/B4E5F6G7H/{}",
+                "xYz9".repeat(6)
+            ),
+            format!("sk_live_{}", "4eC3".repeat(6)),
+            format!(
+                "eyJ{}.eyJ{}.{}",
+                "hbGc".repeat(4),
+                "zdWI".repeat(4),
+                "SflK".repeat(6)
+            ),
+        ]
+    }
+
     proptest::proptest! {
+        #[test]
+        fn no_split_leaks_a_secret_of_any_kind(
+            kind in 0usize..8,
+            cuts in proptest::collection::vec(0usize..400, 0..16),
+        ) {
+            let secret = &secret_kinds()[kind];
+            let text = format!("Found this:\n{secret}\nin the file. Next line\n");
+            let mut cuts: Vec<usize> = cuts
+                .into_iter()
+                .map(|c| c % text.len())
+                .filter(|c| text.is_char_boundary(*c))
+                .collect();
+            cuts.push(text.len());
+            cuts.sort_unstable();
+            let (sink, mut rx) = EventSink::channel();
+            let mut start = 0;
+            for cut in cuts {
+                if cut > start {
+                    sink.emit(EventKind::TextDelta { text: text[start..cut].to_string() });
+                    start = cut;
+                }
+            }
+            sink.close();
+            let out = deltas(&mut rx).concat();
+            proptest::prop_assert_eq!(&out, &crate::redact::redact(&text));
+            proptest::prop_assert!(out.contains(crate::redact::REDACTED), "{}", out);
+        }
+
         #[test]
         fn no_split_leaks_a_secret(cuts in proptest::collection::vec(0usize..200, 0..12)) {
             let t = token();

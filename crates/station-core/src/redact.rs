@@ -1,9 +1,12 @@
 //! Secret redaction: one [`Redactor`] used by every crate, and [`Secret`], a string that never
 //! shows itself.
 //!
-//! The redactor removes well-known token shapes (GitHub, GitLab, Anthropic, OpenAI), credentials
-//! in URLs, `Bearer`/`Basic` values, `token=`/`password=`-style pairs, and every secret value that
-//! was registered with it verbatim (and URL-encoded). [`Redactor::global`] is the process-wide
+//! The redactor removes well-known token shapes (GitHub, GitLab, Anthropic, OpenAI, AWS access
+//! keys, Slack, Stripe, JWTs), private-key bodies (PEM, and GCP service-account JSON), Slack
+//! webhook paths, credentials in URLs, `Bearer`/`Basic` values, `token=`/`password=`-style pairs
+//! (AWS secret keys included), and every secret value that was registered with it verbatim (and
+//! URL-encoded). It replaces the value only: the text around it, on its line and the next,
+//! stays. [`Redactor::global`] is the process-wide
 //! instance that config loading registers secrets with and that `stn`'s log writer uses.
 
 use std::borrow::Cow;
@@ -72,18 +75,40 @@ struct Rule {
     replacement: &'static str,
 }
 
+/// The names of `key=value` / `"key": "value"` pairs whose value is a secret.
+const SECRET_KEYS: &str = r"[a-z0-9_\-]*(?:token|password|passwd|secret|api[_\-]?key|apikey|credential|private[_\-]?key|access[_\-]?key|x-api-key|authorization)";
+
 // ASCII word boundaries: every shape here is ASCII, and a Unicode `\b` makes the regex engine
 // fall back to a slow path on any non-ASCII text (measured 11x slower on an em dash).
+// Every rule replaces the value only: separators are `[ \t]`, never `\s`, so that no rule reaches
+// into the next line, and a value ends at whitespace or its closing quote.
 static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
     let rule = |p: &str, replacement: &'static str| Rule {
         pattern: Regex::new(p).expect("redaction pattern compiles"),
         replacement,
     };
     vec![
-        // Credentials in URLs: scheme://user:pass@host or scheme://token@host.
+        // Private keys (PEM, or inside JSON with `\n` escapes as in GCP service-account files):
+        // the body between the markers. First, so that no other rule cuts a block apart.
         rule(
-            r"(?i)(?-u:\b)([a-z][a-z0-9+.\-]*://)[^/\s@]+@",
+            r"(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)(?:\\[rn]|[\r\n \t]|[A-Za-z0-9+/=:,\-])+?(-----END [A-Z0-9 ]*PRIVATE KEY-----)",
+            "${1}[REDACTED]${2}",
+        ),
+        // A block cut off before its end marker: its base64 lines.
+        rule(
+            r"(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)(?:(?:\\n|\r?\n)[A-Za-z0-9+/=]{40,})+",
+            "${1}[REDACTED]",
+        ),
+        // Credentials in URLs: scheme://user:pass@host or scheme://token@host (userinfo has no
+        // `/?#`, so an `@` in a path or query is not one).
+        rule(
+            r"(?i)(?-u:\b)([a-z][a-z0-9+.\-]*://)[^/?#\s@]+@",
             "${1}[REDACTED]@",
+        ),
+        // Slack webhooks: the path is the secret.
+        rule(
+            r"(?i)(hooks\.slack\.com/(?:services|workflows|triggers)/)[A-Za-z0-9_/\-]+",
+            "${1}[REDACTED]",
         ),
         // Provider token shapes.
         rule(r"(?-u:\b)github_pat_[A-Za-z0-9_]{10,}", REDACTED),
@@ -94,18 +119,37 @@ static RULES: LazyLock<Vec<Rule>> = LazyLock::new(|| {
             r"(?-u:\b)sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_\-]{16,}",
             REDACTED,
         ),
+        rule(
+            r"(?-u:\b)(?:AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA|ACCA)[A-Z0-9]{16}(?-u:\b)",
+            REDACTED,
+        ),
+        rule(r"(?-u:\b)xox[abeoprs]-[A-Za-z0-9\-]{10,}", REDACTED),
+        rule(
+            r"(?-u:\b)(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]{10,}",
+            REDACTED,
+        ),
+        // JWTs: base64url header (`{"` is `eyJ`), payload, signature.
+        rule(
+            r"(?-u:\b)eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*",
+            REDACTED,
+        ),
         // Authorization header values.
         rule(
-            r"(?i)(?-u:\b)(bearer\s+)[A-Za-z0-9._~+/=\-]{6,}",
+            r"(?i)(?-u:\b)(bearer[ \t]+)[A-Za-z0-9._~+/=\-]{6,}",
             "${1}[REDACTED]",
         ),
         rule(
-            r"(?i)(authorization:\s*basic\s+)[A-Za-z0-9+/=]+",
+            r"(?i)(authorization:[ \t]*basic[ \t]+)[A-Za-z0-9+/=]+",
             "${1}[REDACTED]",
         ),
-        // key=value / key: value / "key": "value" pairs whose key names a secret.
+        // key=value / key: value / "key": "value" pairs whose key names a secret: a quoted value
+        // up to its closing quote, else up to whitespace or a delimiter.
         rule(
-            r#"(?i)("?(?-u:\b)[a-z0-9_\-]*(?:token|password|passwd|secret|api[_\-]?key|apikey|credential|private[_\-]?key|x-api-key|authorization)"?\s*[=:]\s*"?)([^\s"'&,;}]+)"#,
+            &format!(r#"(?i)("?(?-u:\b){SECRET_KEYS}"?[ \t]*[=:][ \t]*")(?:[^"\\\r\n]|\\.)+""#),
+            "${1}[REDACTED]\"",
+        ),
+        rule(
+            &format!(r#"(?i)("?(?-u:\b){SECRET_KEYS}"?[ \t]*[=:][ \t]*"?)([^\s"'&,;}}]+)"#),
             "${1}[REDACTED]",
         ),
     ]
@@ -290,6 +334,136 @@ mod tests {
         assert_eq!(s.expose(), "hunter2-very-secret");
     }
 
+    /// Fake secrets of every kind, built at run time from `upper` (`[A-Z0-9]{16}`) and `lower`
+    /// (`[a-z0-9]{24}`): the text holding each, and the parts of it that must not survive.
+    fn fake_secrets(upper: &str, lower: &str) -> Vec<(String, Vec<String>)> {
+        let aws_secret = format!("{lower}{upper}");
+        let line1 = format!("MIIEv{}{}", upper.repeat(2), lower);
+        let line2 = format!("{}+/{}", lower, upper);
+        let jwt_header = format!("eyJ{lower}");
+        let jwt_payload = format!("eyJ{upper}");
+        vec![
+            (format!("AKIA{upper}"), vec![upper.to_string()]),
+            (format!("ASIA{upper}"), vec![upper.to_string()]),
+            (
+                format!("AWS_SECRET_ACCESS_KEY={aws_secret}"),
+                vec![aws_secret.clone()],
+            ),
+            (
+                format!("aws_secret_access_key = {aws_secret}"),
+                vec![aws_secret.clone()],
+            ),
+            (
+                format!(r#""SecretAccessKey": "{aws_secret}","#),
+                vec![aws_secret.clone()],
+            ),
+            (
+                format!(
+                    r#"{{"type": "service_account", "private_key": "-----BEGIN PRIVATE KEY-----\n{line1}\n{line2}\n-----END PRIVATE KEY-----\n", "project_id": "demo"}}"#
+                ),
+                vec![line1.clone(), line2.clone()],
+            ),
+            (
+                format!(
+                    "-----BEGIN RSA PRIVATE KEY-----\n{line1}\n{line2}\n-----END RSA PRIVATE KEY-----"
+                ),
+                vec![line1.clone(), line2.clone()],
+            ),
+            (
+                format!("xoxb-{}-{lower}", &upper[..10]),
+                vec![lower.to_string()],
+            ),
+            (
+                format!("xoxp-{lower}-{upper}"),
+                vec![lower.to_string(), upper.to_string()],
+            ),
+            (
+                format!(
+                    "https://hooks.slack.com/services/T{}/B{}/{lower}",
+                    &upper[..8],
+                    &upper[8..]
+                ),
+                vec![lower.to_string(), upper[8..].to_string()],
+            ),
+            (format!("sk_live_{lower}"), vec![lower.to_string()]),
+            (format!("rk_live_{upper}"), vec![upper.to_string()]),
+            (format!("sk_test_{lower}"), vec![lower.to_string()]),
+            (format!("pk_live_{lower}"), vec![lower.to_string()]),
+            (
+                format!("{jwt_header}.{jwt_payload}.{lower}"),
+                vec![jwt_header.clone(), jwt_payload.clone(), lower.to_string()],
+            ),
+        ]
+    }
+
+    /// Whether any 8-character window of `part` occurs in `text`.
+    fn shows_part_of(text: &str, part: &str) -> bool {
+        let bytes = part.as_bytes();
+        bytes.len() >= 8
+            && bytes
+                .windows(8)
+                .any(|w| text.contains(std::str::from_utf8(w).unwrap_or("")))
+    }
+
+    #[test]
+    fn every_secret_kind_is_redacted() {
+        let (upper, lower) = ("Q7XZ0PL2M4NB8VC6", "k3j9h2g7f5d1s8a4q6w0e2r4");
+        for (text, parts) in fake_secrets(upper, lower) {
+            let out = r(&text);
+            assert!(out.contains(REDACTED), "not redacted: {text} -> {out}");
+            for part in parts {
+                assert!(
+                    !shows_part_of(&out, &part),
+                    "part of {part} survived in {out}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_private_key_keeps_its_markers_and_surroundings() {
+        let body = "Ab9+".repeat(16);
+        let json = format!(
+            r#"{{"private_key": "-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n", "client_id": "42"}}"#
+        );
+        assert_eq!(
+            r(&json),
+            r#"{"private_key": "[REDACTED]", "client_id": "42"}"#
+        );
+        let pem = format!(
+            "key follows\n-----BEGIN EC PRIVATE KEY-----\n{body}\n{body}\n-----END EC PRIVATE KEY-----\nnext line stays\n"
+        );
+        assert_eq!(
+            r(&pem),
+            "key follows\n-----BEGIN EC PRIVATE KEY-----[REDACTED]-----END EC PRIVATE KEY-----\nnext line stays\n"
+        );
+    }
+
+    /// A secret is replaced, not the text after it on its line or on the next lines.
+    #[test]
+    fn only_the_value_is_redacted() {
+        for (text, want) in [
+            ("password:\nnext line stays", "password:\nnext line stays"),
+            ("Secret:\n\n  Keep this", "Secret:\n\n  Keep this"),
+            ("Bearer\n\nabcdefgh line", "Bearer\n\nabcdefgh line"),
+            ("api_key:\nabcd next", "api_key:\nabcd next"),
+            (
+                "token = \"hello world\" tail",
+                "token = \"[REDACTED]\" tail",
+            ),
+            (
+                "password: hunter2 and the rest\nline two",
+                "password: [REDACTED] and the rest\nline two",
+            ),
+            (
+                "open http://example.com?next=/a@b now",
+                "open http://example.com?next=/a@b now",
+            ),
+        ] {
+            assert_eq!(r(text), want, "for {text:?}");
+        }
+    }
+
     proptest! {
         #[test]
         fn registered_secrets_never_survive(
@@ -326,7 +500,11 @@ mod tests {
                     Just("glpat-"), Just("sk-ant-"), Just("sk-proj-"), Just("Bearer "),
                     Just("Authorization: Basic "), Just("TOKEN"), Just("api_key"), Just("\"="),
                     Just(": "), Just("\""), Just(" "), Just("é"), Just("—"), Just("aB3_xY9-"),
-                    Just("0123456789"),
+                    Just("0123456789"), Just("AKIA"), Just("ABCDEFGH23456789"), Just("xoxb-"),
+                    Just("hooks.slack.com/services/"), Just("sk_live_"), Just("pk_test_"),
+                    Just("eyJ"), Just("."), Just("-----BEGIN PRIVATE KEY-----"),
+                    Just("-----END PRIVATE KEY-----"), Just("\\n"), Just("\n"),
+                    Just("aws_secret_access_key"), Just("SecretAccessKey"),
                 ],
                 0..12,
             ),
@@ -337,6 +515,32 @@ mod tests {
                 every_rule = rule.pattern.replace_all(&every_rule, rule.replacement).into_owned();
             }
             prop_assert_eq!(r(&text), every_rule);
+        }
+
+        /// Each kind of secret, between random lines of text: nothing of the secret survives,
+        /// and the text around it is unchanged.
+        #[test]
+        fn text_around_a_secret_survives(
+            upper in "[A-Z0-9]{16}",
+            lower in "[a-z0-9]{24}",
+            kind in 0usize..15,
+            before in "[a-z ,.()]{0,30}(\n[a-z ,.()]{0,30}){0,3}",
+            after in "[a-z ,.()]{0,30}(\n[a-z ,.()]{0,30}){0,3}",
+            gap_before in prop_oneof![Just(" "), Just("\n"), Just(" \n ")],
+            gap_after in prop_oneof![Just(" "), Just("\n"), Just(" \n ")],
+        ) {
+            let secrets = fake_secrets(&upper, &lower);
+            let (secret, parts) = &secrets[kind % secrets.len()];
+            let head = format!("{before}{gap_before}");
+            let tail = format!("{gap_after}{after}");
+            let out = r(&format!("{head}{secret}{tail}"));
+            prop_assert!(out.starts_with(&head), "{:?} lost its start {:?}", out, head);
+            prop_assert!(out.ends_with(&tail), "{:?} lost its end {:?}", out, tail);
+            let middle = &out[head.len()..out.len() - tail.len()];
+            prop_assert!(middle.contains(REDACTED), "{:?}", middle);
+            for part in parts {
+                prop_assert!(!shows_part_of(middle, part), "{} in {:?}", part, middle);
+            }
         }
 
         #[test]

@@ -13,15 +13,20 @@
 //! * a client's `notifications/cancelled` stops the task on the backend.
 //!
 //! Transports: stdio ([`CodingMcpServer::serve_stdio`]) and streamable HTTP
-//! ([`CodingMcpServer::serve_http`], loopback only unless allowed).
+//! ([`CodingMcpServer::serve_http`], loopback only unless allowed; requests from foreign
+//! `Origin`s or for other `Host`s are refused, and a bearer token is required for remote access).
 
 mod docs;
+mod error;
+mod guard;
 mod progress;
 mod schema;
 mod server;
 mod tasks;
 
+pub use error::McpServeError;
+pub use guard::{MIN_TOKEN_LEN, generate_token};
 pub use server::{
-    CodingMcpServer, DEFAULT_HEARTBEAT, HTTP_PATH, HttpOptions, HttpServer, McpServeError,
-    ServerDescription, TOOLS_RESOURCE_URI,
+    CodingMcpServer, DEFAULT_HEARTBEAT, HTTP_PATH, HttpOptions, HttpServer, ServerDescription,
+    TOOLS_RESOURCE_URI,
 };

@@ -21,11 +21,14 @@ use rmcp::{ErrorData, Peer, RoleServer, ServerHandler, ServiceExt};
 use serde_json::{Map, Value, json};
 use station_agent::CodingTools;
 use station_core::Error;
+use station_core::redact::{Redactor, Secret};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::docs;
+use crate::error::McpServeError;
+use crate::guard::{HttpGuard, MIN_TOKEN_LEN, guard_requests, parse_origin};
 use crate::schema::{ArgError, DEFAULT_WAIT_SECS, ToolDef, check_args, tool_defs};
 use crate::tasks::{CancelOnDrop, TaskEntry, TaskRegistry};
 
@@ -60,38 +63,17 @@ pub struct ServerDescription {
 /// HTTP transport options.
 #[derive(Debug, Clone, Default)]
 pub struct HttpOptions {
-    /// Serve on an address other than loopback. The coding tools change files and run commands
-    /// on this machine, so this must be asked for explicitly.
+    /// Serve on an address other than loopback, under any host name. The coding tools change
+    /// files and run commands on this machine, so this must be asked for explicitly, and needs
+    /// a [`token`](Self::token).
     pub allow_remote: bool,
-}
-
-/// Why serving failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum McpServeError {
-    /// The address is not loopback and remote access was not allowed.
-    #[error(
-        "refusing to serve MCP on {addr}: it is not a loopback address, and the coding tools change files and run commands on this machine; use 127.0.0.1 or [::1], or allow remote access explicitly"
-    )]
-    NotLoopback {
-        /// The address asked for.
-        addr: SocketAddr,
-    },
-    /// Could not listen.
-    #[error("could not listen on {addr}: {source}")]
-    Bind {
-        /// The address asked for.
-        addr: SocketAddr,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The MCP session could not start (the client did not initialize).
-    #[error("the MCP session did not start: {0}")]
-    Start(String),
-    /// The transport failed.
-    #[error("the MCP server failed: {0}")]
-    Transport(String),
+    /// Browser origins (`https://app.example`, `http://localhost:3000`, `null`) allowed besides
+    /// the server's own. Requests with any other `Origin` header are refused (403).
+    pub allowed_origins: Vec<String>,
+    /// Every request must carry `Authorization: Bearer <token>` (401 otherwise). Required with
+    /// `allow_remote`; at least [`MIN_TOKEN_LEN`] characters. Registered with the global
+    /// redactor when the server binds. [`generate_token`](crate::generate_token) makes one.
+    pub token: Option<Secret>,
 }
 
 #[derive(Debug)]
@@ -184,27 +166,28 @@ impl CodingMcpServer {
         Ok(())
     }
 
-    /// An axum router serving MCP's streamable HTTP transport at [`HTTP_PATH`]. With
-    /// `cancel` fired, open sessions end.
-    pub fn http_router(&self, options: &HttpOptions, cancel: CancellationToken) -> axum::Router {
+    /// An axum router serving MCP's streamable HTTP transport at [`HTTP_PATH`] behind `guard`.
+    /// With `cancel` fired, open sessions end.
+    fn http_router(&self, guard: Arc<HttpGuard>, cancel: CancellationToken) -> axum::Router {
         let mut config = StreamableHttpServerConfig::default();
         config.cancellation_token = cancel;
-        if options.allow_remote {
-            // Host checks guard loopback servers against DNS rebinding; a remote server is
-            // reached under names we cannot know.
-            config = config.disable_allowed_hosts();
-        }
+        // The guard checks Host and Origin (against the listen address, and with a message
+        // that says how to fix it), so rmcp's own checks would only repeat them.
+        config = config.disable_allowed_hosts().disable_allowed_origins();
         let server = self.clone();
         let service = StreamableHttpService::new(
             move || Ok(server.for_connection()),
             Arc::new(LocalSessionManager::default()),
             config,
         );
-        axum::Router::new().nest_service(HTTP_PATH, service)
+        axum::Router::new()
+            .nest_service(HTTP_PATH, service)
+            .layer(axum::middleware::from_fn_with_state(guard, guard_requests))
     }
 
     /// Listen on `addr` (port 0 picks one). Refuses a non-loopback address unless
-    /// `options.allow_remote`.
+    /// `options.allow_remote`, remote access without a token, a short token and allowed
+    /// origins that are not origins.
     pub async fn bind_http(
         self,
         addr: SocketAddr,
@@ -213,17 +196,43 @@ impl CodingMcpServer {
         if !addr.ip().is_loopback() && !options.allow_remote {
             return Err(McpServeError::NotLoopback { addr });
         }
+        match &options.token {
+            None if options.allow_remote => return Err(McpServeError::TokenRequired { addr }),
+            Some(token) if token.expose().chars().count() < MIN_TOKEN_LEN => {
+                return Err(McpServeError::WeakToken {
+                    len: token.expose().chars().count(),
+                });
+            }
+            Some(token) => Redactor::global().register(token),
+            None => {}
+        }
+        let allowed_origins = options
+            .allowed_origins
+            .iter()
+            .map(|origin| {
+                parse_origin(origin).map_err(|reason| McpServeError::BadOrigin {
+                    origin: origin.clone(),
+                    reason,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| McpServeError::Bind { addr, source })?;
         let local_addr = listener
             .local_addr()
             .map_err(|source| McpServeError::Bind { addr, source })?;
+        let guard = HttpGuard::new(
+            local_addr,
+            allowed_origins,
+            options.allow_remote,
+            options.token,
+        );
         Ok(HttpServer {
             server: self,
             listener,
             local_addr,
-            options,
+            guard: Arc::new(guard),
         })
     }
 
@@ -705,7 +714,7 @@ pub struct HttpServer {
     server: CodingMcpServer,
     listener: tokio::net::TcpListener,
     local_addr: SocketAddr,
-    options: HttpOptions,
+    guard: Arc<HttpGuard>,
 }
 
 impl HttpServer {
@@ -726,7 +735,7 @@ impl HttpServer {
     ) -> Result<(), McpServeError> {
         let _cancel_tasks = CancelAllOnDrop(self.server.registry.clone());
         let cancel = CancellationToken::new();
-        let router = self.server.http_router(&self.options, cancel.clone());
+        let router = self.server.http_router(self.guard, cancel.clone());
         let stop = cancel.clone();
         axum::serve(self.listener, router)
             .with_graceful_shutdown(async move {

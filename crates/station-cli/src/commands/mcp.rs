@@ -1,10 +1,14 @@
 //! `stn mcp`: the coding tools over MCP (stdio, or streamable HTTP on loopback).
 
+use anyhow::Context as _;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use station_agent::CodingTools;
 use station_core::config::{BackendKind, LoadedConfig};
+use station_core::process::ChildEnv;
+use station_core::redact::Secret;
 use station_mcp::{CodingMcpServer, HttpOptions, ServerDescription};
 
 use crate::cli::McpArgs;
@@ -41,14 +45,24 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: McpArgs) -> anyhow::Result<
             stop = stop_requested => Some(stop),
         },
         Some(addr) => {
+            let (token, generated) = http_token(&args)?;
             let bound = server
                 .bind_http(
                     addr,
                     HttpOptions {
                         allow_remote: args.allow_remote,
+                        allowed_origins: args.allow_origin.clone(),
+                        token: token.clone(),
                     },
                 )
                 .await?;
+            if let (Some(token), true) = (&token, generated) {
+                // Printed once, unredacted, so that the operator can copy it; never logged.
+                eprintln!("token: {}", token.expose());
+                output::progress(
+                    "stn mcp: clients send that token in the Authorization header (Bearer scheme); set STN_MCP_TOKEN to keep one across restarts",
+                );
+            }
             output::progress(&format!(
                 "stn mcp: serving the coding tools ({kind}) on {}",
                 bound.url()
@@ -73,4 +87,37 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: McpArgs) -> anyhow::Result<
         output::warn_line("some coding tasks did not stop in time");
     }
     Ok(ExitCode::from(stop.exit_code()))
+}
+
+/// The environment variable `stn mcp --http` takes its bearer token from by default.
+const TOKEN_ENV: &str = "STN_MCP_TOKEN";
+
+/// The HTTP bearer token: from `--token-env VAR`, else `STN_MCP_TOKEN`, else (remote access
+/// only) a new one; `true` when generated here.
+fn http_token(args: &McpArgs) -> anyhow::Result<(Option<Secret>, bool)> {
+    let from_env = |var: &str| {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(|v| Secret::new(v.trim()))
+    };
+    if let Some(var) = &args.token_env {
+        // Like every Station secret, the token's variable never reaches a coding agent.
+        ChildEnv::withhold_var(var);
+        let token = from_env(var).with_context(|| {
+            format!(
+                "--token-env {var}: the environment variable {var} is not set or empty; export the token in it, or leave out --token-env (then {TOKEN_ENV} is used, or a token is generated with --allow-remote)"
+            )
+        })?;
+        return Ok((Some(token), false));
+    }
+    if let Some(token) = from_env(TOKEN_ENV) {
+        return Ok((Some(token), false));
+    }
+    if args.allow_remote {
+        let token = station_mcp::generate_token()
+            .context("could not get random bytes from the operating system for the MCP bearer token; set STN_MCP_TOKEN instead")?;
+        return Ok((Some(token), true));
+    }
+    Ok((None, false))
 }
