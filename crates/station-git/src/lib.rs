@@ -33,6 +33,7 @@ mod errors;
 mod git;
 mod local;
 mod network;
+mod policy;
 mod relay;
 
 pub use channel::{GitReply, GitRequest, GitResponse};
