@@ -292,7 +292,7 @@ mod private_repo {
 
     fn opencode_cli_with_token() -> String {
         format!(
-            "  backend: opencode-cli\n  cli:\n    binary: {}\n    model: {}\n  git:\n    token_env: STN_TEST_GIT_TOKEN\n    user_name: Station Test\n    user_email: test@station.invalid\n",
+            "  backend: opencode-cli\n  cli:\n    binary: {}\n    model: {}\n  git:\n    token_env: STN_TEST_GIT_TOKEN\n    user_name: Station Test\n    user_email: test@station.invalid\n    allowed_hosts: [\"127.0.0.1\"]\n    allow_http_loopback: true\n",
             bin(peers::opencode_bin()),
             peers::OPENCODE_MODEL
         )
