@@ -140,6 +140,9 @@ pub struct CloneResult {
     pub head: Option<String>,
     /// Whether only the tip commit was fetched.
     pub shallow: bool,
+    /// Whether an existing clone was reused ([`Git::clone_or_reuse`]) instead of cloning.
+    #[serde(default)]
+    pub reused: bool,
 }
 
 /// What [`Git::branch`] did.
@@ -255,6 +258,14 @@ impl Git {
     /// The redactor that knows the token; use it on anything derived from git output.
     pub fn redactor(&self) -> &Redactor {
         &self.redactor
+    }
+
+    /// Check `url` as a remote before any network traffic: https only (plain http only to
+    /// loopback with `coding.git.allow_http_loopback`), no credentials inside, and a host allowed
+    /// by `coding.git.allowed_hosts` (or its defaults).
+    pub fn check_remote_url(&self, url: &str) -> Result<()> {
+        let remote = RemoteUrl::parse(url)?;
+        self.creds.check_remote(&remote)
     }
 
     /// Clone `url` into `dest` (which must not exist or be empty). On failure `dest` is left as
@@ -487,6 +498,7 @@ fn clone_blocking(
         branch: local::current_branch(&repo),
         head: head.and_then(|h| h.target()).map(|oid| oid.to_string()),
         shallow: repo.is_shallow(),
+        reused: false,
     })
 }
 

@@ -6,4 +6,5 @@ mod clone;
 mod leaks;
 mod local_ops;
 mod push;
+mod reuse;
 mod support;
