@@ -137,3 +137,64 @@ async fn local_paths_file_urls_and_plain_http_are_refused() {
     );
     assert_eq!(server.requests(), 0);
 }
+
+/// Answers every request with a redirect to `location` + the request path, and counts them.
+async fn redirector(location: String) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let location = location.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let n = socket.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]);
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let reply = format!(
+                    "HTTP/1.1 302 Found\r\nLocation: {location}{path}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = socket.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    (format!("http://{addr}"), hits)
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_host_is_not_followed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let token = fake_token();
+    seeded_repo(tmp.path(), "repo").await;
+    let target = GitServer::start(tmp.path(), GITHUB_USERNAME, &token).await;
+    // Same server, other host name: `localhost` instead of `127.0.0.1`.
+    let elsewhere = format!(
+        "http://localhost:{}",
+        host_port(&target).rsplit(':').next().unwrap()
+    );
+    let (allowed_base, hits) = redirector(elsewhere).await;
+    let allowed_host = allowed_base.trim_start_matches("http://").to_string();
+    let git = Git::new(
+        GitCredentials::new(Some(Secret::new(token.clone())))
+            .allow_host(&allowed_host)
+            .allow_http_loopback(true),
+    );
+
+    let err = git
+        .clone_repo(
+            &format!("{allowed_base}/repo.git"),
+            &tmp.path().join("w"),
+            CloneOptions::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(hits.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert!(!err.to_string().contains(&token), "{err}");
+    assert_eq!(target.requests(), 0, "the redirect was not followed: {err}");
+    assert!(target.users_seen().is_empty());
+}
