@@ -9,7 +9,8 @@ use station_core::Result;
 /// Git operations on a workspace. Results are JSON objects for the model.
 #[async_trait::async_trait]
 pub trait GitOps: Send + Sync {
-    /// Clone `url` (credentials from config) into `dest`.
+    /// Clone `url` (credentials from config) into `dest`, or reuse `dest` when it already is a
+    /// complete clone of `url` with `branch` checked out; anything else there is an error.
     async fn clone_repo(&self, url: &str, branch: Option<&str>, dest: &Path) -> Result<()>;
     /// Commit; returns `{hash, files_changed, insertions, deletions}`.
     async fn commit(&self, workspace: &Path, message: &str, add_all: bool) -> Result<Value>;
@@ -50,7 +51,7 @@ impl GitOps for LocalGit {
             branch: branch.map(str::to_string),
             ..Default::default()
         };
-        self.git.clone_repo(url, dest, opts).await.map(|_| ())
+        self.git.clone_or_reuse(url, dest, opts).await.map(|_| ())
     }
     async fn commit(&self, workspace: &Path, message: &str, add_all: bool) -> Result<Value> {
         to_json(self.git.commit(workspace, message, add_all).await?)

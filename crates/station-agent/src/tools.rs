@@ -240,9 +240,6 @@ impl CodingTools {
                 "open a workspace_path instead of a repo_url",
             )
         })?;
-        if workspace.join(".git").exists() {
-            return Ok(());
-        }
         git.clone_repo(&repo.url, repo.branch.as_deref(), workspace)
             .await
             .map_err(ToolError::from_core)

@@ -15,6 +15,8 @@ pub struct StationGit(pub station_git::Git);
 #[async_trait::async_trait]
 impl PrepareWorkspace for StationGit {
     async fn prepare(&self, dir: &Path, git: &GitSpec, _existed: bool) -> Result<GitInfo> {
+        // Refused before anything else, also for a workspace that already exists.
+        self.0.check_remote_url(&git.url)?;
         if dir.join(".git").exists() {
             return Ok(GitInfo {
                 url: Some(git.url.clone()),

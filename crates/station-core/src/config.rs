@@ -384,6 +384,16 @@ pub struct GitConfig {
     /// User name sent with the token, per host (defaults: GitHub `x-access-token`, GitLab `oauth2`).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub usernames: BTreeMap<String, String>,
+    /// Hosts (`host` for any port, or `host:port`) that remotes may name; clones and pushes to
+    /// any other host are refused before any network traffic. When empty: the hosts of
+    /// `usernames`, or `github.com` when a token is set and `usernames` is empty; without a token,
+    /// any host (nothing can leak), still only over https.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+    /// Allow plain `http://` remotes on loopback addresses (127.0.0.0/8, ::1, localhost), e.g.
+    /// a local test server. Every other `http://` remote is refused.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_http_loopback: bool,
 }
 
 /// `coding`.

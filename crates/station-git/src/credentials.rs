@@ -7,20 +7,24 @@ use station_core::config::GitConfig;
 use station_core::{Error, InputError, Secret};
 use url::Url;
 
+use crate::policy::{HostEntry, RemotePolicy};
+
 /// User name GitHub (github.com, Enterprise, App installation tokens) expects with a token.
 pub const GITHUB_USERNAME: &str = "x-access-token";
 /// User name GitLab expects with a personal or project access token.
 pub const GITLAB_USERNAME: &str = "oauth2";
 
-/// The token and the user name to send it with, per host.
+/// The token, the user name to send it with per host, and the hosts remotes may name.
 ///
 /// The token reaches libgit2 only through its credential callback, and only for the host of the
-/// remote being used, over `https` (or plain `http` to a loopback address).
+/// remote being used when that host is allowed, over `https` (or plain `http` to a loopback
+/// address when explicitly allowed).
 #[derive(Clone, Default)]
 pub struct GitCredentials {
     token: Option<Secret>,
     /// Lower-case `host` or `host:port` -> user name.
     usernames: BTreeMap<String, String>,
+    policy: RemotePolicy,
 }
 
 impl fmt::Debug for GitCredentials {
@@ -31,6 +35,7 @@ impl fmt::Debug for GitCredentials {
                 &self.token.as_ref().map(|_| station_core::redact::REDACTED),
             )
             .field("usernames", &self.usernames)
+            .field("policy", &self.policy)
             .finish()
     }
 }
@@ -41,6 +46,7 @@ impl GitCredentials {
         GitCredentials {
             token: token.filter(|t| !t.is_empty()),
             usernames: BTreeMap::new(),
+            policy: RemotePolicy::default(),
         }
     }
 
@@ -51,7 +57,35 @@ impl GitCredentials {
         for (host, user) in &git.usernames {
             creds = creds.with_username(host, user);
         }
-        creds
+        for host in &git.allowed_hosts {
+            creds = creds.allow_host(host);
+        }
+        creds.allow_http_loopback(git.allow_http_loopback)
+    }
+
+    /// Allow remotes on `host` (any port) or `host:port` (`coding.git.allowed_hosts`). Once any
+    /// host is allowed this way, the defaults (the hosts of the user names, `github.com`) no
+    /// longer apply.
+    pub fn allow_host(mut self, host: impl AsRef<str>) -> Self {
+        self.policy
+            .allowed_hosts
+            .push(HostEntry::parse(host.as_ref()));
+        self
+    }
+
+    /// Allow plain `http://` remotes on loopback addresses (`coding.git.allow_http_loopback`).
+    pub fn allow_http_loopback(mut self, allow: bool) -> Self {
+        self.policy.allow_http_loopback = allow;
+        self
+    }
+
+    pub(crate) fn policy(&self) -> &RemotePolicy {
+        &self.policy
+    }
+
+    /// The hosts user names are configured for (`host` or `host:port`).
+    pub(crate) fn username_hosts(&self) -> Vec<&str> {
+        self.usernames.keys().map(String::as_str).collect()
     }
 
     /// Send `username` with the token to `host` (`host` or `host:port`).
@@ -237,10 +271,12 @@ pub(crate) enum CredentialRefusal {
     NotHttp,
     OtherHost,
     PlainHttp,
+    /// The host is not in `coding.git.allowed_hosts` (or its defaults).
+    NotAllowed,
 }
 
 fn unsupported_transport(raw: &str) -> Error {
-    InputError::new(format!("`{}` is not supported: only https:// remotes (and local paths) are", strip_credentials(raw)))
+    InputError::new(format!("`{}` is not supported: only https:// remotes are", strip_credentials(raw)))
         .hint("use the https URL of the repository and set `coding.git.token_env` for private repositories")
         .into()
 }
@@ -259,7 +295,7 @@ fn looks_like_scp(raw: &str) -> bool {
     }
 }
 
-fn is_loopback(host: &str) -> bool {
+pub(crate) fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host

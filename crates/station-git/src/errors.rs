@@ -37,6 +37,9 @@ impl AuthFailure {
                     "refusing to send the git token to {host} over plain http; use the https URL"
                 )
             }
+            AuthFailure::Refused(CredentialRefusal::NotAllowed) => format!(
+                "{host} asked for credentials but is not an allowed git host, so the token was not sent; add it to `coding.git.allowed_hosts` if it may receive the token"
+            ),
             AuthFailure::Refused(CredentialRefusal::NotHttp) => {
                 format!("{host} asked for credentials this transport cannot provide")
             }

@@ -140,6 +140,9 @@ pub struct CloneResult {
     pub head: Option<String>,
     /// Whether only the tip commit was fetched.
     pub shallow: bool,
+    /// Whether an existing clone was reused ([`Git::clone_or_reuse`]) instead of cloning.
+    #[serde(default)]
+    pub reused: bool,
 }
 
 /// What [`Git::branch`] did.
@@ -257,6 +260,14 @@ impl Git {
         &self.redactor
     }
 
+    /// Check `url` as a remote before any network traffic: https only (plain http only to
+    /// loopback with `coding.git.allow_http_loopback`), no credentials inside, and a host allowed
+    /// by `coding.git.allowed_hosts` (or its defaults).
+    pub fn check_remote_url(&self, url: &str) -> Result<()> {
+        let remote = RemoteUrl::parse(url)?;
+        self.creds.check_remote(&remote)
+    }
+
     /// Clone `url` into `dest` (which must not exist or be empty). On failure `dest` is left as
     /// it was. The remote URL stored in `dest/.git/config` is `url`, without credentials.
     pub async fn clone_repo(
@@ -271,6 +282,7 @@ impl Git {
 
     async fn clone_inner(&self, url: &str, dest: &Path, opts: CloneOptions) -> Result<CloneResult> {
         let remote = RemoteUrl::parse(url)?;
+        self.creds.check_remote(&remote)?;
         if let Some(branch) = &opts.branch {
             local::check_branch_name(branch)?;
         }
@@ -367,6 +379,9 @@ impl Git {
             })
             .await?
         };
+        self.creds
+            .check_remote(&target.url)
+            .map_err(|e| with_remote_name(e, &remote_name))?;
         let timeout = opts.timeout.unwrap_or(self.push_timeout);
         tracing::info!(repo = %repo.display(), remote = %remote_name, url = target.url.as_str(), branch = %target.branch, "git push");
         let (creds, redactor, remote_url) = (
@@ -444,7 +459,8 @@ fn clone_blocking(
         let mut fetch = FetchOptions::new();
         fetch
             .remote_callbacks(callbacks)
-            .proxy_options(ctx.proxy_options());
+            .proxy_options(ctx.proxy_options())
+            .follow_redirects(git2::RemoteRedirect::None);
         if shallow {
             fetch.depth(1);
         }
@@ -482,6 +498,7 @@ fn clone_blocking(
         branch: local::current_branch(&repo),
         head: head.and_then(|h| h.target()).map(|oid| oid.to_string()),
         shallow: repo.is_shallow(),
+        reused: false,
     })
 }
 
@@ -527,7 +544,8 @@ fn push_blocking(
         });
         let mut push = git2::PushOptions::new();
         push.remote_callbacks(callbacks)
-            .proxy_options(ctx.proxy_options());
+            .proxy_options(ctx.proxy_options())
+            .follow_redirects(git2::RemoteRedirect::None);
         let refspec = format!("refs/heads/{branch}:refs/heads/{branch}");
         remote.push(&[refspec.as_str()], Some(&mut push))
     };
@@ -571,6 +589,17 @@ fn push_blocking(
         commit: commit.unwrap_or_default(),
         upstream_set: set_upstream,
     })
+}
+
+/// A refused push remote, saying which remote of the repository it was.
+fn with_remote_name(e: Error, remote_name: &str) -> Error {
+    match e {
+        Error::Config(mut input) => {
+            input.message = format!("remote `{remote_name}`: {}", input.message);
+            Error::Config(input)
+        }
+        other => other,
+    }
 }
 
 /// `Basic` credentials as sent in an `Authorization` header, for registering with the redactor.

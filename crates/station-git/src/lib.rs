@@ -11,7 +11,7 @@
 //! `https` traffic goes through a local relay ([`relay`](crate#relay)) that is cut at the
 //! deadline, so even a server that stops sending mid-stream releases the thread.
 //!
-//! * [`Git`]: the operations ([`Git::clone_repo`], [`Git::branch`], [`Git::status`],
+//! * [`Git`]: the operations ([`Git::clone_repo`], [`Git::clone_or_reuse`], [`Git::branch`], [`Git::status`],
 //!   [`Git::commit`], [`Git::push`]) and [`Git::execute`] for the command channel;
 //! * [`GitRequest`] / [`GitResponse`] / [`GitReply`]: serde types that carry a git operation over
 //!   NATS or another remote channel.
@@ -33,7 +33,9 @@ mod errors;
 mod git;
 mod local;
 mod network;
+mod policy;
 mod relay;
+mod reuse;
 
 pub use channel::{GitReply, GitRequest, GitResponse};
 pub use credentials::{GITHUB_USERNAME, GITLAB_USERNAME, GitCredentials, strip_credentials};

@@ -10,7 +10,7 @@ use git2::{Cred, CredentialType, RemoteCallbacks};
 use station_core::{CancelSignal, Error, Result};
 use tokio_util::sync::CancellationToken;
 
-use crate::credentials::{GitCredentials, RemoteUrl};
+use crate::credentials::{CredentialRefusal, GitCredentials, RemoteUrl};
 use crate::errors::{AuthFailure, BACKEND};
 use crate::relay::Relay;
 
@@ -164,6 +164,14 @@ pub(crate) fn callbacks<'a>(
             Ok(target) => target,
             Err(refusal) => return fail(AuthFailure::Refused(refusal)),
         };
+        // Checked before the operation too; again here for whatever URL libgit2 ends up at.
+        let asked_port = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.port_or_known_default())
+            .unwrap_or_default();
+        if !creds.host_allowed(host, asked_port) {
+            return fail(AuthFailure::Refused(CredentialRefusal::NotAllowed));
+        }
         if !allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
             return fail(AuthFailure::UnsupportedScheme);
         }

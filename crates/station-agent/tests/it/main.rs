@@ -300,3 +300,58 @@ async fn a_missing_api_key_says_which_variable() {
     assert!(matches!(err, station_core::Error::Auth { .. }), "{err}");
     assert!(err.to_string().contains("ANTHROPIC_API_KEY"), "{err}");
 }
+
+/// `coding_open repo_url` clones through `Git::clone_or_reuse`: an interrupted clone in the
+/// workspace is refused, a URL that is not an allowed https remote is refused, and a complete
+/// clone of the same URL is reused.
+#[tokio::test]
+async fn coding_open_never_reuses_an_interrupted_clone_and_refuses_disallowed_urls() {
+    use station_testkit::git_server::{GitServer, fake_token, seeded_repo};
+
+    let f = fixture();
+    let repos = tempfile::tempdir().unwrap();
+    let token = fake_token();
+    let (bare, _) = seeded_repo(repos.path(), "repo").await;
+    let server = GitServer::start(repos.path(), "x-access-token", &token).await;
+    let creds = station_git::GitCredentials::new(Some(station_core::Secret::new(token.clone())))
+        .allow_host("127.0.0.1")
+        .allow_http_loopback(true);
+    let tools = CodingTools::new(f.service.clone(), f.base.clone()).with_git(Arc::new(
+        station_agent::LocalGit::new(station_git::Git::new(creds)),
+    ));
+
+    let interrupted = f.base.join("interrupted");
+    std::fs::create_dir_all(interrupted.join(".git")).unwrap();
+    let result = tools
+        .call(
+            "coding_open",
+            &json!({"repo_url": server.url("repo"), "workspace_path": interrupted}),
+            None,
+        )
+        .await;
+    assert_eq!(result["success"], false, "{result:#}");
+    assert!(
+        result.to_string().contains("not a complete git repository"),
+        "{result:#}"
+    );
+
+    let file_url = format!("file://{}", bare.display());
+    let result = tools
+        .call("coding_open", &json!({"repo_url": file_url}), None)
+        .await;
+    assert_eq!(result["success"], false, "{result:#}");
+    assert!(result.to_string().contains("only https://"), "{result:#}");
+
+    let ws = f.base.join("clone");
+    for _ in 0..2 {
+        let result = tools
+            .call(
+                "coding_open",
+                &json!({"repo_url": server.url("repo"), "workspace_path": ws}),
+                None,
+            )
+            .await;
+        assert_eq!(result["success"], true, "{result:#}");
+        assert!(ws.join("README.md").is_file());
+    }
+}

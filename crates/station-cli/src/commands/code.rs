@@ -93,7 +93,8 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: CodeArgs) -> anyhow::Result
 }
 
 /// Clone `repo` (credentials from config) into `workspace`, or a new directory under
-/// `workspace_base_path`; an existing clone is reused.
+/// `workspace_base_path`; an existing complete clone of the same URL and branch is reused, and
+/// anything else already there is a clear error (see `Git::clone_or_reuse`).
 async fn clone_into_workspace(
     loaded: &LoadedConfig,
     repo: &RepoSpec,
@@ -106,17 +107,18 @@ async fn clone_into_workspace(
             Some(&repo.url),
         ),
     };
-    if dir.join(".git").exists() {
-        output::progress(&format!("using the existing clone in {}", dir.display()));
-        return Ok(dir);
-    }
     let git = station_git::Git::from_loaded(loaded);
     let opts = station_git::CloneOptions {
         branch: repo.branch.clone(),
         ..Default::default()
     };
-    output::progress(&format!("cloning {} into {}", repo.url, dir.display()));
-    git.clone_repo(&repo.url, &dir, opts).await?;
+    if !dir.join(".git").exists() {
+        output::progress(&format!("cloning {} into {}", repo.url, dir.display()));
+    }
+    let cloned = git.clone_or_reuse(&repo.url, &dir, opts).await?;
+    if cloned.reused {
+        output::progress(&format!("using the existing clone in {}", dir.display()));
+    }
     Ok(dir)
 }
 

@@ -292,7 +292,7 @@ mod private_repo {
 
     fn opencode_cli_with_token() -> String {
         format!(
-            "  backend: opencode-cli\n  cli:\n    binary: {}\n    model: {}\n  git:\n    token_env: STN_TEST_GIT_TOKEN\n    user_name: Station Test\n    user_email: test@station.invalid\n",
+            "  backend: opencode-cli\n  cli:\n    binary: {}\n    model: {}\n  git:\n    token_env: STN_TEST_GIT_TOKEN\n    user_name: Station Test\n    user_email: test@station.invalid\n    allowed_hosts: [\"127.0.0.1\"]\n    allow_http_loopback: true\n",
             bin(peers::opencode_bin()),
             peers::OPENCODE_MODEL
         )
@@ -467,6 +467,51 @@ mod private_repo {
         );
         let log = git(&check, &["log", "-1", "--format=%s|%an|%ae"]).await;
         assert_eq!(log.trim(), "Add USAGE.md|Station Test|test@station.invalid");
+    }
+
+    /// An interrupted clone (an empty `.git` in the workspace) is not taken for a clone: `stn
+    /// code --repo` does not run the agent in an empty directory and report success.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stn_code_does_not_reuse_an_interrupted_clone() {
+        let model = ScriptedModel::start(Script::new().on(
+            "add notes.md",
+            vec![
+                Step::write("notes.md", "# Notes\n"),
+                Step::text("Added notes.md."),
+            ],
+        ))
+        .await
+        .unwrap();
+        let repos = tempfile::tempdir().unwrap();
+        let token = fake_token();
+        seeded_repo(repos.path(), "private").await;
+        let server = GitServer::start(repos.path(), "x-access-token", &token).await;
+        let mut env = Env::new(&model, &opencode_cli_with_token());
+        env.vars.push(("STN_TEST_GIT_TOKEN".into(), token.clone()));
+        let ws = env.home.path().join("clone");
+        std::fs::create_dir_all(ws.join(".git")).unwrap();
+        let out = env
+            .stn()
+            .args(["code", "--repo", &server.url("private"), "--workspace"])
+            .arg(&ws)
+            .args(["--json", "Add notes.md with a heading"])
+            .output()
+            .unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(
+            !out.status.success(),
+            "stn reported success on an empty clone: {stdout} {stderr}"
+        );
+        assert!(!stderr.contains("using the existing clone"), "{stderr}");
+        assert!(
+            stderr.contains("not a complete git repository") && stderr.contains("remove"),
+            "says what is there and what to do: {stderr}"
+        );
+        assert!(!ws.join("notes.md").exists(), "the agent did not run");
+        assert_no_token(&token, &[&stdout, &stderr]);
     }
 }
 

@@ -137,6 +137,8 @@ async fn git_runs_where_the_remote_workspace_is() {
     let mut coding = CodingConfig::default();
     coding.git.user_name = Some("Worker Bot".into());
     coding.git.user_email = Some("worker@station.invalid".into());
+    coding.git.allowed_hosts = vec!["127.0.0.1".into()];
+    coding.git.allow_http_loopback = true;
     let worker_git =
         station_git::Git::from_config(&coding, Some(station_core::Secret::new(token.clone())));
     let nats_config = NatsConfig {
@@ -206,6 +208,88 @@ async fn git_runs_where_the_remote_workspace_is() {
     );
     let log = git(&check, &["log", "-1", "--format=%s|%an"]).await;
     assert_eq!(log.trim(), "Add USAGE.md|Worker Bot");
+    shutdown.cancel();
+    tokio::time::timeout(std::time::Duration::from_secs(40), worker_task)
+        .await
+        .expect("the worker stops")
+        .unwrap()
+        .unwrap();
+}
+
+/// A task whose `workspace.git.url` names a host the worker does not allow fails with a clear
+/// task error, and the worker sends nothing (no token) to that host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_naming_a_host_the_worker_does_not_allow_fails_clearly() {
+    use serde_json::json;
+    use station_testkit::git_server::{GitServer, fake_token, seeded_repo};
+
+    let nats = NatsServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = fake_token();
+    seeded_repo(dir.path(), "private").await;
+    let allowed = GitServer::start(dir.path(), "x-access-token", &token).await;
+    let stranger = GitServer::start(dir.path(), "x-access-token", &token).await;
+    let allowed_host = allowed
+        .url("x")
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let worker_base = dir.path().join("worker-workspaces");
+    std::fs::create_dir_all(&worker_base).unwrap();
+    let mut coding = CodingConfig::default();
+    coding.git.allowed_hosts = vec![allowed_host];
+    coding.git.allow_http_loopback = true;
+    let worker_git =
+        station_git::Git::from_config(&coding, Some(station_core::Secret::new(token.clone())));
+    let nats_config = NatsConfig {
+        url: nats.url.clone(),
+        ..NatsConfig::default()
+    };
+    let options = WorkerOptions {
+        git: Some(Arc::new(station_backend_nats::git::StationGit(worker_git))),
+        ..WorkerOptions::default()
+    };
+    let worker = Worker::new(
+        nats_config.clone(),
+        Arc::new(WritingExecutor),
+        worker_base.clone(),
+        options,
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let worker_task = tokio::spawn(worker.bind().await.unwrap().run(shutdown.clone()));
+
+    let backend: Arc<dyn CodingBackend> = Arc::new(
+        NatsBackend::connect(&nats_config, NatsBackendOptions::default())
+            .await
+            .unwrap(),
+    );
+    let index = station_core::SessionIndex::open(dir.path().join("index")).unwrap();
+    let service =
+        station_core::SessionService::new(backend, index, station_core::RunOptions::default());
+    let tools = station_agent::CodingTools::new(service, dir.path().join("client-workspaces"));
+    let opened = tools
+        .call(
+            "coding_open",
+            &json!({"repo_url": stranger.url("private")}),
+            None,
+        )
+        .await;
+    assert_eq!(opened["success"], true, "{opened:#}");
+    let result = tools
+        .call("code", &json!({"instruction": "Write USAGE.md"}), None)
+        .await;
+    assert_ne!(result["success"], true, "{result:#}");
+    let text = result.to_string();
+    assert!(
+        text.contains("coding.git.allowed_hosts") && text.contains(&stranger.url("private")),
+        "the task error names the URL and the setting: {result:#}"
+    );
+    assert!(!text.contains(&token), "{result:#}");
+    assert_eq!(stranger.requests(), 0, "nothing reached the other host");
+    assert!(stranger.users_seen().is_empty());
+
     shutdown.cancel();
     tokio::time::timeout(std::time::Duration::from_secs(40), worker_task)
         .await

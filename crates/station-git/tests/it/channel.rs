@@ -1,11 +1,9 @@
 use std::path::Path;
 
-use station_core::{ErrorKind, FileAction, Secret};
-use station_git::{
-    CloneOptions, GITHUB_USERNAME, Git, GitCredentials, GitReply, GitRequest, GitResponse,
-};
+use station_core::{ErrorKind, FileAction};
+use station_git::{CloneOptions, GITHUB_USERNAME, Git, GitReply, GitRequest, GitResponse};
 
-use crate::support::{GitServer, bare_head, fake_token, seeded_repo};
+use crate::support::{GitServer, bare_head, fake_token, loopback_creds, seeded_repo};
 
 /// What a remote worker does with one message: JSON in, run, JSON out.
 pub(crate) async fn serve_one(git: &Git, workspace: &Path, message: &str) -> String {
@@ -29,8 +27,7 @@ async fn git_operations_travel_as_json_and_run_deterministically() {
     let token = fake_token();
     let (bare, _) = seeded_repo(tmp.path(), "repo").await;
     let server = GitServer::start(tmp.path(), GITHUB_USERNAME, &token).await;
-    let git = Git::new(GitCredentials::new(Some(Secret::new(token.clone()))))
-        .with_identity("Worker", "worker@example.com");
+    let git = Git::new(loopback_creds(Some(&token))).with_identity("Worker", "worker@example.com");
     let ws = tmp.path().join("ws");
     git.clone_repo(&server.url("repo"), &ws, CloneOptions::default())
         .await

@@ -1,12 +1,14 @@
 use std::time::{Duration, Instant};
 
-use station_core::{CancelSignal, Error, ErrorKind, Secret};
-use station_git::{CloneOptions, GITHUB_USERNAME, Git, GitCredentials};
+use station_core::{CancelSignal, Error, ErrorKind};
+use station_git::{CloneOptions, GITHUB_USERNAME, Git};
 
-use crate::support::{GitServer, StallServer, bare_head, eventually, fake_token, seeded_repo};
+use crate::support::{
+    GitServer, StallServer, bare_head, eventually, fake_token, loopback_creds, seeded_repo,
+};
 
 fn git_with(token: &str) -> Git {
-    Git::new(GitCredentials::new(Some(Secret::new(token))))
+    Git::new(loopback_creds(Some(token)))
 }
 
 #[tokio::test]
@@ -113,7 +115,7 @@ async fn no_token_says_how_to_configure_one() {
     let dest = tmp.path().join("work");
     std::fs::create_dir(&dest).unwrap();
 
-    let err = Git::new(GitCredentials::new(None))
+    let err = Git::new(loopback_creds(None))
         .clone_repo(&server.url("repo"), &dest, CloneOptions::default())
         .await
         .unwrap_err();
@@ -132,8 +134,7 @@ async fn per_host_user_names_are_sent() {
     let token = fake_token();
     seeded_repo(tmp.path(), "repo").await;
     let server = GitServer::start(tmp.path(), "oauth2", &token).await;
-    let creds =
-        GitCredentials::new(Some(Secret::new(token.clone()))).with_username("127.0.0.1", "oauth2");
+    let creds = loopback_creds(Some(&token)).with_username("127.0.0.1", "oauth2");
 
     Git::new(creds)
         .clone_repo(

@@ -69,6 +69,8 @@ async fn the_token_never_appears_in_anything_the_crate_emits() {
         .git
         .usernames
         .insert("ci.example.com".into(), "ci-bot".into());
+    coding.git.allowed_hosts = vec!["127.0.0.1".into()];
+    coding.git.allow_http_loopback = true;
     let git = Git::from_config(&coding, Some(Secret::new(token.clone())));
     let wrong_git = Git::from_config(&coding, Some(Secret::new(wrong.clone())));
     let mut emitted: Vec<String> = vec![

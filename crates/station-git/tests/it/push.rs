@@ -10,6 +10,8 @@ fn configured_git(token: &str) -> Git {
     let mut coding = CodingConfig::default();
     coding.git.user_name = Some("Coding Agent".into());
     coding.git.user_email = Some("agent@example.com".into());
+    coding.git.allowed_hosts = vec!["127.0.0.1".into()];
+    coding.git.allow_http_loopback = true;
     Git::from_config(&coding, Some(Secret::new(token)))
 }
 
