@@ -1,7 +1,8 @@
 //! Dev automation: `cargo xtask <command>`.
 //!
-//! * `ci`: what CI runs: fmt check, clippy (-D warnings), a build with only the HTTP backend,
-//!   and the whole test suite (nextest when installed).
+//! * `ci`: what CI runs: fmt check, clippy (-D warnings), `tidy`, a build of `stn` with each
+//!   backend alone, and the whole test suite (nextest when installed).
+//! * `tidy`: the workspace's architecture rules (dependencies, no secrets in derived Debug).
 //! * `install-peers`: install the pinned `opencode` and `claude` CLIs into `.tools/peers`.
 //! * `bench`: the benchmarks (`station-bench`, release build); writes BENCHMARKS.md and JSON.
 //! * `demo`: `stn agent create` + `stn agent run` end to end, with a scripted model standing in
@@ -18,6 +19,8 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod tidy;
+
 /// Pinned versions of the real peers the e2e tests drive.
 const OPENCODE: (&str, &str) = ("opencode-ai", "1.18.33");
 const CLAUDE: (&str, &str) = ("@anthropic-ai/claude-code", "2.1.197");
@@ -28,6 +31,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(&root),
         Some("install-peers") => install_peers(&root),
+        Some("tidy") => tidy::run(&root),
         Some("bench") => bench(&root, &args[1..]),
         Some("demo") => demo(
             &root,
@@ -41,7 +45,10 @@ fn main() -> Result<()> {
             eprintln!(
                 "  demo           run a coding agent end to end against a scripted model (no API key needed)"
             );
-            eprintln!("  ci             fmt check, clippy -D warnings, feature build, all tests");
+            eprintln!(
+                "  ci             fmt check, clippy -D warnings, tidy, each backend alone, all tests"
+            );
+            eprintln!("  tidy           check the workspace's dependency and Debug rules");
             eprintln!(
                 "  bench [ARGS]   benchmarks vs raw baselines (release); writes BENCHMARKS.md and JSON"
             );
@@ -96,19 +103,22 @@ fn ci(root: &Path) -> Result<()> {
             "warnings",
         ],
     )?;
+    tidy::run(root)?;
     // Each backend can be compiled alone.
-    run(
-        root,
-        "cargo",
-        &[
-            "build",
-            "-p",
-            "station-cli",
-            "--no-default-features",
-            "--features",
-            "http",
-        ],
-    )?;
+    for feature in ["http", "nats", "cli", "claude"] {
+        run(
+            root,
+            "cargo",
+            &[
+                "build",
+                "-p",
+                "station-cli",
+                "--no-default-features",
+                "--features",
+                feature,
+            ],
+        )?;
+    }
     if has("cargo", &["nextest", "--version"]) {
         run(
             root,

@@ -53,7 +53,6 @@ const LINE_BUFFER: usize = 64;
 /// * `--auto` approves permission requests that the OpenCode config does not explicitly deny, so
 ///   a run never stops at (or silently rejects on) a prompt; `deny` rules still apply.
 /// * The child has its own process group; timeout, cancel and drop kill the whole group.
-#[derive(Debug)]
 pub struct CliBackend {
     config: CliConfig,
     env: Vec<(String, String)>,
@@ -61,6 +60,19 @@ pub struct CliBackend {
     workspace_base: PathBuf,
     exit_grace: Duration,
     sessions: Mutex<HashMap<SessionId, Arc<SessionSlot>>>,
+}
+
+impl std::fmt::Debug for CliBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Variables may hold credentials: names only.
+        let env: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("CliBackend")
+            .field("config", &self.config)
+            .field("env", &env)
+            .field("env_remove", &self.env_remove)
+            .field("workspace_base", &self.workspace_base)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Per Station session: tasks run one at a time, and the OpenCode id learned by a first task is

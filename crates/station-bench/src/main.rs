@@ -12,6 +12,7 @@
     reason = "a benchmark binary prints its table and where it wrote it"
 )]
 
+mod args;
 mod blocks;
 mod cli;
 mod http;
@@ -25,55 +26,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use clap::Parser;
 
+use crate::args::{Args, Bench};
 use crate::report::{Machine, Report};
-
-/// Measure what the Station suite adds to the work it delegates.
-#[derive(Debug, Parser)]
-#[command(name = "station-bench")]
-struct Args {
-    /// Benchmarks to run (default: all): blocks, http, nats, parse, cli, startup.
-    #[arg(long, value_delimiter = ',')]
-    only: Vec<Bench>,
-    /// Fewer iterations and a smaller transcript: a smoke run, not for publishing.
-    #[arg(long)]
-    quick: bool,
-    /// Where to write the JSON results (default: <target dir>/bench/results.json).
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Also write the Markdown table here (e.g. BENCHMARKS.md).
-    #[arg(long)]
-    markdown: Option<PathBuf>,
-    /// The `stn` binary to time (default: build it with `cargo build --release -p station-cli`
-    /// and use <target dir>/release/stn).
-    #[arg(long)]
-    stn: Option<PathBuf>,
-    /// Run only the suite's stream parser for this format (claude, opencode) over a 50 MB
-    /// transcript, 3 times, and exit: for profiling (`perf record`, `valgrind --tool=callgrind`).
-    #[arg(long, hide = true)]
-    profile_parser: Option<String>,
-    /// Run only one side of the HTTP benchmark (suite or raw), 3000 tasks, and exit: for
-    /// profiling.
-    #[arg(long, hide = true)]
-    profile_http: Option<String>,
-    /// Internal: run the NATS benchmark's worker process against this server URL.
-    #[arg(long, hide = true)]
-    nats_worker: Option<String>,
-    /// Internal: run this command and print the peak RSS of this process's children (KiB).
-    #[arg(long, hide = true, num_args = 1.., allow_hyphen_values = true)]
-    peak_rss_of: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Bench {
-    Blocks,
-    Http,
-    Nats,
-    Parse,
-    Cli,
-    Startup,
-}
 
 /// The workspace root (this crate is `crates/station-bench`).
 fn repo_root() -> PathBuf {
@@ -93,7 +48,7 @@ fn target_dir(root: &Path) -> PathBuf {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let args = Args::parse_from(std::env::args_os().skip(1))?;
     if cfg!(debug_assertions) {
         eprintln!(
             "warning: station-bench was built without optimisations; run it with `cargo run --release -p station-bench`"
@@ -285,11 +240,7 @@ fn write(path: &Path, text: &str) -> anyhow::Result<()> {
 fn reproduce_command(args: &Args) -> String {
     let mut cmd = String::from("cargo run --release -p station-bench --");
     if !args.only.is_empty() {
-        let names: Vec<String> = args
-            .only
-            .iter()
-            .map(|b| format!("{b:?}").to_lowercase())
-            .collect();
+        let names: Vec<String> = args.only.iter().map(|b| b.name().to_string()).collect();
         cmd.push_str(&format!(" --only {}", names.join(",")));
     }
     if args.quick {
@@ -306,16 +257,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn args_parse() {
+    fn the_reproduce_command_repeats_the_flags() {
         let a = Args::parse_from([
-            "station-bench",
             "--only",
             "http,parse",
             "--quick",
             "--markdown",
             "BENCHMARKS.md",
-        ]);
-        assert_eq!(a.only, vec![Bench::Http, Bench::Parse]);
+        ])
+        .unwrap();
         assert!(
             reproduce_command(&a).contains("--only http,parse --quick --markdown BENCHMARKS.md")
         );

@@ -41,8 +41,9 @@ enum StdinMode {
     Piped,
 }
 
-/// A command to spawn.
-#[derive(Debug, Clone)]
+/// A command to spawn. Its `Debug` names the environment variables it sets, never their values
+/// (a backend may hand its child a credential).
+#[derive(Clone)]
 pub struct CommandSpec {
     program: PathBuf,
     args: Vec<OsString>,
@@ -51,6 +52,28 @@ pub struct CommandSpec {
     clear_env: bool,
     stdin: StdinMode,
     install_hint: Option<String>,
+}
+
+impl std::fmt::Debug for CommandSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env: Vec<String> = self
+            .env
+            .iter()
+            .map(|(k, v)| match v {
+                Some(_) => format!("{}=…", k.to_string_lossy()),
+                None => format!("-{}", k.to_string_lossy()),
+            })
+            .collect();
+        f.debug_struct("CommandSpec")
+            .field("program", &self.program)
+            .field("args", &self.args)
+            .field("cwd", &self.cwd)
+            .field("env", &env)
+            .field("clear_env", &self.clear_env)
+            .field("stdin", &self.stdin)
+            .field("install_hint", &self.install_hint)
+            .finish()
+    }
 }
 
 impl CommandSpec {
@@ -581,6 +604,15 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, Error::Unavailable { .. }));
         assert!(err.to_string().contains("npm i -g something"), "{err}");
+    }
+
+    #[test]
+    fn debug_names_variables_but_never_their_values() {
+        let secret = format!("pw-{}", "s3cr".repeat(5));
+        let spec = CommandSpec::new("opencode", "/").env("OPENCODE_SERVER_PASSWORD", &secret);
+        let shown = format!("{spec:?}");
+        assert!(shown.contains("OPENCODE_SERVER_PASSWORD"), "{shown}");
+        assert!(!shown.contains("s3cr"), "{shown}");
     }
 
     #[tokio::test]
