@@ -1,6 +1,7 @@
 //! The Station agent runtime: an orchestrating model (OpenAI or Anthropic, through our
 //! [`LlmClient`] trait) runs an agent definition in a tool-calling loop; coding agents get the
 //! coding tools ([`CodingTools`]), bound to the one station-level coding backend.
+#![warn(missing_docs)]
 
 pub mod git;
 pub mod llm;

@@ -57,6 +57,7 @@
 //! records `repo` but does not clone it.
 //!
 //! [`open`]: station_core::CodingBackend::open
+#![warn(missing_docs)]
 
 mod backend;
 pub mod parser;

@@ -26,6 +26,7 @@
 //! this way, because libgit2 connects to plain-http servers directly even with a proxy set: a
 //! stall there still returns [`station_core::Error::Timeout`] on time, and the worker thread
 //! finishes when the server closes the connection.
+#![warn(missing_docs)]
 
 mod channel;
 mod credentials;

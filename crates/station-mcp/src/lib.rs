@@ -15,6 +15,7 @@
 //! Transports: stdio ([`CodingMcpServer::serve_stdio`]) and streamable HTTP
 //! ([`CodingMcpServer::serve_http`], loopback only unless allowed; requests from foreign
 //! `Origin`s or for other `Host`s are refused, and a bearer token is required for remote access).
+#![warn(missing_docs)]
 
 mod docs;
 mod error;

@@ -82,21 +82,25 @@ pub async fn bare_repo(root: &Path, name: &str) -> PathBuf {
 /// A work tree used to put content into bare repositories with the `git` CLI.
 #[derive(Debug)]
 pub struct Seed {
+    /// The working directory of the seed repository.
     pub dir: PathBuf,
 }
 
 impl Seed {
+    /// A fresh repository in `dir` (created), on branch `main`.
     pub async fn new(dir: PathBuf) -> Seed {
         std::fs::create_dir_all(&dir).unwrap();
         git(&dir, &["init", "--quiet", "-b", "main"]).await;
         Seed { dir }
     }
+    /// Write `content` to `path` (relative to the repository).
     pub fn write(&self, path: &str, content: &str) -> &Self {
         let file = self.dir.join(path);
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         std::fs::write(file, content).unwrap();
         self
     }
+    /// Stage everything and commit; the new commit's id.
     pub async fn commit(&self, message: &str) -> String {
         git(&self.dir, &["add", "-A"]).await;
         git(
@@ -115,9 +119,11 @@ impl Seed {
         .await;
         self.head().await
     }
+    /// Create and check out `branch`.
     pub async fn checkout_new(&self, branch: &str) {
         git(&self.dir, &["checkout", "--quiet", "-b", branch]).await;
     }
+    /// Push `branch` to the bare repository `bare`.
     pub async fn push_to(&self, bare: &Path, branch: &str) {
         git(
             &self.dir,
@@ -130,6 +136,7 @@ impl Seed {
         )
         .await;
     }
+    /// The id of HEAD.
     pub async fn head(&self) -> String {
         git(&self.dir, &["rev-parse", "HEAD"])
             .await
@@ -216,14 +223,17 @@ impl GitServer {
         format!("http://{}/{name}.git", self.addr)
     }
 
+    /// Requests served so far.
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
     }
 
+    /// Requests refused for missing or wrong credentials.
     pub fn unauthorized(&self) -> usize {
         self.state.unauthorized.load(Ordering::SeqCst)
     }
 
+    /// The user names that came with credentials, in order.
     pub fn users_seen(&self) -> Vec<String> {
         self.state.users_seen.lock().unwrap().clone()
     }
@@ -375,6 +385,7 @@ impl Drop for StallServer {
 }
 
 impl StallServer {
+    /// Listen on 127.0.0.1 and accept connections that never get an answer.
     pub async fn start() -> StallServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -405,14 +416,17 @@ impl StallServer {
         }
     }
 
+    /// An `http://` URL of a repository on this server.
     pub fn http_url(&self) -> String {
         format!("http://{}/stalled.git", self.addr)
     }
 
+    /// An `https://` URL of a repository on this server (the TLS handshake stalls too).
     pub fn https_url(&self) -> String {
         format!("https://{}/stalled.git", self.addr)
     }
 
+    /// Connections accepted so far.
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
     }

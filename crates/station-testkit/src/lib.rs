@@ -7,6 +7,7 @@
 //! * [`git_server`]: a git smart-HTTP server on 127.0.0.1 that demands basic auth (the system
 //!   `git http-backend` behind axum), plus git fixtures.
 //! * [`conformance`]: checks every [`CodingBackend`](station_core::CodingBackend) runs against itself.
+#![warn(missing_docs)]
 
 pub mod conformance;
 pub mod git_server;
