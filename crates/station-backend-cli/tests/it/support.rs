@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use station_backend_cli::{CliBackend, NAME};
 use station_core::config::CliConfig;
-use station_core::process::{CommandSpec, live_group_members};
+use station_core::process::CommandSpec;
 use station_core::{
     CodingBackend, Event, EventKind, Outcome, Result, RunOptions, Session, Task, start_task,
 };
+use station_testkit::process::live_group_members;
 use tempfile::TempDir;
 
 /// Lines every fake script starts with: record pid, argv, stdin and the `PWD` it was given
