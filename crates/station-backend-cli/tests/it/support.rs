@@ -113,7 +113,17 @@ pub(crate) async fn run_task(
     session: Session,
     task: Task,
 ) -> (Vec<Event>, Result<Outcome>) {
-    let run = start_task(backend, session, task, &RunOptions::default());
+    run_task_with(backend, session, task, &RunOptions::default()).await
+}
+
+/// [`run_task`] with `opts`.
+pub(crate) async fn run_task_with(
+    backend: Arc<dyn CodingBackend>,
+    session: Session,
+    task: Task,
+    opts: &RunOptions,
+) -> (Vec<Event>, Result<Outcome>) {
+    let run = start_task(backend, session, task, opts);
     let mut events = Vec::new();
     let outcome = tokio::time::timeout(
         Duration::from_secs(120),
