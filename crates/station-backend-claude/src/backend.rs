@@ -1,15 +1,15 @@
 //! [`ClaudeBackend`]: one `claude -p` process per task.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
+use station_core::agent_process::{AgentEnd, AgentProcess, StdoutParser};
 use station_core::config::ClaudeConfig;
 use station_core::process::{CommandSpec, describe_status};
 use station_core::workspace::Snapshot;
 use station_core::{
     BackendSession, Capabilities, CodingBackend, Error, EventKind, ExecContext, Health, InputError,
-    OpenRequest, Outcome, Result, Session, StopReason, Task,
+    OpenRequest, Outcome, Result, Session, Task,
 };
 
 use crate::parser::StreamParser;
@@ -30,9 +30,8 @@ const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
 /// How long `claude` may take to exit after its `result` line before it is stopped.
 const EXIT_GRACE_AFTER_RESULT: Duration = Duration::from_secs(5);
 
-/// Used when `max_turns` / `timeout_sec` are configured as 0.
+/// Used when `max_turns` is configured as 0.
 const DEFAULT_MAX_TURNS: u32 = 10;
-const DEFAULT_TIMEOUT_SECS: u64 = 300;
 
 /// Drives the Claude Code CLI; see the [crate docs](crate).
 #[derive(Clone)]
@@ -58,18 +57,13 @@ impl std::fmt::Debug for ClaudeBackend {
     }
 }
 
-/// How the process part of a task ended.
-#[derive(Debug)]
-enum Ended {
-    /// The CLI exited (stdout fully read, or the read failed).
-    Exited {
-        status: Result<ExitStatus>,
-        read: std::io::Result<()>,
-    },
-    /// We stopped it: deadline or cancel.
-    Stopped(StopReason),
-    /// It reported its result but did not exit in time; we stopped it.
-    Lingered,
+impl StdoutParser for StreamParser {
+    fn push_line(&mut self, line: &str) -> Vec<EventKind> {
+        StreamParser::push_line(self, line)
+    }
+    fn finished(&self) -> bool {
+        self.result().is_some()
+    }
 }
 
 impl ClaudeBackend {
@@ -121,19 +115,6 @@ impl ClaudeBackend {
         } else {
             self.config.max_turns
         }
-    }
-
-    fn task_deadline(&self, task: &Task) -> Duration {
-        let secs = task
-            .timeout_secs
-            .filter(|s| *s > 0)
-            .unwrap_or(self.config.timeout_sec);
-        Duration::from_secs(if secs == 0 {
-            DEFAULT_TIMEOUT_SECS
-        } else {
-            secs
-        })
-        .min(station_core::config::MAX_DEADLINE)
     }
 
     /// A variable as the child will see it.
@@ -454,129 +435,57 @@ impl CodingBackend for ClaudeBackend {
                 None
             }
         };
-        let deadline = self.task_deadline(task);
-        let mut child = spec.spawn()?;
-        tracing::debug!(pid = child.pid(), workspace = %workspace.display(), "claude started");
-        let mut lines = child.take_stdout_lines().expect("stdout is piped");
-        let mut parser = StreamParser::new();
-        let ended = {
-            let parser = &mut parser;
-            let events = &ctx.events;
-            // Reads up to the `result` line (true) or the end of stdout (false).
-            let read = async {
-                while let Some(line) = lines.next_line().await? {
-                    for event in parser.push_line(&line) {
-                        events.emit(event);
-                    }
-                    if parser.result().is_some() {
-                        return Ok(true);
-                    }
-                }
-                Ok::<bool, std::io::Error>(false)
-            };
-            // Waiting also clears out the group once the child exits, so a grandchild holding
-            // stdout open cannot keep the read going.
-            let run = async {
-                tokio::pin!(read);
-                let wait = child.wait();
-                tokio::pin!(wait);
-                let mut read_end = None;
-                let status = loop {
-                    let lingering = matches!(read_end, Some(Ok(true)));
-                    tokio::select! {
-                        r = &mut read, if read_end.is_none() => read_end = Some(r),
-                        status = &mut wait => break status,
-                        _ = tokio::time::sleep(EXIT_GRACE_AFTER_RESULT), if lingering => return Ended::Lingered,
-                    }
-                };
-                let read = match read_end {
-                    Some(r) => r,
-                    None => (&mut read).await,
-                };
-                Ended::Exited {
-                    status,
-                    read: read.map(|_| ()),
-                }
-            };
-            tokio::select! {
-                ended = run => ended,
-                _ = ctx.cancel.cancelled() => Ended::Stopped(ctx.cancel.reason().unwrap_or(StopReason::Cancelled)),
-                _ = tokio::time::sleep(deadline) => Ended::Stopped(StopReason::Timeout),
-            }
-        };
-        match &ended {
-            Ended::Stopped(reason) => {
-                tracing::debug!(pid = child.pid(), ?reason, "stopping claude");
-                child.terminate(self.kill_grace).await;
-            }
-            Ended::Lingered => {
-                tracing::debug!(
-                    pid = child.pid(),
-                    "claude reported its result but did not exit; stopping it"
-                );
-                child.terminate(self.kill_grace).await;
-            }
-            Ended::Exited { .. } => {}
-        }
+        let run = AgentProcess::new("claude", spec)
+            .linger(EXIT_GRACE_AFTER_RESULT)
+            .kill_grace(self.kill_grace)
+            .run(StreamParser::new(), &ctx)
+            .await?;
+        let mut parser = run.parser;
         for event in parser.finish() {
             ctx.events.emit(event);
         }
         let report = parser.report();
         let mut outcome = report.outcome();
-        match ended {
-            Ended::Exited { status, read } => {
-                let status = status?;
-                if let Err(e) = read {
-                    ctx.events.emit(EventKind::Notice {
-                        message: format!("reading claude output failed: {e}"),
+        match run.end {
+            AgentEnd::Exited(status) => match &report.result {
+                Some(result) if result.is_conversation_not_found() => {
+                    return Err(Error::NotFound {
+                        what: "Claude conversation for this workspace",
+                        id: resume
+                            .or(report.session_id.as_deref())
+                            .unwrap_or_default()
+                            .to_string(),
                     });
                 }
-                match &report.result {
-                    Some(result) if result.is_conversation_not_found() => {
-                        return Err(Error::NotFound {
-                            what: "Claude conversation for this workspace",
-                            id: resume
-                                .or(report.session_id.as_deref())
-                                .unwrap_or_default()
-                                .to_string(),
-                        });
+                Some(_) => {}
+                None => {
+                    let mut message = if status.success() {
+                        "claude exited without reporting a result".to_string()
+                    } else {
+                        format!(
+                            "claude failed ({}) before reporting a result",
+                            describe_status(status)
+                        )
+                    };
+                    if !run.stderr_tail.is_empty() {
+                        message = format!("{message}: {}", run.stderr_tail);
                     }
-                    Some(_) => {}
-                    None => {
-                        let stderr = child.final_stderr_tail().await;
-                        let mut message = if status.success() {
-                            "claude exited without reporting a result".to_string()
-                        } else {
-                            format!(
-                                "claude failed ({}) before reporting a result",
-                                describe_status(status)
-                            )
-                        };
-                        if !stderr.is_empty() {
-                            message = format!("{message}: {stderr}");
-                        }
-                        outcome.error = Some(message);
-                    }
+                    outcome.error = Some(message);
                 }
-            }
-            Ended::Stopped(reason) if report.result.is_none() => {
+            },
+            AgentEnd::Stopped(reason) if report.result.is_none() => {
                 outcome.success = false;
                 outcome.stop_reason = reason;
-                let stopped = match reason {
-                    StopReason::Timeout => format!(
-                        "claude did not finish within {}s and was stopped",
-                        deadline.as_secs()
-                    ),
-                    _ => "cancelled; claude and its process group were stopped".to_string(),
-                };
+                // The runner puts the why in front ("task timed out after Ns", "task cancelled").
+                let stopped = "claude and its process group were stopped";
                 // Claude Code was retrying a failing model API: that is why it did not finish.
                 outcome.error = Some(match &report.api_error {
                     Some(api) => format!("{}; {stopped}", api.describe()),
-                    None => stopped,
+                    None => stopped.to_string(),
                 });
             }
             // The result came before the stop: the work is done, report it.
-            Ended::Stopped(_) | Ended::Lingered => {}
+            AgentEnd::Stopped(_) | AgentEnd::Lingered => {}
         }
         if let Some(before) = before {
             match Snapshot::capture_async(workspace.clone()).await {
@@ -662,17 +571,6 @@ mod tests {
                 "--allowed-tools=Read,Write",
                 "--disallowed-tools=Bash",
             ]
-        );
-        assert_eq!(
-            backend.task_deadline(&Task::new("x")),
-            Duration::from_secs(300)
-        );
-        assert_eq!(
-            backend.task_deadline(&Task {
-                timeout_secs: Some(7),
-                ..Task::new("x")
-            }),
-            Duration::from_secs(7)
         );
     }
 

@@ -17,8 +17,10 @@
 //!   events are emitted as they arrive; the outcome's final text, usage, cost, turn count and
 //!   error come from the CLI's `result` line; tool outputs are paired with their calls by
 //!   `tool_use_id`. A line that is not JSON becomes a `Notice` and parsing goes on.
-//! * **Stop.** The task deadline (`coding.claudecode.timeout_sec`, default 300 s, or the task's
-//!   own) and cancel end the whole process group (SIGTERM, then SIGKILL); when `claude` exits,
+//! * **Stop.** The process runs through core's
+//!   [`AgentProcess`](station_core::agent_process::AgentProcess) lifecycle. Cancel, and the
+//!   runner's task deadline (the only one; `stn` makes `coding.claudecode.timeout_sec` its
+//!   default), end the whole process group (SIGTERM, then SIGKILL); when `claude` exits,
 //!   anything it left running in its group is killed too. A `claude` that prints its `result`
 //!   but does not exit within 5 s is stopped the same way, and its result kept.
 //! * **Files changed** are found by snapshotting the workspace before and after the task

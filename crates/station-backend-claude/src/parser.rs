@@ -274,11 +274,6 @@ impl StreamParser {
         Self::default()
     }
 
-    /// The Claude session id, once a line carried it.
-    pub fn session_id(&self) -> Option<&str> {
-        self.report.session_id.as_deref()
-    }
-
     /// The `result` line, once it came.
     pub fn result(&self) -> Option<&RunResult> {
         self.report.result.as_ref()

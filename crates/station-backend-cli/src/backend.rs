@@ -7,17 +7,15 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use regex::Regex;
+use station_core::agent_process::{AgentEnd, AgentProcess, StdoutParser};
 use station_core::config::CliConfig;
 use station_core::model::default_title;
-use station_core::process::{ChildProcess, CommandSpec, describe_status};
+use station_core::process::{CommandSpec, describe_status};
 use station_core::workspace::Snapshot;
 use station_core::{
     BackendSession, Capabilities, CodingBackend, Error, EventKind, ExecContext, Health,
     OpenRequest, Outcome, Result, Session, SessionId, StopReason, Task,
 };
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio::time::{Instant, sleep_until};
 
 use crate::sessions::{ListedSession, find_by_title, parse_session_list};
 use crate::stream::{RunReport, StreamParser};
@@ -33,16 +31,12 @@ const KILL_GRACE: Duration = Duration::from_secs(2);
 /// After the agent's turn ended (a final `step_finish`), how long `opencode run` may take to exit
 /// before it is stopped (some versions stay alive after their last event).
 const DEFAULT_EXIT_GRACE: Duration = Duration::from_secs(10);
-/// After the process exited, how long to wait for the rest of its stdout.
-const STDOUT_DRAIN: Duration = Duration::from_secs(3);
 /// Deadline of `opencode --version`.
 const HEALTH_DEADLINE: Duration = Duration::from_secs(15);
 /// Deadline of `opencode session list`.
 const LIST_DEADLINE: Duration = Duration::from_secs(60);
 /// How much of stderr an error message quotes.
 const ERROR_TAIL_CHARS: usize = 2000;
-/// Lines buffered between the stdout reader and the parser.
-const LINE_BUFFER: usize = 64;
 
 /// Runs each task as a fresh `opencode run --format json` process in the session's workspace.
 ///
@@ -52,7 +46,8 @@ const LINE_BUFFER: usize = 64;
 ///   `ps`.
 /// * `--auto` approves permission requests that the OpenCode config does not explicitly deny, so
 ///   a run never stops at (or silently rejects on) a prompt; `deny` rules still apply.
-/// * The child has its own process group; timeout, cancel and drop kill the whole group.
+/// * The child runs through core's [`AgentProcess`] lifecycle: its own process group, which
+///   cancel (including the runner's deadline, the only one) and drop kill as a whole.
 pub struct CliBackend {
     config: CliConfig,
     env: Vec<(String, String)>,
@@ -64,13 +59,14 @@ pub struct CliBackend {
 
 impl std::fmt::Debug for CliBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Variables may hold credentials: names only.
-        let env: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
+        // Values of the extra environment may be credentials: show names only.
+        let env_names: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
         f.debug_struct("CliBackend")
             .field("config", &self.config)
-            .field("env", &env)
+            .field("env", &env_names)
             .field("env_remove", &self.env_remove)
             .field("workspace_base", &self.workspace_base)
+            .field("exit_grace", &self.exit_grace)
             .finish_non_exhaustive()
     }
 }
@@ -195,103 +191,14 @@ impl CliBackend {
             .await?;
         parse_session_list(&out)
     }
+}
 
-    /// Follow a running child until it ends, is stopped, or times out; every stdout line goes
-    /// through `parser` and its events to `ctx`. A child that did not exit on its own is killed
-    /// (whole group) before this returns.
-    async fn follow(
-        &self,
-        child: &mut ChildProcess,
-        parser: &mut StreamParser,
-        ctx: &ExecContext,
-        timeout: Duration,
-    ) -> Result<End> {
-        let mut lines = child.take_stdout_lines().expect("stdout is piped");
-        let (tx, mut rx) = mpsc::channel::<std::io::Result<String>>(LINE_BUFFER);
-        // A reader task of its own: reading a line is not cancel-safe, receiving from a channel is.
-        let _reader = AbortOnDrop(tokio::spawn(async move {
-            while let Some(item) = lines.next_line().await.transpose() {
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
-                    break;
-                }
-            }
-        }));
-        let deadline = Instant::now() + timeout;
-        let mut stdout_open = true;
-        let mut exited: Option<(ExitStatus, Instant)> = None;
-        let mut last_line_at = Instant::now();
-        let end = loop {
-            if let (false, Some((status, _))) = (stdout_open, exited) {
-                break End::Exited(status);
-            }
-            let linger = (parser.turn_finished() && exited.is_none())
-                .then(|| last_line_at + self.exit_grace);
-            let drain = exited.map(|(_, at)| at + STDOUT_DRAIN);
-            tokio::select! {
-                biased;
-                _ = ctx.cancel.cancelled() => break End::Stopped(ctx.cancel.reason().unwrap_or(StopReason::Cancelled)),
-                _ = sleep_until(deadline) => break End::TimedOut,
-                msg = rx.recv(), if stdout_open => match msg {
-                    Some(Ok(line)) => {
-                        last_line_at = Instant::now();
-                        for event in parser.push_line(&line) {
-                            ctx.events.emit(event);
-                        }
-                    }
-                    Some(Err(e)) => {
-                        ctx.events.emit(EventKind::Notice { message: format!("reading opencode output failed: {e}") });
-                        stdout_open = false;
-                    }
-                    None => stdout_open = false,
-                },
-                status = child.wait(), if exited.is_none() => exited = Some((status?, Instant::now())),
-                _ = sleep_until_some(linger) => break End::Lingered,
-                _ = sleep_until_some(drain) => {
-                    ctx.events.emit(EventKind::Notice { message: "opencode exited but its output stayed open; stopped reading".into() });
-                    break End::Exited(exited.expect("drain is set after exit").0);
-                }
-            }
-        };
-        if !matches!(end, End::Exited(_)) {
-            child.terminate(KILL_GRACE).await;
-            // What the child wrote before it died is still worth parsing.
-            let until = Instant::now() + Duration::from_secs(1);
-            while let Ok(Some(Ok(line))) = tokio::time::timeout_at(until, rx.recv()).await {
-                for event in parser.push_line(&line) {
-                    ctx.events.emit(event);
-                }
-            }
-        }
-        Ok(end)
+impl StdoutParser for StreamParser {
+    fn push_line(&mut self, line: &str) -> Vec<EventKind> {
+        StreamParser::push_line(self, line)
     }
-}
-
-/// How a run ended.
-#[derive(Debug, Clone, Copy)]
-enum End {
-    /// The process exited by itself.
-    Exited(ExitStatus),
-    /// The backend's own deadline passed.
-    TimedOut,
-    /// The caller cancelled, or the runner's deadline passed.
-    Stopped(StopReason),
-    /// The agent finished but the process did not exit.
-    Lingered,
-}
-
-struct AbortOnDrop(JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-async fn sleep_until_some(at: Option<Instant>) {
-    match at {
-        Some(at) => sleep_until(at).await,
-        None => std::future::pending().await,
+    fn finished(&self) -> bool {
+        self.turn_finished()
     }
 }
 
@@ -501,19 +408,15 @@ impl CodingBackend for CliBackend {
             .command(&workspace)
             .args(self.run_args(session, task, backend_id.as_deref()))
             .stdin_bytes(task.prompt());
-        let mut child = spec.spawn()?;
-        tracing::debug!(pid = child.pid(), workspace = %workspace.display(), "started opencode run");
-        let timeout = task
-            .timeout()
-            .unwrap_or(Duration::from_secs(self.config.timeout_sec.max(1)))
-            .min(station_core::config::MAX_DEADLINE);
-        let mut parser = StreamParser::new();
-        let end = self.follow(&mut child, &mut parser, &ctx, timeout).await?;
-        let stderr = clean_stderr(&child.final_stderr_tail().await);
-        drop(child);
-        let report = parser.into_report();
+        let run = AgentProcess::new("opencode", spec)
+            .linger(self.exit_grace)
+            .kill_grace(KILL_GRACE)
+            .run(StreamParser::new(), &ctx)
+            .await?;
+        let (end, stderr) = (run.end, clean_stderr(&run.stderr_tail));
+        let report = run.parser.into_report();
 
-        if let (End::Exited(status), Some(id)) = (end, &backend_id)
+        if let (AgentEnd::Exited(status), Some(id)) = (end, &backend_id)
             && !status.success()
             && report.session_id.is_none()
             && stderr.to_ascii_lowercase().contains("session not found")
@@ -525,18 +428,12 @@ impl CodingBackend for CliBackend {
         }
 
         let (stop_reason, error) = match end {
-            End::TimedOut => (
-                StopReason::Timeout,
-                Some(format!(
-                    "opencode run did not finish within {}s",
-                    timeout.as_secs()
-                )),
+            // The runner puts the why in front ("task timed out after Ns", "task cancelled").
+            AgentEnd::Stopped(reason) => (
+                reason,
+                Some("opencode run and its process group were stopped".to_string()),
             ),
-            End::Stopped(StopReason::Timeout) => {
-                (StopReason::Timeout, Some("task timed out".to_string()))
-            }
-            End::Stopped(reason) => (reason, Some("task cancelled".to_string())),
-            End::Lingered => {
+            AgentEnd::Lingered => {
                 ctx.events.emit(EventKind::Notice {
                     message: format!(
                         "opencode finished its turn but did not exit within {}s; stopped it",
@@ -554,7 +451,7 @@ impl CodingBackend for CliBackend {
                     ),
                 }
             }
-            End::Exited(status) => match exit_failure(status, &report, &stderr) {
+            AgentEnd::Exited(status) => match exit_failure(status, &report, &stderr) {
                 Some(msg) => (StopReason::Error, Some(msg)),
                 None => (StopReason::Completed, None),
             },

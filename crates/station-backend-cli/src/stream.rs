@@ -37,7 +37,7 @@ use station_core::redact::{self, Redactor};
 use station_core::{EventKind, ToolCall, Usage};
 
 /// Tool output kept per call (in events and in the outcome); the middle of longer output is cut.
-pub const MAX_TOOL_OUTPUT_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_TOOL_OUTPUT_BYTES: usize = 64 * 1024;
 
 /// Malformed lines reported as `Notice` events; later ones are only counted.
 const MAX_MALFORMED_NOTICES: u64 = 10;
@@ -107,25 +107,14 @@ impl StreamParser {
         Self::default()
     }
 
-    /// The session id, once a line named it.
-    pub fn session_id(&self) -> Option<&str> {
-        self.report.session_id.as_deref()
-    }
-
     /// Whether the last step finished the agent's turn (a `step_finish` that asks for no tools).
     pub fn turn_finished(&self) -> bool {
         self.report.turn_finished
     }
 
-    /// Whether any JSON event was understood.
-    pub fn saw_events(&self) -> bool {
-        self.report.session_id.is_some()
-            || !self.report.steps.is_empty()
-            || !self.report.errors.is_empty()
-    }
-
     /// What the run amounted to so far.
-    pub fn report(&self) -> &RunReport {
+    #[cfg(test)]
+    fn report(&self) -> &RunReport {
         &self.report
     }
 
@@ -788,7 +777,7 @@ fn redact_value(v: &mut Value) {
 }
 
 /// `text` cut to about `max` bytes: its start and end, with a marker saying how much is missing.
-pub fn truncate_middle(text: &str, max: usize) -> String {
+pub(crate) fn truncate_middle(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }
@@ -1042,7 +1031,7 @@ mod tests {
         let events =
             p.push_line(r#"{"type":"step_start","sessionID":"","part":{"sessionID":"ses_x"}}"#);
         assert!(
-            events.is_empty() && p.session_id().is_none(),
+            events.is_empty() && p.report().session_id.is_none(),
             "an empty top-level id is no id, and the part's is not used instead"
         );
     }

@@ -8,10 +8,12 @@
 //! * [`run`]: the task runner that gives every backend the same event ordering, timeout and
 //!   cancel semantics, and [`SessionService`], which ties a backend to the index;
 //! * [`agent`]: the `.prompt` agent-definition parser; [`config`]: the `config.yaml` model;
-//! * [`redact`]: secret redaction and the [`Secret`] type; [`process`]: the only way to spawn a child.
+//! * [`redact`]: secret redaction and the [`Secret`] type; [`process`]: the only way to spawn a child, and
+//!   [`agent_process`]: the one lifecycle of a coding agent run as a subprocess.
 #![warn(missing_docs)]
 
 pub mod agent;
+pub mod agent_process;
 pub mod backend;
 mod claim;
 pub mod config;

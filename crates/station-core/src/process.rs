@@ -466,8 +466,10 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
 }
 
 /// Live (non-zombie) processes whose process group is `pgid` (Linux `/proc`; empty elsewhere).
-/// Used by tests to prove no child outlives its task.
-pub fn live_group_members(pgid: u32) -> Vec<u32> {
+/// Core's own tests use it to prove no child outlives its task; other crates' tests use
+/// `station_testkit::process::live_group_members`.
+#[cfg(test)]
+pub(crate) fn live_group_members(pgid: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };

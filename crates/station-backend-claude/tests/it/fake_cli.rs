@@ -239,13 +239,26 @@ fn stuck_pids(fake: &Fake) -> (u32, u32) {
 #[tokio::test]
 async fn timeout_ends_the_whole_group_even_when_sigterm_is_ignored() {
     let fake = Fake::new(STUCK).await;
-    let backend = fake.backend(ClaudeConfig {
+    let config = ClaudeConfig {
         timeout_sec: 1,
         ..ClaudeConfig::default()
-    });
+    };
+    // As `stn` does: the configured `timeout_sec` is the runner's default deadline.
+    let opts = RunOptions {
+        default_timeout: Duration::from_secs(config.timeout_sec),
+        ..RunOptions::default()
+    };
+    let backend: Arc<dyn CodingBackend> = Arc::new(fake.backend(config));
     let started = Instant::now();
-    let (outcome, events) = run(&fake, &backend, Task::new("x")).await;
-    let outcome = outcome.unwrap();
+    let mut events = Vec::new();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(60),
+        start_task(backend, fake.session(), Task::new("x"), &opts)
+            .follow(|e| events.push(e.kind.clone())),
+    )
+    .await
+    .expect("the task ends")
+    .unwrap();
     assert!(
         started.elapsed() < Duration::from_secs(15),
         "{:?}",
@@ -253,17 +266,15 @@ async fn timeout_ends_the_whole_group_even_when_sigterm_is_ignored() {
     );
     assert_eq!(outcome.stop_reason, StopReason::Timeout);
     assert!(!outcome.success);
+    let error = outcome.error.as_deref().unwrap();
     assert!(
-        outcome
-            .error
-            .as_deref()
-            .unwrap()
-            .contains("did not finish within 1s"),
-        "{outcome:?}"
+        error.starts_with("task timed out after 1s")
+            && error.contains("process group were stopped"),
+        "{error}"
     );
     // Streaming: the session was announced before the end.
     assert!(
-        matches!(events.first(), Some(EventKind::BackendSession { .. })),
+        matches!(events.get(1), Some(EventKind::BackendSession { .. })),
         "{events:?}"
     );
     assert_eq!(
@@ -708,4 +719,32 @@ async fn a_cli_that_lingers_after_its_result_is_stopped_and_the_result_kept() {
     );
     let pid: u32 = fake.record("pid").trim().parse().unwrap();
     assert_eq!(group_gone(pid).await, Vec::<u32>::new());
+}
+
+#[tokio::test]
+async fn the_configured_timeout_is_not_a_second_deadline_under_the_runners() {
+    // The runner's deadline is the only one; `timeout_sec` is only its default (set by `stn`).
+    let fake = Fake::new("sleep 2\ncat \"$FIXTURES/claude-fizzbuzz.jsonl\"\n").await;
+    let backend: Arc<dyn CodingBackend> = Arc::new(fake.backend(ClaudeConfig {
+        timeout_sec: 1,
+        ..ClaudeConfig::default()
+    }));
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(60),
+        start_task(
+            backend,
+            fake.session(),
+            Task::new("x"),
+            &RunOptions::default(),
+        )
+        .outcome(),
+    )
+    .await
+    .expect("the task ends")
+    .unwrap();
+    assert!(outcome.success, "{outcome:?}");
+    assert_eq!(
+        outcome.summary,
+        "Implemented FizzBuzz in fizz_cc.py, ran it, and extended it to 30."
+    );
 }

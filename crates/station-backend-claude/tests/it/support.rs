@@ -142,13 +142,13 @@ impl Fake {
 /// Waits (polling, with a deadline) until no live process is left in group `pgid`.
 pub(crate) async fn group_gone(pgid: u32) -> Vec<u32> {
     for _ in 0..100 {
-        let left = station_core::process::live_group_members(pgid);
+        let left = station_testkit::process::live_group_members(pgid);
         if left.is_empty() {
             return left;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    station_core::process::live_group_members(pgid)
+    station_testkit::process::live_group_members(pgid)
 }
 
 /// Whether `pid` is a live (non-zombie) process.

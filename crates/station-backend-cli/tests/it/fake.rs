@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use station_backend_cli::{CliBackend, INSTALL_HINT};
 use station_core::config::CliConfig;
 use station_core::{
-    CodingBackend, Error, EventKind, FileAction, FileChange, OpenRequest, StopReason, Task,
+    CodingBackend, Error, EventKind, FileAction, FileChange, OpenRequest, RunOptions, StopReason,
+    Task,
 };
 
-use crate::support::{Fake, alive, assert_group_gone, kinds, notices, run_task};
+use crate::support::{Fake, alive, assert_group_gone, kinds, notices, run_task, run_task_with};
 
 /// A two-step run that writes hello.py, like the real one.
 const HAPPY: &str = r#"
@@ -219,23 +220,26 @@ printf '{"type":"step_start","sessionID":"ses_slow","part":{}}\n'
 while :; do sleep 1; done
 "#;
     let fake = Fake::new(body).await;
-    let backend = Arc::new(fake.backend_with(CliConfig {
+    let config = CliConfig {
         timeout_sec: 1,
         ..fake.config()
-    }));
+    };
+    // As `stn` does: the configured `timeout_sec` is the runner's default deadline.
+    let opts = RunOptions {
+        default_timeout: Duration::from_secs(config.timeout_sec),
+        ..RunOptions::default()
+    };
+    let backend = Arc::new(fake.backend_with(config));
     let started = Instant::now();
-    let (_, outcome) = run_task(backend, fake.session(), Task::new("hang")).await;
+    let (_, outcome) = run_task_with(backend, fake.session(), Task::new("hang"), &opts).await;
     let outcome = outcome.unwrap();
     assert_eq!(outcome.stop_reason, StopReason::Timeout);
     assert!(!outcome.success);
+    let error = outcome.error.as_deref().unwrap();
     assert!(
-        outcome
-            .error
-            .as_deref()
-            .unwrap()
-            .contains("did not finish within 1s"),
-        "{:?}",
-        outcome.error
+        error.starts_with("task timed out after 1s")
+            && error.contains("process group were stopped"),
+        "{error}"
     );
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -552,4 +556,32 @@ async fn a_huge_deadline_is_bounded_instead_of_overflowing() {
     assert!(outcome.unwrap().success);
     let (_, outcome) = run_task(backend, fake.session(), Task::new("again")).await;
     assert!(outcome.unwrap().success);
+}
+
+#[tokio::test]
+async fn the_configured_timeout_is_not_a_second_deadline_under_the_runners() {
+    // The runner's deadline is the only one; `timeout_sec` is only its default (set by `stn`).
+    let fake = Fake::new(&format!("sleep 2\n{HAPPY}")).await;
+    let backend = Arc::new(fake.backend_with(CliConfig {
+        timeout_sec: 1,
+        ..fake.config()
+    }));
+    let (_, outcome) = run_task(backend, fake.session(), Task::new("take your time")).await;
+    let outcome = outcome.unwrap();
+    assert!(outcome.success, "{outcome:?}");
+    assert_eq!(outcome.summary, "Created hello.py.");
+}
+
+#[tokio::test]
+async fn debug_shows_environment_names_but_never_values() {
+    let secret = format!("ghp_{}", "Dq3v".repeat(9));
+    let backend = CliBackend::new(CliConfig::default())
+        .with_env(vec![("GITHUB_TOKEN".into(), secret.clone())])
+        .with_env_remove(vec!["OPENAI_API_KEY".into()]);
+    let shown = format!("{backend:?}");
+    assert!(!shown.contains(&secret), "a value leaked: {shown}");
+    assert!(
+        shown.contains("GITHUB_TOKEN") && shown.contains("OPENAI_API_KEY"),
+        "{shown}"
+    );
 }

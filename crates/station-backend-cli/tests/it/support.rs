@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use station_backend_cli::{CliBackend, NAME};
 use station_core::config::CliConfig;
-use station_core::process::{CommandSpec, live_group_members};
+use station_core::process::CommandSpec;
 use station_core::{
     CodingBackend, Event, EventKind, Outcome, Result, RunOptions, Session, Task, start_task,
 };
+use station_testkit::process::live_group_members;
 use tempfile::TempDir;
 
 /// Lines every fake script starts with: record pid, argv, stdin and the `PWD` it was given
@@ -112,7 +113,17 @@ pub(crate) async fn run_task(
     session: Session,
     task: Task,
 ) -> (Vec<Event>, Result<Outcome>) {
-    let run = start_task(backend, session, task, &RunOptions::default());
+    run_task_with(backend, session, task, &RunOptions::default()).await
+}
+
+/// [`run_task`] with `opts`.
+pub(crate) async fn run_task_with(
+    backend: Arc<dyn CodingBackend>,
+    session: Session,
+    task: Task,
+    opts: &RunOptions,
+) -> (Vec<Event>, Result<Outcome>) {
+    let run = start_task(backend, session, task, opts);
     let mut events = Vec::new();
     let outcome = tokio::time::timeout(
         Duration::from_secs(120),

@@ -333,10 +333,10 @@ async fn managed_mode_starts_a_private_server_and_stops_it_on_drop() {
     assert!(outcome.success, "{outcome:#?}");
     assert_eq!(std::fs::read_to_string(ws.join("hello.py")).unwrap(), HELLO);
     let pid = backend.managed_server_pid().unwrap();
-    assert!(!station_core::process::live_group_members(pid).is_empty());
+    assert!(!station_testkit::process::live_group_members(pid).is_empty());
     drop(backend);
     let gone = async {
-        while !station_core::process::live_group_members(pid).is_empty() {
+        while !station_testkit::process::live_group_members(pid).is_empty() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
@@ -457,7 +457,7 @@ async fn auto_mode_starts_a_private_server_when_nothing_answers() {
     let pid = backend.managed_server_pid().unwrap();
     drop(backend);
     let gone = async {
-        while !station_core::process::live_group_members(pid).is_empty() {
+        while !station_testkit::process::live_group_members(pid).is_empty() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };

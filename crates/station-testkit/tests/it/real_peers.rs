@@ -192,7 +192,7 @@ async fn opencode_server_starts_and_is_healthy() {
     let pid = server.pid();
     server.stop().await;
     assert!(
-        station_core::process::live_group_members(pid).is_empty(),
+        station_testkit::process::live_group_members(pid).is_empty(),
         "opencode serve left processes behind"
     );
 }
