@@ -70,37 +70,16 @@ pub fn find_by_title<'a>(
     sessions: &'a [ListedSession],
     workspace: Option<&Path>,
 ) -> Result<&'a ListedSession> {
-    let q = query.trim().to_lowercase();
-    if q.is_empty() {
-        return Err(Error::session_not_found(query));
-    }
-    let title = |s: &ListedSession| s.title.as_deref().unwrap_or("").trim().to_lowercase();
-    let exact: Vec<&ListedSession> = sessions.iter().filter(|s| title(s) == q).collect();
-    let matches = if exact.is_empty() {
-        sessions.iter().filter(|s| title(s).contains(&q)).collect()
-    } else {
-        exact
+    let here = |s: &ListedSession| {
+        workspace.is_some_and(|ws| s.directory.as_deref().is_some_and(|d| same_dir(d, ws)))
     };
-    match matches.as_slice() {
-        [] => Err(Error::session_not_found(query)),
-        [one] => Ok(one),
-        several => {
-            let here: Vec<&&ListedSession> = match workspace {
-                Some(ws) => several
-                    .iter()
-                    .filter(|s| s.directory.as_deref().is_some_and(|d| same_dir(d, ws)))
-                    .collect(),
-                None => Vec::new(),
-            };
-            match here.as_slice() {
-                [one] => Ok(one),
-                _ => Err(Error::AmbiguousSession {
-                    query: query.to_string(),
-                    candidates: several.iter().map(|s| s.describe()).collect(),
-                }),
-            }
-        }
-    }
+    station_core::title::find_by_title(
+        query,
+        sessions,
+        |s| s.title.as_deref(),
+        ListedSession::describe,
+        Some(&here),
+    )
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {

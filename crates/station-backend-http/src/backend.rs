@@ -1085,32 +1085,17 @@ fn stop_message(aborted: bool) -> String {
     }
 }
 
-/// A session by title: exact (any case) first, then a unique part; child sessions are skipped.
+/// A session by title (core's rules, [`station_core::title`]); child sessions are skipped.
 fn find_by_title(all: Vec<SessionInfo>, query: &str) -> Result<SessionInfo> {
-    let wanted = query.to_lowercase();
     let roots: Vec<SessionInfo> = all.into_iter().filter(|s| s.parent_id.is_none()).collect();
-    let title = |s: &SessionInfo| s.title.as_deref().unwrap_or("").to_lowercase();
-    let exact: Vec<&SessionInfo> = roots.iter().filter(|s| title(s) == wanted).collect();
-    let matches = if exact.is_empty() {
-        roots
-            .iter()
-            .filter(|s| title(s).contains(&wanted))
-            .collect()
-    } else {
-        exact
-    };
-    match matches.as_slice() {
-        [] => Err(Error::session_not_found(query)),
-        [one] => Ok((*one).clone()),
-        many => Err(Error::AmbiguousSession {
-            query: query.to_string(),
-            candidates: many
-                .iter()
-                .take(10)
-                .map(|s| format!("{} ({})", s.id, s.title.as_deref().unwrap_or("")))
-                .collect(),
-        }),
-    }
+    station_core::title::find_by_title(
+        query,
+        &roots,
+        |s| s.title.as_deref(),
+        |s| format!("{} ({})", s.id, s.title.as_deref().unwrap_or("")),
+        None,
+    )
+    .cloned()
 }
 
 /// Whether the task's last assistant message is complete (finished, failed, or has an end time).

@@ -26,6 +26,7 @@ pub mod redact;
 pub mod run;
 pub mod service;
 pub mod store;
+pub mod title;
 pub mod workspace;
 mod yaml;
 

@@ -152,33 +152,21 @@ impl SessionIndex {
         {
             return Ok(s.clone());
         }
-        let needle = query.to_lowercase();
-        let title = |s: &Session| s.title.as_deref().unwrap_or("").to_lowercase();
-        let exact: Vec<&Session> = all.iter().filter(|s| title(s) == needle).collect();
-        let partial: Vec<&Session> = all.iter().filter(|s| title(s).contains(&needle)).collect();
-        for matches in [exact, partial] {
-            match matches.len() {
-                0 => continue,
-                1 => return Ok(matches[0].clone()),
-                _ => {
-                    return Err(Error::AmbiguousSession {
-                        query: query.to_string(),
-                        candidates: matches
-                            .iter()
-                            .map(|s| {
-                                format!(
-                                    "{} [{}] \"{}\"",
-                                    s.id,
-                                    s.backend,
-                                    s.title.as_deref().unwrap_or("")
-                                )
-                            })
-                            .collect(),
-                    });
-                }
-            }
-        }
-        Err(Error::session_not_found(query))
+        crate::title::find_by_title(
+            query,
+            &all,
+            |s| s.title.as_deref(),
+            |s| {
+                format!(
+                    "{} [{}] \"{}\"",
+                    s.id,
+                    s.backend,
+                    s.title.as_deref().unwrap_or("")
+                )
+            },
+            None,
+        )
+        .cloned()
     }
 }
 
