@@ -2,9 +2,11 @@
 //! [`LlmClient`] trait) runs an agent definition in a tool-calling loop; coding agents get the
 //! coding tools ([`CodingTools`]), bound to the one station-level coding backend.
 
+pub mod args;
 pub mod git;
 pub mod llm;
 pub mod runtime;
+mod tool_args;
 pub mod tools;
 
 pub use git::{GitOps, LocalGit};

@@ -8,6 +8,7 @@
 //! * [`run`]: the task runner that gives every backend the same event ordering, timeout and
 //!   cancel semantics, and [`SessionService`], which ties a backend to the index;
 //! * [`agent`]: the `.prompt` agent-definition parser; [`config`]: the `config.yaml` model;
+//! * [`git`]: git requests and results as data, what [`CodingBackend::git`] carries;
 //! * [`redact`]: secret redaction and the [`Secret`] type; [`process`]: the only way to spawn a child.
 #![warn(missing_docs)]
 
@@ -18,6 +19,7 @@ pub mod config;
 mod error;
 pub mod event;
 pub mod fsutil;
+pub mod git;
 pub mod model;
 pub mod process;
 pub mod redact;
