@@ -3,27 +3,17 @@
 
 use std::path::Path;
 
-use serde_json::Value;
 use station_core::Result;
+use station_core::git::{GitRequest, GitResponse};
 
-/// Git operations on a workspace. Results are JSON objects for the model.
+/// Git operations on a workspace.
 #[async_trait::async_trait]
 pub trait GitOps: Send + Sync {
     /// Clone `url` (credentials from config) into `dest`, or reuse `dest` when it already is a
     /// complete clone of `url` with `branch` checked out; anything else there is an error.
     async fn clone_repo(&self, url: &str, branch: Option<&str>, dest: &Path) -> Result<()>;
-    /// Commit; returns `{hash, files_changed, insertions, deletions}`.
-    async fn commit(&self, workspace: &Path, message: &str, add_all: bool) -> Result<Value>;
-    /// Push; returns `{remote, branch}`.
-    async fn push(
-        &self,
-        workspace: &Path,
-        remote: Option<&str>,
-        branch: Option<&str>,
-        set_upstream: bool,
-    ) -> Result<Value>;
-    /// Create and/or switch branch; returns `{branch, created, previous_branch}`.
-    async fn branch(&self, workspace: &Path, branch: &str, create: bool) -> Result<Value>;
+    /// Run a commit, push, branch or status request on `workspace`.
+    async fn run(&self, workspace: &Path, request: GitRequest) -> Result<GitResponse>;
 }
 
 /// [`GitOps`] with libgit2 on this machine (`station-git`).
@@ -39,11 +29,6 @@ impl LocalGit {
     }
 }
 
-fn to_json(v: impl serde::Serialize) -> Result<Value> {
-    serde_json::to_value(v)
-        .map_err(|e| station_core::Error::backend("git", format!("cannot encode the result: {e}")))
-}
-
 #[async_trait::async_trait]
 impl GitOps for LocalGit {
     async fn clone_repo(&self, url: &str, branch: Option<&str>, dest: &Path) -> Result<()> {
@@ -53,25 +38,7 @@ impl GitOps for LocalGit {
         };
         self.git.clone_or_reuse(url, dest, opts).await.map(|_| ())
     }
-    async fn commit(&self, workspace: &Path, message: &str, add_all: bool) -> Result<Value> {
-        to_json(self.git.commit(workspace, message, add_all).await?)
-    }
-    async fn push(
-        &self,
-        workspace: &Path,
-        remote: Option<&str>,
-        branch: Option<&str>,
-        set_upstream: bool,
-    ) -> Result<Value> {
-        let opts = station_git::PushOptions {
-            remote: remote.map(str::to_string),
-            branch: branch.map(str::to_string),
-            set_upstream,
-            ..Default::default()
-        };
-        to_json(self.git.push(workspace, opts).await?)
-    }
-    async fn branch(&self, workspace: &Path, branch: &str, create: bool) -> Result<Value> {
-        to_json(self.git.branch(workspace, branch, create).await?)
+    async fn run(&self, workspace: &Path, request: GitRequest) -> Result<GitResponse> {
+        self.git.execute(workspace, request).await
     }
 }

@@ -3,9 +3,11 @@
 //! coding tools ([`CodingTools`]), bound to the one station-level coding backend.
 #![warn(missing_docs)]
 
+pub mod args;
 pub mod git;
 pub mod llm;
 pub mod runtime;
+mod tool_args;
 pub mod tools;
 
 pub use git::{GitOps, LocalGit};

@@ -7,11 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
+use station_core::git::GitRequest;
 use station_core::service::OpenSpec;
 use station_core::{Error, Event, FileChange, RepoSpec, Session, SessionService, Task};
 
+use crate::args::{ArgError, advertise_required, parse_args, schema_for};
 use crate::git::GitOps;
 use crate::llm::ToolSpec;
+use crate::tool_args::{BranchArgs, CloseArgs, CodeArgs, CommitArgs, OpenArgs, PushArgs};
 
 /// Receives the live events of coding tasks while a tool runs.
 pub type ProgressFn = Arc<dyn Fn(&Event) + Send + Sync>;
@@ -34,6 +37,20 @@ impl std::fmt::Debug for CodingTools {
             .field("default_workspace", &self.default_workspace)
             .field("continue_session", &self.continue_session)
             .finish()
+    }
+}
+
+/// A tool's spec, its schema generated from `T`. Every tool but `coding_open` advertises
+/// `session_id` as required (the runtime falls back to the session opened last).
+fn spec<T: schemars::JsonSchema>(name: &str, description: &str) -> ToolSpec {
+    let mut schema = schema_for::<T>();
+    if name != "coding_open" {
+        advertise_required(&mut schema, "session_id");
+    }
+    ToolSpec {
+        name: name.into(),
+        description: description.into(),
+        schema,
     }
 }
 
@@ -94,68 +111,32 @@ impl CodingTools {
             .clone()
     }
 
-    /// The tools' JSON schemas.
+    /// The tools' JSON schemas, generated from their argument types.
     pub fn specs() -> Vec<ToolSpec> {
-        let spec = |name: &str, description: &str, schema: Value| ToolSpec {
-            name: name.into(),
-            description: description.into(),
-            schema,
-        };
         vec![
-            spec(
+            spec::<OpenArgs>(
                 "coding_open",
                 "Open a coding session in a workspace directory or a fresh clone of a git repository, or continue an earlier session. Returns the session_id the other coding tools take.",
-                json!({"type": "object", "properties": {
-                    "workspace_path": {"type": "string", "description": "Directory to work in (created if missing). Omit to use the agent's default or a new managed directory."},
-                    "repo_url": {"type": "string", "description": "HTTPS URL of a git repository to clone into the workspace. Never put credentials in it; they come from the station config."},
-                    "branch": {"type": "string", "description": "Branch to check out after cloning."},
-                    "title": {"type": "string", "description": "A title for a new session (default: the first instruction)."},
-                    "session": {"type": "string", "description": "Continue an earlier session: its id or part of its title."}
-                }}),
             ),
-            spec(
+            spec::<CodeArgs>(
                 "code",
                 "Hand a coding task to the coding agent in an open session and wait for it to finish. Returns the agent's summary, the files it changed, and errors.",
-                json!({"type": "object", "required": ["session_id", "instruction"], "properties": {
-                    "session_id": {"type": "string", "description": "From coding_open."},
-                    "instruction": {"type": "string", "description": "What to do, in full sentences."},
-                    "context": {"type": "string", "description": "Background the coding agent should know."},
-                    "files": {"type": "array", "items": {"type": "string"}, "description": "Files to focus on."},
-                    "timeout_secs": {"type": "integer", "minimum": 1, "description": "Deadline for this task (default: the configured one)."}
-                }}),
             ),
-            spec(
+            spec::<CloseArgs>(
                 "coding_close",
                 "Close a coding session when the work is done. The session can still be continued later by id or title.",
-                json!({"type": "object", "required": ["session_id"], "properties": {"session_id": {"type": "string"}}}),
             ),
-            spec(
+            spec::<CommitArgs>(
                 "coding_commit",
                 "Commit the changes in the session's git workspace. Returns the commit hash and stats.",
-                json!({"type": "object", "required": ["session_id", "message"], "properties": {
-                    "session_id": {"type": "string"},
-                    "message": {"type": "string", "description": "Commit message."},
-                    "add_all": {"type": "boolean", "description": "Stage all changes, including new files (default true)."}
-                }}),
             ),
-            spec(
+            spec::<PushArgs>(
                 "coding_push",
                 "Push the session's branch to its remote. Credentials come from the station config.",
-                json!({"type": "object", "required": ["session_id"], "properties": {
-                    "session_id": {"type": "string"},
-                    "remote": {"type": "string", "description": "Remote name (default origin)."},
-                    "branch": {"type": "string", "description": "Branch (default: the current one)."},
-                    "set_upstream": {"type": "boolean", "description": "Set the upstream branch (default true)."}
-                }}),
             ),
-            spec(
+            spec::<BranchArgs>(
                 "coding_branch",
                 "Create and/or switch to a git branch in the session's workspace. Returns the previous branch.",
-                json!({"type": "object", "required": ["session_id", "branch"], "properties": {
-                    "session_id": {"type": "string"},
-                    "branch": {"type": "string"},
-                    "create": {"type": "boolean", "description": "Create it if it does not exist (default true)."}
-                }}),
             ),
         ]
     }
@@ -163,10 +144,49 @@ impl CodingTools {
     /// Call a tool. Never fails: problems come back as `{"success": false, "error", "fix"}`.
     pub async fn call(&self, name: &str, args: &Value, progress: Option<ProgressFn>) -> Value {
         let result = match name {
-            "coding_open" => self.open(args).await,
-            "code" => self.code(args, progress).await,
-            "coding_close" => self.close(args).await,
-            "coding_commit" | "coding_push" | "coding_branch" => self.git_tool(name, args).await,
+            "coding_open" => match parse_args(name, args) {
+                Ok(a) => self.open(a).await,
+                Err(e) => Err(e.into()),
+            },
+            "code" => match parse_args(name, args) {
+                Ok(a) => self.code(a, progress).await,
+                Err(e) => Err(e.into()),
+            },
+            "coding_close" => match parse_args(name, args) {
+                Ok(a) => self.close(a).await,
+                Err(e) => Err(e.into()),
+            },
+            "coding_commit" => match parse_args::<CommitArgs>(name, args) {
+                Ok(a) => {
+                    let request = GitRequest::Commit {
+                        message: a.message,
+                        add_all: a.add_all,
+                    };
+                    self.git_tool(a.session_id, request).await
+                }
+                Err(e) => Err(e.into()),
+            },
+            "coding_push" => match parse_args::<PushArgs>(name, args) {
+                Ok(a) => {
+                    let request = GitRequest::Push {
+                        remote: a.remote,
+                        branch: a.branch,
+                        set_upstream: a.set_upstream,
+                    };
+                    self.git_tool(a.session_id, request).await
+                }
+                Err(e) => Err(e.into()),
+            },
+            "coding_branch" => match parse_args::<BranchArgs>(name, args) {
+                Ok(a) => {
+                    let request = GitRequest::Branch {
+                        branch: a.branch,
+                        create: a.create,
+                    };
+                    self.git_tool(a.session_id, request).await
+                }
+                Err(e) => Err(e.into()),
+            },
             other => Err(ToolError::new(
                 format!("unknown tool `{other}`"),
                 format!("use one of: {}", TOOL_NAMES.join(", ")),
@@ -180,13 +200,11 @@ impl CodingTools {
         }
     }
 
-    async fn open(&self, args: &Value) -> Result<Value, ToolError> {
-        let session_query = self
-            .continue_session
-            .clone()
-            .or_else(|| opt_str(args, "session"));
-        let repo_url = opt_str(args, "repo_url");
-        let workspace = opt_str(args, "workspace_path")
+    async fn open(&self, args: OpenArgs) -> Result<Value, ToolError> {
+        let session_query = self.continue_session.clone().or(args.session);
+        let repo_url = args.repo_url;
+        let workspace = args
+            .workspace_path
             .map(PathBuf::from)
             .or_else(|| self.default_workspace.clone());
         let continuing = session_query.is_some();
@@ -197,7 +215,7 @@ impl CodingTools {
         };
         let repo = repo_url.map(|url| RepoSpec {
             url,
-            branch: opt_str(args, "branch"),
+            branch: args.branch,
         });
         // A backend with a remote workspace clones there itself (the repository travels with
         // the session); a local one gets a local clone before the coding agent starts.
@@ -210,7 +228,7 @@ impl CodingTools {
             .open(OpenSpec {
                 workspace,
                 repo,
-                title: opt_str(args, "title"),
+                title: args.title,
                 session: session_query,
             })
             .await
@@ -247,9 +265,9 @@ impl CodingTools {
 
     /// The session a tool call names; without `session_id`, the one opened last in this run
     /// (models sometimes leave it out when there is only one).
-    fn session(&self, args: &Value) -> Result<Session, ToolError> {
-        match opt_str(args, "session_id") {
-            Some(id) => self.service.get(&id).map_err(ToolError::from_core),
+    fn session(&self, session_id: Option<&str>) -> Result<Session, ToolError> {
+        match session_id {
+            Some(id) => self.service.get(id).map_err(ToolError::from_core),
             None => {
                 let last = self
                     .opened
@@ -270,24 +288,13 @@ impl CodingTools {
         }
     }
 
-    async fn code(&self, args: &Value, progress: Option<ProgressFn>) -> Result<Value, ToolError> {
-        let session = self.session(args)?;
-        let instruction = req_str(args, "instruction")?;
-        let files = args
-            .get("files")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
+    async fn code(&self, args: CodeArgs, progress: Option<ProgressFn>) -> Result<Value, ToolError> {
+        let session = self.session(args.session_id.as_deref())?;
         let task = Task {
-            instruction,
-            context: opt_str(args, "context"),
-            files,
-            timeout_secs: args.get("timeout_secs").and_then(Value::as_u64),
+            instruction: args.instruction,
+            context: args.context,
+            files: args.files,
+            timeout_secs: args.timeout_secs,
         };
         let run = self.service.execute(&session, task);
         let outcome = run
@@ -315,10 +322,10 @@ impl CodingTools {
         }))
     }
 
-    async fn close(&self, args: &Value) -> Result<Value, ToolError> {
-        let id = match opt_str(args, "session_id") {
+    async fn close(&self, args: CloseArgs) -> Result<Value, ToolError> {
+        let id = match args.session_id {
             Some(id) => id,
-            None => self.session(args)?.id.to_string(),
+            None => self.session(None)?.id.to_string(),
         };
         let session = match self.service.get(&id) {
             Ok(s) => s,
@@ -339,9 +346,12 @@ impl CodingTools {
         )
     }
 
-    async fn git_tool(&self, name: &str, args: &Value) -> Result<Value, ToolError> {
-        let session = self.session(args)?;
-
+    async fn git_tool(
+        &self,
+        session_id: Option<String>,
+        request: GitRequest,
+    ) -> Result<Value, ToolError> {
+        let session = self.session(session_id.as_deref())?;
         let workspace = session.workspace.clone().ok_or_else(|| {
             ToolError::new(
                 "the session has no workspace",
@@ -350,76 +360,28 @@ impl CodingTools {
         })?;
         // A workspace on another machine (a NATS worker's host, a remote OpenCode server): the
         // backend runs the request where the workspace is.
-        if self.service.backend().capabilities().remote_workspace && !workspace.is_dir() {
-            let request = match name {
-                "coding_commit" => serde_json::json!({
-                    "op": "commit",
-                    "message": req_str(args, "message")?,
-                    "add_all": args.get("add_all").and_then(Value::as_bool).unwrap_or(true),
-                }),
-                "coding_push" => serde_json::json!({
-                    "op": "push",
-                    "remote": opt_str(args, "remote"),
-                    "branch": opt_str(args, "branch"),
-                    "set_upstream": args.get("set_upstream").and_then(Value::as_bool).unwrap_or(true),
-                }),
-                _ => serde_json::json!({
-                    "op": "branch",
-                    "branch": req_str(args, "branch")?,
-                    "create": args.get("create").and_then(Value::as_bool).unwrap_or(true),
-                }),
-            };
-            let result = self
-                .service
-                .backend()
-                .git(&session, request)
-                .await
-                .map_err(ToolError::from_core)?;
-            let mut out = json!({"success": true, "session_id": session.id});
-            if let (Some(o), Some(r)) = (out.as_object_mut(), result.as_object()) {
-                o.extend(r.clone());
+        let response =
+            if self.service.backend().capabilities().remote_workspace && !workspace.is_dir() {
+                self.service.backend().git(&session, request).await
+            } else {
+                let git = self.git.as_ref().ok_or_else(|| {
+                    ToolError::new(
+                        "git is not available in this build",
+                        "commit and push outside Station",
+                    )
+                })?;
+                git.run(&workspace, request).await
             }
-            return Ok(out);
-        }
-        let git = self.git.as_ref().ok_or_else(|| {
+            .map_err(ToolError::from_core)?;
+        let mut out = json!({"success": true, "session_id": session.id});
+        let result = serde_json::to_value(response).map_err(|e| {
             ToolError::new(
-                "git is not available in this build",
-                "commit and push outside Station",
+                format!("cannot encode the git result: {e}"),
+                "report the error to the user",
             )
         })?;
-        let result = match name {
-            "coding_commit" => {
-                git.commit(
-                    &workspace,
-                    &req_str(args, "message")?,
-                    args.get("add_all").and_then(Value::as_bool).unwrap_or(true),
-                )
-                .await
-            }
-            "coding_push" => {
-                git.push(
-                    &workspace,
-                    opt_str(args, "remote").as_deref(),
-                    opt_str(args, "branch").as_deref(),
-                    args.get("set_upstream")
-                        .and_then(Value::as_bool)
-                        .unwrap_or(true),
-                )
-                .await
-            }
-            _ => {
-                git.branch(
-                    &workspace,
-                    &req_str(args, "branch")?,
-                    args.get("create").and_then(Value::as_bool).unwrap_or(true),
-                )
-                .await
-            }
-        }
-        .map_err(ToolError::from_core)?;
-        let mut out = json!({"success": true, "session_id": session.id});
-        if let (Some(o), Some(r)) = (out.as_object_mut(), result.as_object()) {
-            o.extend(r.clone());
+        if let (Some(o), Value::Object(r)) = (out.as_object_mut(), result) {
+            o.extend(r);
         }
         Ok(out)
     }
@@ -428,6 +390,12 @@ impl CodingTools {
 struct ToolError {
     error: String,
     fix: String,
+}
+
+impl From<ArgError> for ToolError {
+    fn from(e: ArgError) -> Self {
+        ToolError::new(e.error, e.fix)
+    }
 }
 
 impl ToolError {
@@ -471,19 +439,117 @@ pub fn managed_workspace_dir(base: &Path, repo_url: Option<&str>) -> PathBuf {
     base.join(format!("{stem}-{}", &id.as_str()[id.as_str().len() - 8..]))
 }
 
-fn opt_str(args: &Value, key: &str) -> Option<String> {
-    args.get(key)
-        .and_then(Value::as_str)
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-}
+#[cfg(test)]
+mod tests {
+    use serde::de::DeserializeOwned;
 
-fn req_str(args: &Value, key: &str) -> Result<String, ToolError> {
-    opt_str(args, key).ok_or_else(|| {
-        ToolError::new(
-            format!("`{key}` is required"),
-            format!("call the tool again with a `{key}` argument"),
-        )
-    })
+    use super::*;
+
+    /// A value of the type `prop` declares (within its range).
+    fn sample(prop: &Value) -> Value {
+        match prop["type"].as_str() {
+            Some("string") => json!("x"),
+            Some("boolean") => json!(false),
+            Some("integer") => json!(prop["minimum"].as_i64().unwrap_or(0) + 1),
+            Some("array") => json!([sample(&prop["items"])]),
+            other => panic!("no sample for type {other:?}"),
+        }
+    }
+
+    /// The offered schema is `T`'s, every property it lists reads into `T`, and an argument it
+    /// does not list is refused with the fix naming the ones it does.
+    fn generated_from<T: schemars::JsonSchema + DeserializeOwned + std::fmt::Debug>(
+        spec: &ToolSpec,
+    ) {
+        let mut own = schema_for::<T>();
+        if spec.name != "coding_open" {
+            advertise_required(&mut own, "session_id");
+        }
+        assert_eq!(spec.schema, own, "{}", spec.name);
+        let props = spec.schema["properties"].as_object().unwrap();
+        let all: serde_json::Map<String, Value> = props
+            .iter()
+            .map(|(key, prop)| (key.clone(), sample(prop)))
+            .collect();
+        let all = Value::Object(all);
+        if let Err(e) = parse_args::<T>(&spec.name, &all) {
+            panic!("{}: {all} was refused: {e:?}", spec.name);
+        }
+        let mut unknown = all.clone();
+        unknown["no_such_arg"] = json!("x");
+        let refused = parse_args::<T>(&spec.name, &unknown).unwrap_err();
+        let mut names: Vec<&str> = props.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(
+            refused,
+            ArgError {
+                error: format!("`{}` takes no argument `no_such_arg`", spec.name),
+                fix: format!("use only these arguments: {}", names.join(", ")),
+            }
+        );
+    }
+
+    #[test]
+    fn every_tool_schema_is_generated_from_its_argument_type() {
+        let specs = CodingTools::specs();
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, TOOL_NAMES);
+        for spec in &specs {
+            match spec.name.as_str() {
+                "coding_open" => generated_from::<OpenArgs>(spec),
+                "code" => generated_from::<CodeArgs>(spec),
+                "coding_close" => generated_from::<CloseArgs>(spec),
+                "coding_commit" => generated_from::<CommitArgs>(spec),
+                "coding_push" => generated_from::<PushArgs>(spec),
+                "coding_branch" => generated_from::<BranchArgs>(spec),
+                other => panic!("no argument type for {other}"),
+            }
+        }
+    }
+
+    #[test]
+    fn arguments_keep_their_names_descriptions_and_defaults() {
+        let specs = CodingTools::specs();
+        let schema = |name: &str| {
+            specs
+                .iter()
+                .find(|s| s.name == name)
+                .unwrap()
+                .schema
+                .clone()
+        };
+        let code = schema("code");
+        assert_eq!(code["required"], json!(["session_id", "instruction"]));
+        assert_eq!(
+            code["properties"]["timeout_secs"],
+            json!({"type": "integer", "description": "Deadline for this task (default: the configured one).", "minimum": 1})
+        );
+        assert_eq!(
+            code["properties"]["files"]["items"],
+            json!({"type": "string"})
+        );
+        let push = schema("coding_push");
+        assert_eq!(push["properties"]["set_upstream"]["default"], true);
+        let read: PushArgs =
+            parse_args("coding_push", &json!({"session_id": " s1 ", "remote": ""})).unwrap();
+        assert_eq!(
+            (read.session_id.as_deref(), read.remote, read.set_upstream),
+            (Some("s1"), None, true),
+            "strings are trimmed, blank is absent, defaults apply"
+        );
+        let missing =
+            parse_args::<CommitArgs>("coding_commit", &json!({"message": "  "})).unwrap_err();
+        assert_eq!(
+            missing,
+            ArgError {
+                error: "`message` is required by `coding_commit`".into(),
+                fix: "call `coding_commit` again with `message` set".into(),
+            }
+        );
+        let wrong = parse_args::<CodeArgs>("code", &json!({"instruction": "x", "timeout_secs": 0}))
+            .unwrap_err();
+        assert_eq!(wrong.error, "`timeout_secs` must be at least 1, not 0");
+        let not_object = parse_args::<CloseArgs>("coding_close", &json!("s1")).unwrap_err();
+        assert!(not_object.fix.contains("JSON object"), "{not_object:?}");
+    }
 }

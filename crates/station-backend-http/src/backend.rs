@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use reqwest::Url;
 use serde_json::{Value, json};
 use station_core::config::{CodingConfig, ManagedServer as ManagedMode, OpencodeConfig};
+use station_core::git::{GitRequest, GitResponse};
 use station_core::workspace::Snapshot;
 use station_core::{
     BackendSession, Capabilities, CodingBackend, Error, EventKind, ExecContext, FileChange, Health,
@@ -583,11 +584,7 @@ impl CodingBackend for HttpBackend {
         Ok(outcome)
     }
 
-    async fn git(
-        &self,
-        session: &Session,
-        request: serde_json::Value,
-    ) -> Result<serde_json::Value> {
+    async fn git(&self, session: &Session, request: GitRequest) -> Result<GitResponse> {
         let id = session.backend_session_id.as_deref().ok_or_else(|| {
             Error::config(
                 "the session has not run a task yet, so it has no OpenCode session to run git in",

@@ -8,6 +8,7 @@ use async_nats::jetstream::kv;
 use async_nats::{Client, Message, StatusCode, Subscriber};
 use futures_util::{FutureExt, StreamExt};
 use station_core::config::NatsConfig;
+use station_core::git::{GitRequest, GitResponse};
 use station_core::{
     BackendSession, Capabilities, CodingBackend, Error, EventKind, ExecContext, Health,
     OpenRequest, Outcome, RepoSpec, Result, Session, StopReason, Task, ToolCall,
@@ -420,11 +421,7 @@ impl CodingBackend for NatsBackend {
         Ok(())
     }
 
-    async fn git(
-        &self,
-        session: &Session,
-        request: serde_json::Value,
-    ) -> Result<serde_json::Value> {
+    async fn git(&self, session: &Session, request: GitRequest) -> Result<GitResponse> {
         self.wait_connected().await?;
         let name = session_name(session);
         let workspace = session
@@ -454,20 +451,9 @@ impl CodingBackend for NatsBackend {
                 "no worker answered git on {subject} ({e}); is a `stn worker` with git running?"
             ))
         })?;
-        match serde_json::from_slice::<wire::GitAnswer>(&reply.payload) {
-            Ok(wire::GitAnswer::Ok(v)) => Ok(v),
-            Ok(wire::GitAnswer::Error { kind, message }) => Err(match kind {
-                station_core::ErrorKind::Auth => Error::Auth { message },
-                station_core::ErrorKind::NotFound => Error::NotFound {
-                    what: "git target",
-                    id: message,
-                },
-                _ => Error::backend(BACKEND, message),
-            }),
-            Err(e) => Err(Error::Protocol(format!(
-                "a worker's git answer is not valid: {e}"
-            ))),
-        }
+        serde_json::from_slice::<wire::GitAnswer>(&reply.payload)
+            .map_err(|e| Error::Protocol(format!("a worker's git answer is not valid: {e}")))?
+            .into_result()
     }
 
     async fn list_sessions(&self) -> Result<Vec<BackendSession>> {

@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use station_core::{Error, Result};
+use station_core::Result;
+use station_core::git::{GitRequest, GitResponse};
 
 use crate::wire::{GitInfo, GitSpec};
 use crate::worker::PrepareWorkspace;
@@ -36,11 +37,7 @@ impl PrepareWorkspace for StationGit {
         })
     }
 
-    async fn run(&self, dir: &Path, request: serde_json::Value) -> Result<serde_json::Value> {
-        let request: station_git::GitRequest = serde_json::from_value(request)
-            .map_err(|e| Error::config(format!("not a git request: {e}")))?;
-        let response = self.0.execute(dir, request).await?;
-        serde_json::to_value(response)
-            .map_err(|e| Error::Protocol(format!("cannot encode a git result: {e}")))
+    async fn run(&self, dir: &Path, request: GitRequest) -> Result<GitResponse> {
+        self.0.execute(dir, request).await
     }
 }

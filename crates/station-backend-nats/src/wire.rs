@@ -954,20 +954,9 @@ pub struct GitCommand {
     /// Workspace name relative to the worker's base, used when the session is not in KV.
     pub workspace: String,
     /// The git request (`{"op":"commit",...}`).
-    pub request: serde_json::Value,
+    pub request: station_core::git::GitRequest,
 }
 
-/// The answer to a [`GitCommand`]: `{"ok": result}` or `{"error": {"kind", "message"}}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum GitAnswer {
-    /// The result.
-    Ok(serde_json::Value),
-    /// What failed.
-    Error {
-        /// The error's kind.
-        kind: station_core::ErrorKind,
-        /// Its (redacted) message.
-        message: String,
-    },
-}
+/// The answer to a [`GitCommand`]: `{"ok": result}` or
+/// `{"error": {"kind", "message", "timeout_secs"?}}` (core's git reply envelope).
+pub type GitAnswer = station_core::git::GitReply;

@@ -35,9 +35,13 @@ pub trait PrepareWorkspace: Send + Sync + std::fmt::Debug {
     /// Returns the state to report (`url`, `branch`, `commit`).
     async fn prepare(&self, dir: &Path, git: &GitSpec, existed: bool) -> Result<GitInfo>;
 
-    /// Run a git request (`{"op":"commit",...}`, see `CodingBackend::git`) in the workspace
-    /// `dir`, with the worker's own credentials.
-    async fn run(&self, dir: &Path, request: serde_json::Value) -> Result<serde_json::Value> {
+    /// Run a git request (see `CodingBackend::git`) in the workspace `dir`, with the worker's
+    /// own credentials.
+    async fn run(
+        &self,
+        dir: &Path,
+        request: station_core::git::GitRequest,
+    ) -> Result<station_core::git::GitResponse> {
         let _ = (dir, request);
         Err(Error::not_supported(
             crate::conn::BACKEND,
@@ -390,17 +394,14 @@ impl Shared {
     /// Answer a git request for a session's workspace (extension).
     async fn handle_git(self: Arc<Self>, m: Message) {
         let Some(reply) = m.reply.clone() else { return };
-        let answer = match self.run_git(&m).await {
-            Ok(v) => crate::wire::GitAnswer::Ok(v),
-            Err(e) => crate::wire::GitAnswer::Error {
-                kind: e.kind(),
-                message: station_core::redact::redact(&e.to_string()),
-            },
-        };
+        let mut answer = crate::wire::GitAnswer::from_result(self.run_git(&m).await);
+        if let crate::wire::GitAnswer::Error { message, .. } = &mut answer {
+            *message = station_core::redact::redact(message);
+        }
         self.publish_json(&reply, &answer).await;
     }
 
-    async fn run_git(&self, m: &Message) -> Result<serde_json::Value> {
+    async fn run_git(&self, m: &Message) -> Result<station_core::git::GitResponse> {
         let command: crate::wire::GitCommand = serde_json::from_slice(&m.payload)
             .map_err(|e| Error::Protocol(format!("a git command is not valid: {e}")))?;
         let hook = self.options.git.as_ref().ok_or_else(|| {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::event::EventSink;
+use crate::git::{GitRequest, GitResponse};
 use crate::model::{OpenRequest, Outcome, Session, Task};
 use crate::run::CancelSignal;
 
@@ -134,14 +135,8 @@ pub trait CodingBackend: Send + Sync + std::fmt::Debug + 'static {
     /// Run a git operation where the session's workspace is, through a deterministic command
     /// channel (never a model prompt). For backends whose workspace is not on this machine
     /// ([`Capabilities::remote_workspace`]); callers run git themselves on local workspaces.
-    /// `request` is a git request as JSON (`{"op":"commit","message":"..","add_all":true}`,
-    /// `push{remote,branch,set_upstream}`, `branch{branch,create}`, `status`); the answer is its
-    /// result as JSON. Credentials are the remote side's own; none travel with the request.
-    async fn git(
-        &self,
-        session: &Session,
-        request: serde_json::Value,
-    ) -> Result<serde_json::Value> {
+    /// Credentials are the remote side's own; none travel with the request.
+    async fn git(&self, session: &Session, request: GitRequest) -> Result<GitResponse> {
         let _ = (session, request);
         Err(Error::not_supported(
             self.name(),

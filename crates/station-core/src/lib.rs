@@ -8,8 +8,9 @@
 //! * [`run`]: the task runner that gives every backend the same event ordering, timeout and
 //!   cancel semantics, and [`SessionService`], which ties a backend to the index;
 //! * [`agent`]: the `.prompt` agent-definition parser; [`config`]: the `config.yaml` model;
-//! * [`redact`]: secret redaction and the [`Secret`] type; [`process`]: the only way to spawn a child, and
-//!   [`agent_process`]: the one lifecycle of a coding agent run as a subprocess.
+//! * [`git`]: git requests and results as data, what [`CodingBackend::git`] carries;
+//! * [`redact`]: secret redaction and the [`Secret`] type; [`process`]: the only way to spawn a
+//!   child, and [`agent_process`]: the one lifecycle of a coding agent run as a subprocess.
 #![warn(missing_docs)]
 
 pub mod agent;
@@ -20,6 +21,7 @@ pub mod config;
 mod error;
 pub mod event;
 pub mod fsutil;
+pub mod git;
 pub mod model;
 pub mod process;
 pub mod redact;

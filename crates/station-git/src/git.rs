@@ -8,6 +8,7 @@ use git2::FetchOptions;
 use git2::build::RepoBuilder;
 use serde::{Deserialize, Serialize};
 use station_core::config::{CodingConfig, LoadedConfig};
+use station_core::git::{BranchResult, CommitResult, PushResult};
 use station_core::{CancelSignal, Error, FileChange, Redactor, Result, Secret};
 
 use crate::credentials::{GitCredentials, RemoteUrl};
@@ -143,45 +144,6 @@ pub struct CloneResult {
     /// Whether an existing clone was reused ([`Git::clone_or_reuse`]) instead of cloning.
     #[serde(default)]
     pub reused: bool,
-}
-
-/// What [`Git::branch`] did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BranchResult {
-    /// The branch now checked out.
-    pub branch: String,
-    /// Whether it was created.
-    pub created: bool,
-    /// The branch checked out before (`None` when HEAD was detached).
-    pub previous_branch: Option<String>,
-}
-
-/// What [`Git::commit`] recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommitResult {
-    /// The new commit's id.
-    pub hash: String,
-    /// The branch it was committed on (`None` when HEAD is detached).
-    pub branch: Option<String>,
-    /// Files changed relative to the parent commit.
-    pub files_changed: usize,
-    /// Lines added.
-    pub insertions: usize,
-    /// Lines removed.
-    pub deletions: usize,
-}
-
-/// What [`Git::push`] did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PushResult {
-    /// The remote pushed to.
-    pub remote: String,
-    /// The branch pushed (same name on both sides).
-    pub branch: String,
-    /// The commit the remote branch now points at.
-    pub commit: String,
-    /// Whether the upstream of the local branch was set.
-    pub upstream_set: bool,
 }
 
 impl Git {

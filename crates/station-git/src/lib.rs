@@ -13,8 +13,8 @@
 //!
 //! * [`Git`]: the operations ([`Git::clone_repo`], [`Git::clone_or_reuse`], [`Git::branch`], [`Git::status`],
 //!   [`Git::commit`], [`Git::push`]) and [`Git::execute`] for the command channel;
-//! * [`GitRequest`] / [`GitResponse`] / [`GitReply`]: serde types that carry a git operation over
-//!   NATS or another remote channel.
+//! * [`GitRequest`] / [`GitResponse`] / [`GitReply`] (from `station_core::git`): serde types that
+//!   carry a git operation over NATS or another remote channel.
 //!
 //! # Relay
 //!
@@ -38,9 +38,12 @@ mod policy;
 mod relay;
 mod reuse;
 
-pub use channel::{GitReply, GitRequest, GitResponse};
 pub use credentials::{GITHUB_USERNAME, GITLAB_USERNAME, GitCredentials, strip_credentials};
 pub use git::{
-    BranchResult, CloneOptions, CloneResult, CommitResult, DEFAULT_IDENTITY_EMAIL,
-    DEFAULT_IDENTITY_NAME, Git, PushOptions, PushResult,
+    CloneOptions, CloneResult, DEFAULT_IDENTITY_EMAIL, DEFAULT_IDENTITY_NAME, Git, PushOptions,
+};
+/// The request and result types live in core (they cross [`station_core::CodingBackend::git`]);
+/// re-exported here for callers that only use this crate.
+pub use station_core::git::{
+    BranchResult, CommitResult, GitReply, GitRequest, GitResponse, PushResult,
 };

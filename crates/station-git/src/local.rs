@@ -7,11 +7,12 @@ use git2::{
     BranchType, DiffOptions, ErrorCode, IndexAddOption, Patch, Repository, RepositoryOpenFlags,
     Signature,
 };
+use station_core::git::{BranchResult, CommitResult};
 use station_core::{Error, FileAction, FileChange, Result};
 
 use crate::credentials::RemoteUrl;
 use crate::errors::{BACKEND, Failure, input};
-use crate::git::{BranchResult, CommitResult, DEFAULT_IDENTITY_EMAIL, DEFAULT_IDENTITY_NAME};
+use crate::git::{DEFAULT_IDENTITY_EMAIL, DEFAULT_IDENTITY_NAME};
 
 /// The repository whose work tree is exactly `path` (no search upwards: a workspace inside
 /// another repository must not commit into that one).

@@ -1,9 +1,14 @@
 //! The tools this server offers: the coding tools exactly as [`CodingTools::specs`] describes
-//! them (plus `wait` on `code`), and the tools for sessions and background tasks. Arguments are
-//! checked against these schemas before anything runs.
+//! them (plus `wait` on `code`), and the tools for sessions and background tasks, their schemas
+//! generated from their argument types. Arguments are checked against these schemas before
+//! anything runs.
 
-use serde_json::{Map, Value, json};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Map, Value};
 use station_agent::CodingTools;
+pub(crate) use station_agent::args::ArgError;
+use station_agent::args::schema_for;
 
 /// The longest a `coding_wait` call waits: under the ~60 s request timeout of common clients.
 pub(crate) const MAX_WAIT_SECS: u64 = 55;
@@ -18,6 +23,42 @@ pub(crate) struct ToolDef {
     pub(crate) schema: Value,
     /// It changes nothing (sessions, status, wait).
     pub(crate) read_only: bool,
+}
+
+// coding_sessions
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SessionsArgs {
+    /// At most this many (default 50).
+    #[schemars(range(min = 1))]
+    pub(crate) limit: Option<u64>,
+}
+
+// coding_status and coding_cancel
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TaskArgs {
+    /// From code with wait=false.
+    pub(crate) task_id: String,
+}
+
+// coding_wait
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WaitArgs {
+    /// From code with wait=false.
+    pub(crate) task_id: String,
+    /// How long to wait (default 50, at most 55).
+    #[schemars(range(min = 1, max = MAX_WAIT_SECS))]
+    pub(crate) timeout_secs: Option<u64>,
+}
+
+// What `code` takes here besides the agent's arguments.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CodeWaitArg {
+    /// Wait for the task to finish (default true). false: return a task_id at once; use it for clients whose request timeout is shorter than the task.
+    pub(crate) wait: Option<bool>,
 }
 
 /// Every tool, in the order clients list them.
@@ -43,191 +84,60 @@ pub(crate) fn tool_defs() -> Vec<ToolDef> {
         schema,
         read_only: true,
     };
-    let task_id = json!({"type": "string", "description": "From code with wait=false."});
     defs.extend([
         def(
             "coding_sessions",
             "List the coding sessions Station knows, most recently used first: id, title, backend, backend id, workspace, last use. Continue one with coding_open{session}.",
-            json!({"type": "object", "properties": {
-                "limit": {"type": "integer", "minimum": 1, "description": "At most this many (default 50)."}
-            }}),
+            schema_for::<SessionsArgs>(),
         ),
         def(
             "coding_status",
             "Status of a coding task started with code{wait:false}: running, succeeded, failed or cancelled, the latest events, and the result once it ended. Returns at once.",
-            json!({"type": "object", "required": ["task_id"], "properties": {"task_id": task_id}}),
+            schema_for::<TaskArgs>(),
         ),
         def(
             "coding_wait",
             "Wait for a coding task started with code{wait:false}, up to timeout_secs (default 50, at most 55, so the call ends before a 60 s client timeout). Returns the task's result when it ended, or status running: then call coding_wait again.",
-            json!({"type": "object", "required": ["task_id"], "properties": {
-                "task_id": task_id,
-                "timeout_secs": {"type": "integer", "minimum": 1, "maximum": MAX_WAIT_SECS, "description": "How long to wait (default 50, at most 55)."}
-            }}),
+            schema_for::<WaitArgs>(),
         ),
         ToolDef {
             read_only: false,
             ..def(
                 "coding_cancel",
                 "Cancel a running coding task started with code{wait:false}; the backend stops the work.",
-                json!({"type": "object", "required": ["task_id"], "properties": {"task_id": task_id}}),
+                schema_for::<TaskArgs>(),
             )
         },
     ]);
     defs
 }
 
+/// `code` here also takes `wait` ([`CodeWaitArg`]).
 fn add_wait(def: &mut ToolDef) {
     def.description.push_str(
         " Progress notifications are sent while it runs. With wait=false it returns at once with a task_id: follow it with coding_wait (or coding_status) and stop it with coding_cancel.",
     );
-    if let Some(props) = def
-        .schema
-        .get_mut("properties")
-        .and_then(Value::as_object_mut)
-    {
-        props.insert(
-            "wait".into(),
-            json!({"type": "boolean", "description": "Wait for the task to finish (default true). false: return a task_id at once; use it for clients whose request timeout is shorter than the task."}),
-        );
+    let wait = schema_for::<CodeWaitArg>();
+    if let (Some(props), Some(extra)) = (
+        def.schema
+            .get_mut("properties")
+            .and_then(Value::as_object_mut),
+        wait.get("properties").and_then(Value::as_object),
+    ) {
+        props.extend(extra.clone());
     }
 }
 
-/// Bad arguments, said so that the caller can fix them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ArgError {
-    pub(crate) error: String,
-    pub(crate) fix: String,
-}
-
-/// Check `args` against `def`'s schema: an object, required keys present (a blank string is
-/// missing), no unknown keys, and each value of the declared type and range. `null` counts as
-/// absent.
+/// Check `args` against `def`'s schema, with the same rules and words as the agent runtime
+/// ([`station_agent::args::check_args`]).
 pub(crate) fn check_args(def: &ToolDef, args: &Map<String, Value>) -> Result<(), ArgError> {
-    let empty = Map::new();
-    let props = def
-        .schema
-        .get("properties")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
-    let known = || {
-        let mut names: Vec<&str> = props.keys().map(String::as_str).collect();
-        names.sort_unstable();
-        names.join(", ")
-    };
-    for (key, value) in args {
-        if value.is_null() {
-            continue;
-        }
-        let Some(prop) = props.get(key) else {
-            return Err(ArgError {
-                error: format!("`{}` takes no argument `{key}`", def.name),
-                fix: format!("use only these arguments: {}", known()),
-            });
-        };
-        check_value(key, prop, value)?;
-    }
-    let required = def
-        .schema
-        .get("required")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str);
-    for key in required {
-        let missing = match args.get(key) {
-            None | Some(Value::Null) => true,
-            Some(Value::String(s)) => s.trim().is_empty(),
-            Some(_) => false,
-        };
-        if missing {
-            return Err(ArgError {
-                error: format!("`{key}` is required by `{}`", def.name),
-                fix: format!("call `{}` again with `{key}` set", def.name),
-            });
-        }
-    }
-    Ok(())
-}
-
-fn check_value(key: &str, prop: &Value, value: &Value) -> Result<(), ArgError> {
-    let wanted = prop.get("type").and_then(Value::as_str).unwrap_or("any");
-    let wrong = || ArgError {
-        error: format!(
-            "`{key}` must be {}, not {}",
-            type_phrase(wanted),
-            value_phrase(value)
-        ),
-        fix: format!("pass `{key}` as {}", type_phrase(wanted)),
-    };
-    match wanted {
-        "string" if !value.is_string() => return Err(wrong()),
-        "boolean" if !value.is_boolean() => return Err(wrong()),
-        "number" if !value.is_number() => return Err(wrong()),
-        "integer" => {
-            let Some(n) = value.as_i64() else {
-                return Err(wrong());
-            };
-            let min = prop.get("minimum").and_then(Value::as_i64);
-            let max = prop.get("maximum").and_then(Value::as_i64);
-            if min.is_some_and(|m| n < m) || max.is_some_and(|m| n > m) {
-                let range = match (min, max) {
-                    (Some(lo), Some(hi)) => format!("between {lo} and {hi}"),
-                    (Some(lo), None) => format!("at least {lo}"),
-                    (None, Some(hi)) => format!("at most {hi}"),
-                    (None, None) => unreachable!("a bound was checked"),
-                };
-                return Err(ArgError {
-                    error: format!("`{key}` must be {range}, not {n}"),
-                    fix: format!("pass a `{key}` {range}"),
-                });
-            }
-        }
-        "array" => {
-            let Some(items) = value.as_array() else {
-                return Err(wrong());
-            };
-            let item_type = prop
-                .get("items")
-                .and_then(|i| i.get("type"))
-                .and_then(Value::as_str);
-            if item_type == Some("string") && !items.iter().all(Value::is_string) {
-                return Err(ArgError {
-                    error: format!("`{key}` must be a list of strings"),
-                    fix: format!("pass `{key}` as a list of strings, e.g. [\"src/main.rs\"]"),
-                });
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-fn type_phrase(t: &str) -> &'static str {
-    match t {
-        "string" => "a string",
-        "boolean" => "true or false",
-        "integer" => "a whole number",
-        "number" => "a number",
-        "array" => "a list",
-        "object" => "an object",
-        _ => "a value",
-    }
-}
-
-fn value_phrase(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
+    station_agent::args::check_args(&def.name, &def.schema, args)
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn def(name: &str) -> ToolDef {
@@ -343,5 +253,43 @@ mod tests {
             not_int.error,
             "`timeout_secs` must be a whole number, not a number"
         );
+    }
+
+    #[test]
+    fn own_tool_schemas_are_generated_from_their_argument_types() {
+        assert_eq!(def("coding_sessions").schema, schema_for::<SessionsArgs>());
+        assert_eq!(def("coding_status").schema, schema_for::<TaskArgs>());
+        assert_eq!(def("coding_cancel").schema, schema_for::<TaskArgs>());
+        assert_eq!(def("coding_wait").schema, schema_for::<WaitArgs>());
+        assert_eq!(
+            def("coding_wait").schema["properties"]["timeout_secs"],
+            json!({"type": "integer", "description": "How long to wait (default 50, at most 55).", "minimum": 1, "maximum": 55})
+        );
+        assert_eq!(
+            def("code").schema["properties"]["wait"],
+            schema_for::<CodeWaitArg>()["properties"]["wait"]
+        );
+        let read = |name: &str, v: Value| {
+            station_agent::args::parse_args::<WaitArgs>(name, &v)
+                .map(|a| (a.task_id, a.timeout_secs))
+        };
+        assert_eq!(
+            read("coding_wait", json!({"task_id": "t1", "timeout_secs": 55})),
+            Ok(("t1".to_string(), Some(55)))
+        );
+        let unknown = read("coding_wait", json!({"task_id": "t1", "timeout": 5})).unwrap_err();
+        assert_eq!(
+            unknown,
+            ArgError {
+                error: "`coding_wait` takes no argument `timeout`".into(),
+                fix: "use only these arguments: task_id, timeout_secs".into(),
+            }
+        );
+        let sessions = station_agent::args::parse_args::<SessionsArgs>(
+            "coding_sessions",
+            &json!({"limit": 0}),
+        )
+        .unwrap_err();
+        assert_eq!(sessions.error, "`limit` must be at least 1, not 0");
     }
 }

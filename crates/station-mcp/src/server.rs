@@ -29,7 +29,10 @@ use tokio_util::sync::CancellationToken;
 use crate::docs;
 use crate::error::McpServeError;
 use crate::guard::{HttpGuard, MIN_TOKEN_LEN, guard_requests, parse_origin};
-use crate::schema::{ArgError, DEFAULT_WAIT_SECS, ToolDef, check_args, tool_defs};
+use crate::schema::{
+    ArgError, CodeWaitArg, DEFAULT_WAIT_SECS, SessionsArgs, TaskArgs, ToolDef, WaitArgs,
+    check_args, tool_defs,
+};
 use crate::tasks::{CancelOnDrop, TaskEntry, TaskRegistry};
 
 /// How often a running task reports progress when nothing happens (clients that reset their
@@ -295,13 +298,24 @@ impl CodingMcpServer {
         }
         match name {
             "code" => self.code(args, ctx).await,
-            "coding_sessions" => self.sessions(&args),
-            "coding_status" => match self.task(&args) {
-                Ok(entry) => entry.status_json(),
+            "coding_sessions" => match read::<SessionsArgs>(name, args) {
+                Ok(a) => self.sessions(a),
                 Err(e) => e,
             },
-            "coding_wait" => self.wait(&args, ctx).await,
-            "coding_cancel" => self.cancel(&args),
+            "coding_status" => {
+                match read::<TaskArgs>(name, args).and_then(|a| self.task(&a.task_id)) {
+                    Ok(entry) => entry.status_json(),
+                    Err(e) => e,
+                }
+            }
+            "coding_wait" => match read::<WaitArgs>(name, args) {
+                Ok(a) => self.wait(a, ctx).await,
+                Err(e) => e,
+            },
+            "coding_cancel" => match read::<TaskArgs>(name, args) {
+                Ok(a) => self.cancel(&a.task_id),
+                Err(e) => e,
+            },
             _ => {
                 let tools = &self.shared.tools;
                 let args = Value::Object(args);
@@ -317,9 +331,9 @@ impl CodingMcpServer {
     }
 
     async fn code(&self, mut args: Map<String, Value>, ctx: &RequestContext<RoleServer>) -> Value {
-        let wait = args
-            .remove("wait")
-            .and_then(|w| w.as_bool())
+        let wait = serde_json::from_value::<CodeWaitArg>(json!({ "wait": args.remove("wait") }))
+            .ok()
+            .and_then(|a| a.wait)
             .unwrap_or(true);
         // Resolve the session now, so that a wrong one fails this call rather than a task.
         let query = args.get("session_id").and_then(Value::as_str).unwrap_or("");
@@ -349,13 +363,10 @@ impl CodingMcpServer {
         self.follow(&entry, ctx, true, None).await
     }
 
-    fn sessions(&self, args: &Map<String, Value>) -> Value {
-        let limit = args
-            .get("limit")
-            .and_then(Value::as_u64)
-            .map_or(DEFAULT_SESSION_LIMIT, |l| {
-                usize::try_from(l).unwrap_or(usize::MAX)
-            });
+    fn sessions(&self, args: SessionsArgs) -> Value {
+        let limit = args.limit.map_or(DEFAULT_SESSION_LIMIT, |l| {
+            usize::try_from(l).unwrap_or(usize::MAX)
+        });
         let service = self.shared.tools.service();
         let sessions = match service.index().list() {
             Ok(s) => s,
@@ -391,8 +402,7 @@ impl CodingMcpServer {
         })
     }
 
-    fn task(&self, args: &Map<String, Value>) -> Result<Arc<TaskEntry>, Value> {
-        let id = args.get("task_id").and_then(Value::as_str).unwrap_or("");
+    fn task(&self, id: &str) -> Result<Arc<TaskEntry>, Value> {
         self.registry.get(id).ok_or_else(|| {
             failure(
                 format!("unknown task_id `{id}`"),
@@ -404,21 +414,18 @@ impl CodingMcpServer {
         })
     }
 
-    async fn wait(&self, args: &Map<String, Value>, ctx: &RequestContext<RoleServer>) -> Value {
-        let entry = match self.task(args) {
+    async fn wait(&self, args: WaitArgs, ctx: &RequestContext<RoleServer>) -> Value {
+        let entry = match self.task(&args.task_id) {
             Ok(e) => e,
             Err(e) => return e,
         };
-        let secs = args
-            .get("timeout_secs")
-            .and_then(Value::as_u64)
-            .unwrap_or(DEFAULT_WAIT_SECS);
+        let secs = args.timeout_secs.unwrap_or(DEFAULT_WAIT_SECS);
         let deadline = Instant::now() + Duration::from_secs(secs);
         self.follow(&entry, ctx, false, Some(deadline)).await
     }
 
-    fn cancel(&self, args: &Map<String, Value>) -> Value {
-        let entry = match self.task(args) {
+    fn cancel(&self, task_id: &str) -> Value {
+        let entry = match self.task(task_id) {
             Ok(e) => e,
             Err(e) => return e,
         };
@@ -582,6 +589,15 @@ fn rank(level: LoggingLevel) -> u8 {
         LoggingLevel::Alert => 6,
         LoggingLevel::Emergency => 7,
     }
+}
+
+/// Read checked arguments into their type; a failure is the tool's result.
+fn read<T: schemars::JsonSchema + serde::de::DeserializeOwned>(
+    tool: &str,
+    args: Map<String, Value>,
+) -> Result<T, Value> {
+    station_agent::args::parse_args(tool, &Value::Object(args))
+        .map_err(|ArgError { error, fix }| failure(error, fix))
 }
 
 fn failure(error: impl Into<String>, fix: impl Into<String>) -> Value {

@@ -275,6 +275,38 @@ async fn tool_errors_go_back_to_the_model() {
     );
 }
 
+/// A misspelt argument is refused with the same words MCP uses (one checker for both), naming
+/// the argument and the ones the tool takes, before anything runs.
+#[tokio::test]
+async fn a_misspelt_argument_is_named_with_the_arguments_to_use() {
+    let script = Script::new().on(
+        "typo",
+        vec![
+            Step::tool("code", json!({"instructions": "x", "timeout_secs": 5})),
+            Step::text("I will spell it right next time."),
+        ],
+    );
+    let model = ScriptedModel::start(script).await.unwrap();
+    let f = fixture();
+    let (report, events) = run(&model, &f, &agent("openai/gpt-4o", 5), "a typo task").await;
+    assert!(report.unwrap().success);
+    let result = events
+        .iter()
+        .find_map(|e| match e {
+            AgentEvent::ToolResult { result, .. } => Some(result.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        result,
+        json!({
+            "success": false,
+            "error": "`code` takes no argument `instructions`",
+            "fix": "use only these arguments: context, files, instruction, session_id, timeout_secs",
+        })
+    );
+}
+
 #[tokio::test]
 async fn a_model_api_error_is_a_clear_error() {
     let model = ScriptedModel::start(coding_script()).await.unwrap();

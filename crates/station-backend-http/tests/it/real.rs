@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use station_backend_http::HttpBackend;
 use station_core::config::{ManagedServer, OpencodeConfig};
+use station_core::git::{GitRequest, GitResponse};
 use station_core::{
     CodingBackend, Event, EventKind, FileAction, OpenRequest, Outcome, RunOptions, Session,
     StopReason, Task, start_task,
@@ -536,27 +537,44 @@ async fn git_runs_through_the_servers_shell_endpoint() {
     let branch = backend
         .git(
             &session,
-            serde_json::json!({"op": "branch", "branch": "notes", "create": true}),
+            GitRequest::Branch {
+                branch: "notes".into(),
+                create: true,
+            },
         )
         .await
         .unwrap();
+    let GitResponse::Branch(branch) = branch else {
+        panic!("not a branch result: {branch:?}");
+    };
     assert_eq!(
         (
-            branch["branch"].as_str(),
-            branch["previous_branch"].as_str()
+            branch.branch.as_str(),
+            branch.previous_branch.as_deref(),
+            branch.created
         ),
-        (Some("notes"), Some("main")),
-        "{branch}"
+        ("notes", Some("main"), true),
+        "{branch:?}"
     );
     let message = "Add NOTES.md: it's done $(touch pwned) `touch pwned2` $HOME";
     let commit = backend
         .git(
             &session,
-            serde_json::json!({"op": "commit", "message": message, "add_all": true}),
+            GitRequest::Commit {
+                message: message.into(),
+                add_all: true,
+            },
         )
         .await
         .unwrap();
-    assert_eq!(commit["files_changed"], 1, "{commit}");
+    let GitResponse::Commit(commit) = commit else {
+        panic!("not a commit result: {commit:?}");
+    };
+    assert_eq!(
+        (commit.files_changed, commit.branch.as_deref()),
+        (1, Some("notes")),
+        "{commit:?}"
+    );
     assert!(
         !ws.join("pwned").exists() && !ws.join("pwned2").exists(),
         "the message is data, never run"
@@ -566,15 +584,39 @@ async fn git_runs_through_the_servers_shell_endpoint() {
         message,
         "the message is stored as given"
     );
-    let hash = commit["hash"].as_str().unwrap().to_string();
-    backend
+    let pushed = backend
         .git(
             &session,
-            serde_json::json!({"op": "push", "set_upstream": true}),
+            GitRequest::Push {
+                remote: None,
+                branch: None,
+                set_upstream: true,
+            },
         )
         .await
         .unwrap();
-    assert_eq!(bare_head(&bare, "notes").await, hash, "the push landed");
+    let GitResponse::Push(pushed) = pushed else {
+        panic!("not a push result: {pushed:?}");
+    };
+    assert_eq!(
+        (
+            pushed.remote.as_str(),
+            pushed.branch.as_str(),
+            pushed.commit.as_str(),
+            pushed.upstream_set
+        ),
+        ("origin", "notes", commit.hash.as_str(), true)
+    );
+    assert_eq!(
+        bare_head(&bare, "notes").await,
+        commit.hash,
+        "the push landed"
+    );
+    assert_eq!(
+        backend.git(&session, GitRequest::Status).await.unwrap(),
+        GitResponse::Status { files: Vec::new() },
+        "a clean tree after the commit"
+    );
     assert_eq!(
         model.requests().len(),
         requests_before,
@@ -583,7 +625,10 @@ async fn git_runs_through_the_servers_shell_endpoint() {
     let err = backend
         .git(
             &session,
-            serde_json::json!({"op": "commit", "message": "nothing"}),
+            GitRequest::Commit {
+                message: "nothing".into(),
+                add_all: true,
+            },
         )
         .await
         .unwrap_err();

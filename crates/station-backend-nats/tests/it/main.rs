@@ -4,5 +4,6 @@ mod compat;
 mod creds;
 mod faults;
 mod flow;
+mod git;
 mod support;
 mod tls;
