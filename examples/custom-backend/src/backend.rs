@@ -8,8 +8,8 @@ use station_core::agent_process::{AgentEnd, AgentProcess};
 use station_core::process::{CommandSpec, describe_status};
 use station_core::workspace::Snapshot;
 use station_core::{
-    Capabilities, CodingBackend, Error, ExecContext, Health, OpenRequest, Outcome,
-    Result, Session, StopReason, Task,
+    Capabilities, CodingBackend, Error, ExecContext, Health, OpenRequest, Outcome, Result, Session,
+    StopReason, Task,
 };
 
 use crate::parser::PlainTextParser;
@@ -29,10 +29,9 @@ pub struct CommandConfig {
     pub env: Vec<(String, String)>,
     /// Inherited variables to remove.
     pub env_remove: Vec<String>,
-    /// A stdout line announcing a tool call, with a capture group `tool` for its name.
+    /// A stdout line announcing a tool call, with a capture group `tool` for its name
+    /// (plain-text agents print tool use in their own words).
     pub tool_line: Option<Regex>,
-    /// A stdout line reporting an error: the task fails even when the agent exits 0.
-    pub error_line: Option<Regex>,
 }
 
 impl std::fmt::Debug for CommandConfig {
@@ -44,7 +43,6 @@ impl std::fmt::Debug for CommandConfig {
             .field("env", &env_names)
             .field("env_remove", &self.env_remove)
             .field("tool_line", &self.tool_line)
-            .field("error_line", &self.error_line)
             .finish()
     }
 }
@@ -187,10 +185,7 @@ impl CodingBackend for CommandBackend {
         )?;
         let before = snapshot(&workspace).await;
         let spec = self.command(&workspace).stdin_bytes(task.prompt());
-        let parser = PlainTextParser::new(
-            self.config.tool_line.clone(),
-            self.config.error_line.clone(),
-        );
+        let parser = PlainTextParser::new(self.config.tool_line.clone());
         let run = AgentProcess::new(self.program(), spec)
             .kill_grace(Duration::from_secs(2))
             .run(parser, &ctx)
@@ -219,14 +214,6 @@ impl CodingBackend for CommandBackend {
                     )),
                 )
             }
-            _ if !run.parser.errors().is_empty() => (
-                StopReason::Error,
-                Some(format!(
-                    "`{}` reported an error: {}",
-                    self.program(),
-                    run.parser.errors().join("; ")
-                )),
-            ),
             // Lingered cannot happen (plain text never says it is finished).
             _ => (StopReason::Completed, None),
         };

@@ -3,7 +3,7 @@
 //! ([`AgentProcess`](station_core::agent_process::AgentProcess)).
 //!
 //! * Configured by [`CommandConfig`]: the argv (program and arguments), extra environment, and
-//!   optionally how the agent's plain-text output marks a tool call or an error.
+//!   optionally how the agent's plain-text output marks a tool call.
 //! * The prompt goes to the agent's stdin; each stdout line becomes a `TextDelta` event
 //!   ([`PlainTextParser`]).
 //! * Exit 0 is success; any other exit is a failed outcome quoting the end of stderr.

@@ -74,7 +74,12 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let run = start_task(backend, session, Task::new(instruction.as_str()), &RunOptions::default());
+    let run = start_task(
+        backend,
+        session,
+        Task::new(instruction.as_str()),
+        &RunOptions::default(),
+    );
     let outcome = run
         .follow(|event| match &event.kind {
             EventKind::TextDelta { text } => print!("{text}"),

@@ -10,26 +10,22 @@ static ANSI: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\x1b\[[0-9;?]*[ -/]*[@-~]").expect("ANSI pattern compiles"));
 
 /// Reads a plain-text agent's stdout: every line is assistant text, except lines matching the
-/// optional tool pattern (a tool call; the lines after it up to a blank line are its output)
-/// and lines matching the optional error pattern (the agent reports a failure).
+/// optional tool pattern (a tool call; the lines after it up to a blank line are its output).
 #[derive(Debug, Default)]
 pub struct PlainTextParser {
     tool_line: Option<Regex>,
-    error_line: Option<Regex>,
     /// The tool call whose output is being read.
     open_tool: Option<ToolCall>,
     tool_calls: Vec<ToolCall>,
     /// Text since the last tool call: the agent's final answer once it exits.
     answer: Vec<String>,
-    errors: Vec<String>,
 }
 
 impl PlainTextParser {
     /// A parser; `tool_line` must have a capture group named `tool` (the tool's name).
-    pub fn new(tool_line: Option<Regex>, error_line: Option<Regex>) -> Self {
+    pub fn new(tool_line: Option<Regex>) -> Self {
         PlainTextParser {
             tool_line,
-            error_line,
             ..PlainTextParser::default()
         }
     }
@@ -44,11 +40,6 @@ impl PlainTextParser {
         let mut calls = self.tool_calls.clone();
         calls.extend(self.open_tool.clone());
         calls
-    }
-
-    /// The error lines the agent printed.
-    pub fn errors(&self) -> &[String] {
-        &self.errors
     }
 
     fn finish_tool(&mut self, events: &mut Vec<EventKind>) {
@@ -103,9 +94,6 @@ impl StdoutParser for PlainTextParser {
             }
             self.finish_tool(&mut events);
         }
-        if self.error_line.as_ref().is_some_and(|re| re.is_match(line)) {
-            self.errors.push(line.trim().to_string());
-        }
         self.answer.push(line.to_string());
         events.push(EventKind::TextDelta {
             text: format!("{line}\n"),
@@ -124,10 +112,7 @@ mod tests {
     use super::*;
 
     fn parser() -> PlainTextParser {
-        PlainTextParser::new(
-            Some(Regex::new(r"^← (?P<tool>\w+)").unwrap()),
-            Some(Regex::new(r"^Error: ").unwrap()),
-        )
+        PlainTextParser::new(Some(Regex::new(r"^← (?P<tool>\w+)").unwrap()))
     }
 
     #[test]
@@ -156,25 +141,14 @@ mod tests {
             EventKind::ToolFinished { output: Some(o), .. } if o == "Wrote file successfully.")));
         assert_eq!(p.summary(), "Created hello.py.");
         assert_eq!(p.tool_calls().len(), 1);
-        assert!(p.errors().is_empty());
     }
 
     #[test]
-    fn without_patterns_every_line_is_text() {
-        let mut p = PlainTextParser::new(None, None);
+    fn without_a_tool_pattern_every_line_is_text() {
+        let mut p = PlainTextParser::new(None);
         p.push_line("← Write hello.py");
-        p.push_line("Error: not an error without a pattern");
-        assert!(p.tool_calls().is_empty() && p.errors().is_empty());
-        assert_eq!(
-            p.summary(),
-            "← Write hello.py\nError: not an error without a pattern"
-        );
-    }
-
-    #[test]
-    fn error_lines_are_recorded() {
-        let mut p = parser();
-        p.push_line("\x1b[91mError: \x1b[0mbad request");
-        assert_eq!(p.errors(), ["Error: bad request"]);
+        p.push_line("Done.");
+        assert!(p.tool_calls().is_empty());
+        assert_eq!(p.summary(), "← Write hello.py\nDone.");
     }
 }

@@ -23,9 +23,8 @@ fn opencode_plain(root: &std::path::Path, model: &ScriptedModel) -> CommandConfi
         ],
         env: opencode_env(&root.join("home"), model),
         env_remove: OPENCODE_ENV_REMOVE.iter().map(|s| s.to_string()).collect(),
-        // OpenCode marks a tool call with `← Write hello.py` and a failure with `Error: …`.
+        // OpenCode marks a tool call with `← Write hello.py`; a model error exits 1.
         tool_line: Some(Regex::new(r"^\s*← (?P<tool>\S+)").unwrap()),
-        error_line: Some(Regex::new(r"^\s*Error: ").unwrap()),
     }
 }
 

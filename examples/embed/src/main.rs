@@ -27,16 +27,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..OpenRequest::default()
         })
         .await?;
-    let run = start_task(backend, session, Task::new(instruction), &RunOptions::default());
+    let run = start_task(
+        backend,
+        session,
+        Task::new(instruction),
+        &RunOptions::default(),
+    );
     let outcome = run
-        .follow(|event| println!("event {}: {:?}", event.seq, event.kind))
+        .follow(|e| println!("event {}: {:?}", e.seq, e.kind))
         .await?;
+    let files: Vec<&str> = outcome
+        .files_changed
+        .iter()
+        .map(|f| f.path.as_str())
+        .collect();
+    let (tokens_in, tokens_out) = (outcome.usage.input_tokens, outcome.usage.output_tokens);
     println!(
-        "outcome: success={} files_changed={:?} tokens in={} out={}",
-        outcome.success,
-        outcome.files_changed.iter().map(|f| &f.path).collect::<Vec<_>>(),
-        outcome.usage.input_tokens,
-        outcome.usage.output_tokens
+        "outcome: success={} files_changed={files:?} tokens in={tokens_in} out={tokens_out}",
+        outcome.success
     );
     if !outcome.success {
         return Err(outcome.error.unwrap_or_default().into());

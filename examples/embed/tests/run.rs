@@ -40,7 +40,12 @@ async fn embed_example_runs_a_task_and_prints_events_and_outcome() {
         std::fs::read_to_string(ws.join("hello.py")).unwrap(),
         "print('Hello World')\n"
     );
-    for expected in ["Started", "ToolStarted", "Finished", "outcome: success=true"] {
+    for expected in [
+        "Started",
+        "ToolStarted",
+        "Finished",
+        "outcome: success=true",
+    ] {
         assert!(stdout.contains(expected), "{expected:?} in:\n{stdout}");
     }
     assert!(
