@@ -121,7 +121,7 @@ const SECRET_WORDS: [&str; 6] = ["token", "password", "secret", "key", "credenti
 
 fn debug_violations(root: &Path) -> Result<Vec<String>> {
     let mut problems = Vec::new();
-    let mut stack = vec![root.join("crates")];
+    let mut stack = vec![root.join("crates"), root.join("examples")];
     while let Some(dir) = stack.pop() {
         for entry in
             std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
