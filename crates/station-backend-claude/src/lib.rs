@@ -59,7 +59,9 @@
 //! [`open`]: station_core::CodingBackend::open
 
 mod backend;
+mod config;
 pub mod parser;
 mod transcripts;
 
 pub use backend::{ClaudeBackend, NAME};
+pub use config::{ClaudeConfig, ClaudeFactory};

@@ -28,8 +28,8 @@ pub(crate) fn validate(
     };
     let mut warnings = def.warnings.clone();
     // The backend warning needs the station config; an unreadable config does not make the agent invalid.
-    if let Ok(loaded) = Config::load(config_path, &process_env)
-        && let Some(w) = def.backend_warning(loaded.config.coding.backend.as_str())
+    if let Ok(loaded) = Config::load(config_path, process_env)
+        && let Some(w) = def.backend_warning(loaded.backend_name())
     {
         warnings.push(w);
     }
@@ -274,8 +274,8 @@ pub(crate) fn delete(loaded: &LoadedConfig, args: &AgentRefArgs) -> anyhow::Resu
 pub(crate) async fn run(loaded: &LoadedConfig, args: RunAgentArgs) -> anyhow::Result<ExitCode> {
     let path = find_agent(loaded, &args.env, &args.name)?;
     let def = AgentDefinition::from_file(&path)?;
-    let kind = loaded.config.coding.backend;
-    if let Some(w) = def.backend_warning(kind.as_str()) {
+    let kind = loaded.backend_name();
+    if let Some(w) = def.backend_warning(kind) {
         output::warn_line(&w);
     }
     let mut variables = BTreeMap::new();
