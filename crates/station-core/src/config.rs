@@ -224,7 +224,9 @@ pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 /// An owned environment lookup, kept in a [`LoadedConfig`] so that backend crates apply their
 /// own overrides when they read their section.
 #[derive(Clone)]
-pub struct Env(Arc<dyn Fn(&str) -> Option<String> + Send + Sync>);
+pub struct Env(Arc<EnvFn>);
+
+type EnvFn = dyn Fn(&str) -> Option<String> + Send + Sync;
 
 impl Env {
     /// Look up through `lookup`.

@@ -19,6 +19,11 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: DoctorArgs) -> anyhow::Resu
         "ok": true,
         "detail": loaded.path.as_ref().map(|p| format!("read {}", p.display())).unwrap_or_else(|| "no config file; using defaults".into()),
     }));
+    checks.push(json!({
+        "check": "backends",
+        "ok": true,
+        "detail": format!("compiled into this build: {}", backends::registry().names().join(", ")),
+    }));
     let index_check = SessionIndex::default_dir()
         .and_then(SessionIndex::open)
         .and_then(|i| i.list().map(|l| (i.path(), l.len())));

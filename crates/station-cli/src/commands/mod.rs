@@ -61,7 +61,10 @@ pub(crate) fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<Load
 fn with_cli_hint(err: Error) -> Error {
     match err {
         Error::Config(mut e) if e.line.is_none() && e.field.is_none() && e.hint.is_none() => {
-            e.hint = Some("pass --config FILE or set STN_CONFIG".into());
+            e.hint = Some(match e.file {
+                Some(_) => "check the path given with --config or STN_CONFIG".into(),
+                None => "pass --config FILE or set STN_CONFIG".into(),
+            });
             Error::Config(e)
         }
         other => other,
