@@ -33,15 +33,14 @@ pub(crate) fn registry() -> BackendRegistry {
 
 /// The backend to use: `--backend NAME` when given (checked here, so a typo names the flag),
 /// else `coding.backend` / `STN_CODING_BACKEND` (checked when the config was loaded).
+/// The name comes back as its factory spells it.
 pub(crate) fn selected(flag: Option<&str>, config: &LoadedConfig) -> Result<String> {
-    let Some(name) = flag else {
-        return Ok(config.backend_name().to_string());
-    };
+    let name = flag.unwrap_or_else(|| config.backend_name());
     match registry().factory(name) {
         Ok(factory) => Ok(factory.name().to_string()),
         // Compiled out: known, and building it says which feature to enable.
         Err(Error::Unavailable { .. }) => Ok(name.trim().to_string()),
-        Err(Error::Config(mut e)) => {
+        Err(Error::Config(mut e)) if flag.is_some() => {
             e.field = Some("--backend".into());
             Err(Error::Config(e))
         }

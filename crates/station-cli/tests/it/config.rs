@@ -140,6 +140,19 @@ fn backends_are_selected_by_name_with_suggestions() {
 }
 
 #[test]
+fn configured_names_are_matched_as_the_factory_spells_them() {
+    let home = tempfile::tempdir().unwrap();
+    let out = stn(home.path())
+        .args(["doctor", "--json"])
+        .env("STN_CODING_BACKEND", " OpenCode-CLI ")
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["backend"], "opencode-cli", "{v}");
+}
+
+#[test]
 fn unknown_keys_under_coding_are_located() {
     let home = tempfile::tempdir().unwrap();
     let cfg = home.path().join("config.yaml");
