@@ -4,8 +4,8 @@
 //! * `station-core` depends on no other crate of the workspace;
 //! * a backend crate (`station-backend-*`) never depends on another backend crate;
 //! * only `station-cli` (`stn`) depends on clap;
-//! * no `#[derive(Debug)]` struct has a secret-bearing field (token, password, secret, key,
-//!   credentials, env) of a type that prints its value: such fields are `Secret` or the struct
+//! * no `#[derive(Debug)]` struct has a secret-bearing field (token, password, secret,
+//!   credentials, `*_key`, env pairs) of a type that prints its value: such fields are `Secret` or the struct
 //!   writes its own `Debug`.
 
 use std::path::Path;
@@ -117,7 +117,7 @@ pub(crate) fn dependency_violations(packages: &[Package]) -> Vec<String> {
     problems
 }
 
-const SECRET_WORDS: [&str; 6] = ["token", "password", "secret", "key", "credentials", "env"];
+const SECRET_WORDS: [&str; 5] = ["token", "password", "secret", "credentials", "env"];
 
 fn debug_violations(root: &Path) -> Result<Vec<String>> {
     let mut problems = Vec::new();
@@ -188,9 +188,11 @@ pub(crate) fn secret_fields_in_derived_debug(source: &str) -> Vec<(usize, String
             let ty = ty.trim().trim_end_matches(',');
             let pairs = ty.contains("Vec<(") || ty.contains("Map<");
             // `env` alone is often the name of an environment; as pairs it is variables.
-            let named_secret = name
-                .split('_')
-                .any(|word| SECRET_WORDS.contains(&word) && (word != "env" || pairs));
+            // `key` alone is a map or config key; `api_key`, `private_key` are secrets.
+            let named_secret = name.ends_with("_key")
+                || name
+                    .split('_')
+                    .any(|word| SECRET_WORDS.contains(&word) && (word != "env" || pairs));
             let prints_value = !ty.contains("Secret") && (ty.contains("String") || pairs);
             if named_secret && prints_value && !name.ends_with("_env") && name != "env_remove" {
                 found.push((i + 1, name.to_string()));

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use station_core::agent_process::{AgentEnd, AgentProcess, StdoutParser};
-use station_core::config::ClaudeConfig;
+
+use crate::ClaudeConfig;
 use station_core::process::{CommandSpec, describe_status};
 use station_core::workspace::Snapshot;
 use station_core::{

@@ -62,7 +62,9 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod config;
 pub mod parser;
 mod transcripts;
 
 pub use backend::{ClaudeBackend, NAME};
+pub use config::{ClaudeConfig, ClaudeFactory};

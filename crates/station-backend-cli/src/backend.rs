@@ -6,9 +6,9 @@ use std::process::ExitStatus;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
+use crate::CliConfig;
 use regex::Regex;
 use station_core::agent_process::{AgentEnd, AgentProcess, StdoutParser};
-use station_core::config::CliConfig;
 use station_core::model::default_title;
 use station_core::process::{CommandSpec, describe_status};
 use station_core::workspace::Snapshot;

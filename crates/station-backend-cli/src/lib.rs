@@ -12,7 +12,9 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod config;
 pub mod sessions;
 pub mod stream;
 
 pub use backend::{CliBackend, INSTALL_HINT, NAME};
+pub use config::{CliConfig, CliFactory};

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use reqwest::Url;
 use serde_json::{Value, json};
-use station_core::config::{CodingConfig, ManagedServer as ManagedMode, OpencodeConfig};
+use station_core::config::CodingConfig;
 use station_core::git::{GitRequest, GitResponse};
 use station_core::workspace::Snapshot;
 use station_core::{
@@ -18,6 +18,7 @@ use station_core::{
 };
 
 use crate::client::{Client, NAME, Retry, Subscription, is_loopback};
+use crate::config::{ManagedServer as ManagedMode, OpencodeConfig};
 use crate::managed::{self, ManagedServer};
 use crate::mapper::{EventMapper, Progress};
 use crate::outcome;
@@ -72,15 +73,13 @@ enum WaitEnd {
 }
 
 impl HttpBackend {
-    /// The backend for `coding` (its `opencode` section, `max_attempts`, `task_timeout_min` and
-    /// `workspace_base_path`).
-    pub fn new(coding: &CodingConfig) -> Result<Self> {
-        Ok(Self::from_opencode(
-            coding.opencode.clone(),
-            coding.max_attempts,
-            coding.task_timeout(),
-        )?
-        .with_workspace_base(coding.workspace_base()))
+    /// The backend for one `coding.opencode` section (see [`OpencodeConfig::from_loaded`]) and
+    /// the station-wide `max_attempts`, `task_timeout_min` and `workspace_base_path`.
+    pub fn new(opencode: OpencodeConfig, coding: &CodingConfig) -> Result<Self> {
+        Ok(
+            Self::from_opencode(opencode, coding.max_attempts, coding.task_timeout())?
+                .with_workspace_base(coding.workspace_base()),
+        )
     }
 
     /// The backend for one `coding.opencode` section. `max_attempts` bounds retries of idempotent

@@ -23,6 +23,7 @@
 
 mod backend;
 mod client;
+mod config;
 mod git;
 mod managed;
 mod mapper;
@@ -33,6 +34,7 @@ pub mod wire;
 use std::time::Duration;
 
 pub use backend::HttpBackend;
+pub use config::{HttpFactory, ManagedServer, OpencodeConfig, PASSWORD_ENV, URL_ENV};
 pub use mapper::{EventMapper, Progress};
 
 /// How to install OpenCode.

@@ -4,10 +4,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::NatsConfig;
 use async_nats::jetstream::kv;
 use async_nats::{Client, Message, StatusCode, Subscriber};
 use futures_util::{FutureExt, StreamExt};
-use station_core::config::NatsConfig;
 use station_core::git::{GitRequest, GitResponse};
 use station_core::{
     BackendSession, Capabilities, CodingBackend, Error, EventKind, ExecContext, Health,

@@ -3,12 +3,12 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::NatsConfig;
 use async_nats::jetstream::{self, kv};
 use async_nats::rustls;
 use async_nats::rustls::pki_types::pem::PemObject;
 use async_nats::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use async_nats::{Client, ConnectErrorKind, ConnectOptions};
-use station_core::config::NatsConfig;
 use station_core::{Error, InputError, Result};
 
 /// The backend's configured name.

@@ -16,20 +16,21 @@
 //! ```no_run
 //! # async fn demo(executor: std::sync::Arc<dyn station_core::CodingBackend>) -> station_core::Result<()> {
 //! use std::time::Duration;
-//! use station_backend_nats::{NatsBackend, NatsBackendOptions, Worker, WorkerOptions};
-//! use station_core::config::CodingConfig;
+//! use station_backend_nats::{NatsBackend, NatsBackendOptions, NatsConfig, Worker, WorkerOptions};
+//! use station_core::config::LoadedConfig;
 //!
-//! let coding = CodingConfig::default();
+//! let loaded = LoadedConfig::defaults("/etc/station");
+//! let (coding, nats) = (&loaded.config.coding, NatsConfig::from_loaded(&loaded)?);
 //! // Station side.
 //! let backend = NatsBackend::connect(
-//!     &coding.nats,
+//!     &nats,
 //!     NatsBackendOptions { task_timeout: coding.task_timeout(), ..Default::default() },
 //! )
 //! .await?;
 //! // Worker side (`stn worker`): run tasks on `executor` until Ctrl-C.
 //! let shutdown = tokio_util::sync::CancellationToken::new();
 //! let worker = Worker::new(
-//!     coding.nats.clone(),
+//!     nats.clone(),
 //!     executor,
 //!     coding.workspace_base(),
 //!     WorkerOptions { task_timeout: coding.task_timeout(), ..Default::default() },
@@ -42,6 +43,7 @@
 #![warn(missing_docs)]
 
 mod client;
+mod config;
 mod conn;
 pub mod git;
 pub mod names;
@@ -49,4 +51,8 @@ pub mod wire;
 mod worker;
 
 pub use client::{NatsBackend, NatsBackendOptions, meta};
+pub use config::{
+    NatsConfig, NatsFactory, NatsKv, NatsSubjects, NatsTls, TLS_CA_ENV, TLS_CERT_ENV, TLS_KEY_ENV,
+    URL_ENV,
+};
 pub use worker::{BoundWorker, PrepareWorkspace, Worker, WorkerOptions};

@@ -28,7 +28,7 @@ pub struct Subjects {
 
 impl Subjects {
     /// From the config section.
-    pub fn from_config(s: &station_core::config::NatsSubjects) -> Self {
+    pub fn from_config(s: &crate::NatsSubjects) -> Self {
         Subjects {
             task: s.task.clone(),
             stream: s.stream.clone(),

@@ -8,10 +8,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::NatsConfig;
 use async_nats::jetstream::kv;
 use async_nats::{Client, Message};
 use futures_util::{FutureExt, StreamExt};
-use station_core::config::NatsConfig;
 use station_core::{
     CancelSignal, CodingBackend, Error, EventKind, OpenRequest, Outcome, Result, RunOptions,
     Session, StopReason, Task, start_task,

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail, ensure};
 use station_backend_claude::ClaudeBackend;
+use station_backend_claude::ClaudeConfig;
 use station_backend_cli::CliBackend;
-use station_core::config::{ClaudeConfig, CliConfig};
+use station_backend_cli::CliConfig;
 use station_core::model::default_title;
 use station_core::process::CommandSpec;
 use station_core::{CodingBackend, OpenRequest, RunOptions, Task, start_task};

@@ -24,7 +24,7 @@ use eventsource_stream::Eventsource;
 use futures_util::{Stream, StreamExt};
 use serde_json::{Value, json};
 use station_backend_http::{HttpBackend, HttpTuning};
-use station_core::config::{ManagedServer, OpencodeConfig};
+use station_backend_http::{ManagedServer, OpencodeConfig};
 use station_core::{CodingBackend, OpenRequest, RunOptions, Task, start_task};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;

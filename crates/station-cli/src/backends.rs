@@ -1,132 +1,73 @@
-//! The only place that knows which backends are compiled in. Each backend is behind a cargo
-//! feature; a backend that is compiled out gives a clear error instead of a missing symbol.
+//! The only place that knows which backends are compiled in: it composes their factories
+//! (each behind its cargo feature) into one registry. A backend that is compiled out is still
+//! known by name, so selecting it says which feature to enable.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-#[cfg(not(all(
-    feature = "http",
-    feature = "cli",
-    feature = "claude",
-    feature = "nats"
-)))]
-use station_core::Error;
-use station_core::config::{BackendKind, LoadedConfig};
-use station_core::{CodingBackend, Result, RunOptions, SessionIndex, SessionService};
+use station_core::config::LoadedConfig;
+use station_core::registry::BackendRegistry;
+use station_core::{CodingBackend, Error, Result, RunOptions, SessionIndex, SessionService};
 
-/// The backend named `kind`, configured from `config`.
-pub(crate) async fn build(
-    kind: BackendKind,
-    config: &LoadedConfig,
-) -> Result<Arc<dyn CodingBackend>> {
-    match kind {
-        BackendKind::Opencode => http(config),
-        BackendKind::OpencodeCli => cli(config),
-        BackendKind::ClaudeCode => claude(config),
-        BackendKind::OpencodeNats => nats(config).await,
+/// Every backend this build of stn can select by name.
+pub(crate) fn registry() -> BackendRegistry {
+    let registry = BackendRegistry::new();
+    #[cfg(feature = "http")]
+    let registry = registry.with(station_backend_http::HttpFactory);
+    #[cfg(not(feature = "http"))]
+    let registry = registry.compiled_out("opencode", "opencode", "http");
+    #[cfg(feature = "nats")]
+    let registry = registry.with(station_backend_nats::NatsFactory);
+    #[cfg(not(feature = "nats"))]
+    let registry = registry.compiled_out("opencode-nats", "nats", "nats");
+    #[cfg(feature = "cli")]
+    let registry = registry.with(station_backend_cli::CliFactory);
+    #[cfg(not(feature = "cli"))]
+    let registry = registry.compiled_out("opencode-cli", "cli", "cli");
+    #[cfg(feature = "claude")]
+    let registry = registry.with(station_backend_claude::ClaudeFactory);
+    #[cfg(not(feature = "claude"))]
+    let registry = registry.compiled_out("claudecode", "claudecode", "claude");
+    registry
+}
+
+/// The backend to use: `--backend NAME` when given (checked here, so a typo names the flag),
+/// else `coding.backend` / `STN_CODING_BACKEND` (checked when the config was loaded).
+/// The name comes back as its factory spells it.
+pub(crate) fn selected(flag: Option<&str>, config: &LoadedConfig) -> Result<String> {
+    let name = flag.unwrap_or_else(|| config.backend_name());
+    match registry().factory(name) {
+        Ok(factory) => Ok(factory.name().to_string()),
+        // Compiled out: known, and building it says which feature to enable.
+        Err(Error::Unavailable { .. }) => Ok(name.trim().to_string()),
+        Err(Error::Config(mut e)) if flag.is_some() => {
+            e.field = Some("--backend".into());
+            Err(Error::Config(e))
+        }
+        Err(other) => Err(other),
     }
 }
 
-/// The deadline of a task on `kind` when the task sets none.
-pub(crate) fn default_timeout(kind: BackendKind, config: &LoadedConfig) -> Duration {
-    let coding = &config.config.coding;
-    match kind {
-        BackendKind::Opencode | BackendKind::OpencodeNats => coding.task_timeout(),
-        BackendKind::OpencodeCli => Duration::from_secs(coding.cli.timeout_sec.max(1)),
-        BackendKind::ClaudeCode => Duration::from_secs(coding.claudecode.timeout_sec.max(1)),
-    }
+/// The backend named `name`, configured from `config`.
+pub(crate) async fn build(name: &str, config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
+    registry().build(name, config).await
 }
 
-#[cfg(not(all(
-    feature = "http",
-    feature = "cli",
-    feature = "claude",
-    feature = "nats"
-)))]
-fn compiled_out(kind: BackendKind, feature: &str) -> Error {
-    Error::Unavailable {
-        backend: kind.to_string(),
-        message: format!(
-            "the `{kind}` backend is not compiled into this build of stn; rebuild with `--features {feature}` (on by default)"
-        ),
-    }
-}
-
-/// The OpenCode HTTP backend (also the executor of `stn worker`).
-#[cfg(feature = "http")]
-pub(crate) fn http_backend(config: &LoadedConfig) -> Result<station_backend_http::HttpBackend> {
-    let coding = &config.config.coding;
-    Ok(
-        station_backend_http::HttpBackend::new(coding)?
-            .with_workspace_base(coding.workspace_base()),
-    )
-}
-
-#[cfg(feature = "http")]
-fn http(config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
-    Ok(Arc::new(http_backend(config)?))
-}
-
-#[cfg(not(feature = "http"))]
-fn http(_config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
-    Err(compiled_out(BackendKind::Opencode, "http"))
-}
-
-#[cfg(feature = "cli")]
-fn cli(config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
-    let coding = &config.config.coding;
-    Ok(Arc::new(
-        station_backend_cli::CliBackend::new(coding.cli.clone())
-            .with_workspace_base(coding.workspace_base()),
-    ))
-}
-
-#[cfg(not(feature = "cli"))]
-fn cli(_config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
-    Err(compiled_out(BackendKind::OpencodeCli, "cli"))
-}
-
-#[cfg(feature = "claude")]
-fn claude(config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
-    let coding = &config.config.coding;
-    Ok(Arc::new(
-        station_backend_claude::ClaudeBackend::new(coding.claudecode.clone())
-            .with_workspace_base(coding.workspace_base()),
-    ))
-}
-
-#[cfg(not(feature = "claude"))]
-fn claude(_config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
-    Err(compiled_out(BackendKind::ClaudeCode, "claude"))
-}
-
-#[cfg(feature = "nats")]
-async fn nats(config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
-    let coding = &config.config.coding;
-    let options = station_backend_nats::NatsBackendOptions {
-        task_timeout: coding.task_timeout(),
-        ..Default::default()
-    };
-    Ok(Arc::new(
-        station_backend_nats::NatsBackend::connect(&coding.nats, options).await?,
-    ))
-}
-
-#[cfg(not(feature = "nats"))]
-async fn nats(_config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
-    Err(compiled_out(BackendKind::OpencodeNats, "nats"))
+/// The deadline of a task on `name` when the task sets none.
+pub(crate) fn default_timeout(name: &str, config: &LoadedConfig) -> Result<Duration> {
+    registry().default_timeout(name, config)
 }
 
 /// `backend` bound to the session index in the data dir, with the configured deadline and
 /// busy-session wait.
 pub(crate) fn service(
     backend: Arc<dyn CodingBackend>,
-    kind: BackendKind,
+    name: &str,
     config: &LoadedConfig,
 ) -> Result<SessionService> {
     let index = SessionIndex::open(SessionIndex::default_dir()?)?;
     let run = RunOptions {
-        default_timeout: default_timeout(kind, config),
+        default_timeout: default_timeout(name, config)?,
         ..RunOptions::default()
     };
     Ok(SessionService::new(backend, index, run)

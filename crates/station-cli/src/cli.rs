@@ -156,7 +156,7 @@ pub(crate) struct JsonFlag {
 pub(crate) struct CodeArgs {
     /// What the coding agent should do.
     pub(crate) instruction: String,
-    /// Backend to use instead of the configured one (opencode, opencode-cli, claudecode, opencode-nats).
+    /// Backend to use instead of the configured one: a name as in `coding.backend` (`stn doctor` lists them).
     #[arg(long, value_name = "NAME")]
     pub(crate) backend: Option<String>,
     /// Workspace directory (default: the current directory; with --repo: a new directory under workspace_base_path).

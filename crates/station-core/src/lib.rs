@@ -25,6 +25,7 @@ pub mod git;
 pub mod model;
 pub mod process;
 pub mod redact;
+pub mod registry;
 pub mod run;
 pub mod service;
 pub mod store;
@@ -41,6 +42,7 @@ pub use model::{
     ToolCall, Usage,
 };
 pub use redact::{Redactor, Secret};
+pub use registry::{BackendFactory, BackendRegistry};
 pub use run::{CancelSignal, RunOptions, TaskRun, start_task};
 pub use service::SessionService;
 pub use store::SessionIndex;

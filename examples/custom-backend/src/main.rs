@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use station_backend_cli::CliBackend;
-use station_core::config::CliConfig;
+use station_backend_cli::CliConfig;
 use station_core::{CodingBackend, EventKind, OpenRequest, RunOptions, Task, start_task};
 use station_example_custom_backend::{CommandBackend, CommandConfig};
 

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use station_backend_cli::CliBackend;
-use station_core::config::CliConfig;
+use station_backend_cli::CliConfig;
 use station_core::{CodingBackend, OpenRequest, RunOptions, Task, start_task};
 
 #[tokio::main]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use station_backend_claude::ClaudeBackend;
-use station_core::config::ClaudeConfig;
+use station_backend_claude::ClaudeConfig;
 use station_core::{
     CancelSignal, CodingBackend, Error, EventKind, EventSink, ExecContext, FileAction, OpenRequest,
     Outcome, RunOptions, StopReason, Task, start_task,

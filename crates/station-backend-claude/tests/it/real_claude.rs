@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use station_backend_claude::ClaudeBackend;
-use station_core::config::ClaudeConfig;
+use station_backend_claude::ClaudeConfig;
 use station_core::{
     CodingBackend, Error, EventKind, FileAction, OpenRequest, Outcome, RunOptions, Session, Task,
     start_task,

@@ -103,9 +103,9 @@ impl Fake {
     /// A backend that runs this fake, with `config` (its binary replaced).
     pub(crate) fn backend(
         &self,
-        config: station_core::config::ClaudeConfig,
+        config: station_backend_claude::ClaudeConfig,
     ) -> station_backend_claude::ClaudeBackend {
-        let config = station_core::config::ClaudeConfig {
+        let config = station_backend_claude::ClaudeConfig {
             binary: self.wrapper.to_string_lossy().into_owned(),
             ..config
         };

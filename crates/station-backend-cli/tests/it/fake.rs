@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use station_backend_cli::CliConfig;
 use station_backend_cli::{CliBackend, INSTALL_HINT};
-use station_core::config::CliConfig;
 use station_core::{
     CodingBackend, Error, EventKind, FileAction, FileChange, OpenRequest, RunOptions, StopReason,
     Task,

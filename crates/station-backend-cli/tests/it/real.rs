@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use station_backend_cli::CliBackend;
-use station_core::config::CliConfig;
+use station_backend_cli::CliConfig;
 use station_core::{CodingBackend, FileAction, FileChange, OpenRequest, Task};
 use station_testkit::conformance::{self, Target};
 use station_testkit::model_server::{Script, ScriptedModel, Step};

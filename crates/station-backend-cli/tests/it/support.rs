@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use station_backend_cli::CliConfig;
 use station_backend_cli::{CliBackend, NAME};
-use station_core::config::CliConfig;
 use station_core::process::CommandSpec;
 use station_core::{
     CodingBackend, Event, EventKind, Outcome, Result, RunOptions, Session, Task, start_task,

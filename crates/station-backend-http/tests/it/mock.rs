@@ -863,7 +863,7 @@ async fn nothing_listening_says_how_to_start_the_server() {
 async fn auto_mode_without_opencode_installed_says_how_to_install() {
     let port = closed_port();
     let mut cfg = config(&format!("http://127.0.0.1:{port}"));
-    cfg.managed = station_core::config::ManagedServer::Auto;
+    cfg.managed = station_backend_http::ManagedServer::Auto;
     cfg.binary = "/nonexistent/bin/opencode".into();
     let backend = HttpBackend::from_opencode(cfg, 3, Duration::from_secs(60))
         .unwrap()

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use station_backend_http::HttpBackend;
-use station_core::config::{ManagedServer, OpencodeConfig};
+use station_backend_http::{ManagedServer, OpencodeConfig};
 use station_core::git::{GitRequest, GitResponse};
 use station_core::{
     CodingBackend, Event, EventKind, FileAction, OpenRequest, Outcome, RunOptions, Session,
@@ -500,12 +500,15 @@ async fn git_runs_through_the_servers_shell_endpoint() {
     .await;
     git(&ws, &["config", "user.name", "Server Bot"]).await;
     git(&ws, &["config", "user.email", "server@station.invalid"]).await;
-    let mut coding = station_core::config::CodingConfig::default();
-    coding.opencode.url = server.url.clone();
-    coding.opencode.managed = station_core::config::ManagedServer::Never;
-    coding.opencode.model = Some(station_testkit::peers::OPENCODE_MODEL.into());
+    let opencode = station_backend_http::OpencodeConfig {
+        url: server.url.clone(),
+        managed: station_backend_http::ManagedServer::Never,
+        model: Some(station_testkit::peers::OPENCODE_MODEL.into()),
+        ..Default::default()
+    };
+    let coding = station_core::config::CodingConfig::default();
     let backend = std::sync::Arc::new(
-        station_backend_http::HttpBackend::new(&coding)
+        station_backend_http::HttpBackend::new(opencode, &coding)
             .unwrap()
             .with_remote_workspace(true),
     );

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use station_backend_http::{HttpBackend, HttpTuning};
-use station_core::config::{ManagedServer, OpencodeConfig};
+use station_backend_http::{ManagedServer, OpencodeConfig};
 use station_core::{Event, EventKind, Session};
 
 /// The session of the captured sample.

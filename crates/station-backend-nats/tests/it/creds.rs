@@ -1,8 +1,8 @@
 //! NATS credentials files against a real nats-server in operator mode (JWTs and nkeys made at
 //! run time): the client and the worker get in with `coding.nats.creds_file`, nobody else does.
 
+use station_backend_nats::NatsConfig;
 use station_core::ErrorKind;
-use station_core::config::NatsConfig;
 use station_testkit::peers::{NatsCreds, NatsServer};
 
 use crate::support::*;

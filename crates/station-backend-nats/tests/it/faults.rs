@@ -5,9 +5,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use station_backend_nats::NatsConfig;
 use station_backend_nats::wire::{Ack, AckStatus, ResultMessage};
 use station_backend_nats::{NatsBackend, NatsBackendOptions, WorkerOptions};
-use station_core::config::NatsConfig;
 use station_core::{CodingBackend, Error, EventKind, OpenRequest, StopReason, Task, start_task};
 use station_testkit::peers::NatsServer;
 

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use station_backend_nats::NatsConfig;
 use station_backend_nats::{NatsBackend, NatsBackendOptions, Worker, WorkerOptions};
-use station_core::config::NatsConfig;
 use station_core::{
     Capabilities, CodingBackend, Error, Event, EventKind, ExecContext, FileAction, FileChange,
     Health, OpenRequest, Outcome, Result, RunOptions, Session, StopReason, Task, TaskRun, ToolCall,

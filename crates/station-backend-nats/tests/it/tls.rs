@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use station_backend_nats::{NatsBackend, NatsBackendOptions, WorkerOptions};
-use station_core::config::{NatsConfig, NatsTls};
+use station_backend_nats::{NatsConfig, NatsTls};
 use station_core::{CodingBackend, Error, ErrorKind, OpenRequest, Task};
 use station_testkit::peers::{NatsServer, TlsFiles};
 

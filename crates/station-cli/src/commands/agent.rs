@@ -28,8 +28,8 @@ pub(crate) fn validate(
     };
     let mut warnings = def.warnings.clone();
     // The backend warning needs the station config; an unreadable config does not make the agent invalid.
-    if let Ok(loaded) = Config::load(config_path, &process_env)
-        && let Some(w) = def.backend_warning(loaded.config.coding.backend.as_str())
+    if let Ok(loaded) = Config::load(config_path, process_env)
+        && let Some(w) = def.backend_warning(loaded.backend_name())
     {
         warnings.push(w);
     }
@@ -274,8 +274,8 @@ pub(crate) fn delete(loaded: &LoadedConfig, args: &AgentRefArgs) -> anyhow::Resu
 pub(crate) async fn run(loaded: &LoadedConfig, args: RunAgentArgs) -> anyhow::Result<ExitCode> {
     let path = find_agent(loaded, &args.env, &args.name)?;
     let def = AgentDefinition::from_file(&path)?;
-    let kind = loaded.config.coding.backend;
-    if let Some(w) = def.backend_warning(kind.as_str()) {
+    let kind = backends::selected(None, loaded)?;
+    if let Some(w) = def.backend_warning(&kind) {
         output::warn_line(&w);
     }
     let mut variables = BTreeMap::new();
@@ -290,7 +290,7 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: RunAgentArgs) -> anyhow::Re
     }
     let mut coding_service = None;
     let tools = if def.coding.enabled {
-        let backend = backends::build(kind, loaded).await?;
+        let backend = backends::build(&kind, loaded).await?;
         // Fail before spending model tokens when the backend cannot work. The health check may
         // start a managed `opencode serve` (its own deadline is 60 s), hence the outer bound.
         match tokio::time::timeout(HEALTH_DEADLINE, backend.health()).await {
@@ -307,7 +307,7 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: RunAgentArgs) -> anyhow::Re
                 HEALTH_DEADLINE.as_secs()
             ),
         }
-        let service = backends::service(backend, kind, loaded)?;
+        let service = backends::service(backend, &kind, loaded)?;
         coding_service = Some(service.clone());
         let tools = CodingTools::new(service, loaded.config.coding.workspace_base())
             .with_default_workspace(def.coding.workspace_path.as_ref().map(PathBuf::from))

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use serde_json::json;
-use station_core::config::{BackendKind, LoadedConfig};
+use station_core::config::LoadedConfig;
 use station_core::service::OpenSpec;
 use station_core::{Event, EventKind, Outcome, RepoSpec, Session, Task};
 
@@ -13,12 +13,9 @@ use crate::cli::CodeArgs;
 use crate::{backends, output, signals};
 
 pub(crate) async fn run(loaded: &LoadedConfig, args: CodeArgs) -> anyhow::Result<ExitCode> {
-    let kind: BackendKind = match &args.backend {
-        Some(b) => b.parse()?,
-        None => loaded.config.coding.backend,
-    };
-    let backend = backends::build(kind, loaded).await?;
-    let service = backends::service(backend, kind, loaded)?;
+    let kind = backends::selected(args.backend.as_deref(), loaded)?;
+    let backend = backends::build(&kind, loaded).await?;
+    let service = backends::service(backend, &kind, loaded)?;
     let workspace = match (&args.workspace, &args.repo, &args.session) {
         (Some(w), _, _) => Some(absolute(w)?),
         // A continued session keeps its own workspace; a clone gets a fresh directory.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use serde_json::json;
 use station_core::config::LoadedConfig;
 
-use crate::output;
+use crate::{backends, output};
 
 pub(crate) fn show(loaded: &LoadedConfig, as_json: bool) -> anyhow::Result<ExitCode> {
     let git = &loaded.config.coding.git;
@@ -18,12 +18,16 @@ pub(crate) fn show(loaded: &LoadedConfig, as_json: bool) -> anyhow::Result<ExitC
         "config_file": loaded.path.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "(none: defaults)".into()),
         "config_dir": loaded.dir.display().to_string(),
         "git_access": token_source,
-        "opencode_password": if loaded.config.coding.opencode.password.is_some() { "set" } else { "not set" },
     });
+    // The station-wide settings, with each compiled-in backend's section under `coding`.
+    let mut config = serde_json::to_value(&loaded.config)?;
+    if let Some(coding) = config.get_mut("coding").and_then(|c| c.as_object_mut()) {
+        coding.extend(backends::registry().show(loaded)?);
+    }
     if as_json {
-        output::json(&json!({"config": loaded.config, "resolved": resolved}));
+        output::json(&json!({"config": config, "resolved": resolved}));
     } else {
-        let yaml = serde_saphyr::to_string(&loaded.config)
+        let yaml = serde_saphyr::to_string(&config)
             .map_err(|e| anyhow::anyhow!("cannot print the config: {e}"))?;
         output::line(&format!(
             "# config file: {}",

@@ -5,22 +5,24 @@ use std::time::Duration;
 
 use serde_json::json;
 use station_core::SessionIndex;
-use station_core::config::{BackendKind, LoadedConfig};
+use station_core::config::LoadedConfig;
 
 use crate::cli::DoctorArgs;
 use crate::{backends, output};
 
 pub(crate) async fn run(loaded: &LoadedConfig, args: DoctorArgs) -> anyhow::Result<ExitCode> {
-    let kind: BackendKind = match &args.backend {
-        Some(b) => b.parse()?,
-        None => loaded.config.coding.backend,
-    };
+    let kind = backends::selected(args.backend.as_deref(), loaded)?;
     let mut checks = Vec::new();
     let mut ok = true;
     checks.push(json!({
         "check": "config",
         "ok": true,
         "detail": loaded.path.as_ref().map(|p| format!("read {}", p.display())).unwrap_or_else(|| "no config file; using defaults".into()),
+    }));
+    checks.push(json!({
+        "check": "backends",
+        "ok": true,
+        "detail": format!("compiled into this build: {}", backends::registry().names().join(", ")),
     }));
     let index_check = SessionIndex::default_dir()
         .and_then(SessionIndex::open)
@@ -32,7 +34,7 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: DoctorArgs) -> anyhow::Resu
             checks.push(json!({"check": "session index", "ok": false, "detail": e.to_string()}));
         }
     }
-    let health = match backends::build(kind, loaded).await {
+    let health = match backends::build(&kind, loaded).await {
         Ok(backend) => {
             match tokio::time::timeout(Duration::from_secs(90), backend.health()).await {
                 Ok(Ok(h)) => {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use station_agent::CodingTools;
-use station_core::config::{BackendKind, LoadedConfig};
+use station_core::config::LoadedConfig;
 use station_core::process::ChildEnv;
 use station_core::redact::Secret;
 use station_mcp::{CodingMcpServer, HttpOptions, ServerDescription};
@@ -15,13 +15,10 @@ use crate::cli::McpArgs;
 use crate::{backends, output, signals};
 
 pub(crate) async fn run(loaded: &LoadedConfig, args: McpArgs) -> anyhow::Result<ExitCode> {
-    let kind: BackendKind = match &args.backend {
-        Some(b) => b.parse()?,
-        None => loaded.config.coding.backend,
-    };
-    let backend = backends::build(kind, loaded).await?;
-    let timeout = backends::default_timeout(kind, loaded);
-    let service = backends::service(backend, kind, loaded)?;
+    let kind = backends::selected(args.backend.as_deref(), loaded)?;
+    let backend = backends::build(&kind, loaded).await?;
+    let timeout = backends::default_timeout(&kind, loaded)?;
+    let service = backends::service(backend, &kind, loaded)?;
     let running = service.clone();
     let tools = backends::with_git(
         CodingTools::new(service, loaded.config.coding.workspace_base()),

@@ -10,6 +10,7 @@ mod worker;
 
 use std::process::ExitCode;
 
+use station_core::Error;
 use station_core::config::{Config, LoadedConfig, process_env};
 
 use crate::cli::{AgentCommand, Cli, Command, ConfigCommand, SessionCommand};
@@ -46,11 +47,26 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Load the config, printing its warnings.
+/// Load the config and check it against the backends compiled in, printing its warnings.
 pub(crate) fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<LoadedConfig> {
-    let loaded = Config::load(path, &process_env)?;
+    let loaded = Config::load(path, process_env).map_err(with_cli_hint)?;
+    crate::backends::registry().check_config(&loaded)?;
     for w in &loaded.warnings {
         crate::output::warn_line(w);
     }
     Ok(loaded)
+}
+
+/// Core states what is wrong with finding the config file; stn says which flag fixes it.
+fn with_cli_hint(err: Error) -> Error {
+    match err {
+        Error::Config(mut e) if e.line.is_none() && e.field.is_none() && e.hint.is_none() => {
+            e.hint = Some(match e.file {
+                Some(_) => "check the path given with --config or STN_CONFIG".into(),
+                None => "pass --config FILE or set STN_CONFIG".into(),
+            });
+            Error::Config(e)
+        }
+        other => other,
+    }
 }

@@ -17,52 +17,50 @@ pub(crate) async fn run(_loaded: LoadedConfig, _args: WorkerArgs) -> anyhow::Res
 pub(crate) async fn run(mut loaded: LoadedConfig, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     use std::sync::Arc;
 
-    use station_backend_nats::{Worker, WorkerOptions};
-    use station_core::config::ManagedServer;
+    use station_backend_http::{HttpBackend, ManagedServer, OpencodeConfig};
+    use station_backend_nats::{NatsConfig, Worker, WorkerOptions};
     use tokio_util::sync::CancellationToken;
 
-    use crate::{backends, output, signals};
+    use crate::{output, signals};
 
-    let coding = &mut loaded.config.coding;
+    // Both sections are read by their own crates (file, environment, secrets); flags win.
+    let mut nats = NatsConfig::from_loaded(&loaded)?;
+    let mut opencode = OpencodeConfig::from_loaded(&loaded)?;
     if let Some(url) = args.nats_url {
-        coding.nats.url = url;
+        nats.url = url;
     }
     if let Some(creds) = args.creds_file {
-        coding.nats.creds_file = Some(creds);
+        nats.creds_file = Some(creds);
     }
     if let Some(ca) = args.tls_ca {
-        coding.nats.tls.ca_file = Some(ca);
+        nats.tls.ca_file = Some(ca);
     }
     if let Some(cert) = args.tls_cert {
-        coding.nats.tls.cert_file = Some(cert);
+        nats.tls.cert_file = Some(cert);
     }
     if let Some(key) = args.tls_key {
-        coding.nats.tls.key_file = Some(key);
+        nats.tls.key_file = Some(key);
     }
+    if let Some(url) = args.opencode_url {
+        opencode.url = url;
+        opencode.managed = ManagedServer::Never;
+    }
+    let coding = &mut loaded.config.coding;
     if let Some(base) = args.workspace_base {
         coding.workspace_base_path = Some(base);
     }
-    if let Some(url) = args.opencode_url {
-        coding.opencode.url = url;
-        coding.opencode.managed = ManagedServer::Never;
-    }
     let base = coding.workspace_base();
     std::fs::create_dir_all(&base)?;
-    let executor = Arc::new(backends::http_backend(&loaded)?);
+    let executor = Arc::new(HttpBackend::new(opencode, coding)?);
     let options = WorkerOptions {
         worker_id: args.id,
-        task_timeout: loaded.config.coding.task_timeout(),
+        task_timeout: coding.task_timeout(),
         git: Some(Arc::new(station_backend_nats::git::StationGit(
             station_git::Git::from_loaded(&loaded),
         ))),
         ..WorkerOptions::default()
     };
-    let worker = Worker::new(
-        loaded.config.coding.nats.clone(),
-        executor,
-        base.clone(),
-        options,
-    );
+    let worker = Worker::new(nats.clone(), executor, base.clone(), options);
     let id = worker.id().to_string();
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
@@ -83,8 +81,8 @@ pub(crate) async fn run(mut loaded: LoadedConfig, args: WorkerArgs) -> anyhow::R
     // Printed once subscribed: from here on, tasks reach this worker.
     output::progress(&format!(
         "stn worker {id} serving {} from {} (workspaces under {})",
-        loaded.config.coding.nats.subjects.task,
-        loaded.config.coding.nats.url,
+        nats.subjects.task,
+        station_core::redact::redact(&nats.url),
         base.display()
     ));
     bound.run(shutdown).await?;

@@ -109,3 +109,92 @@ fn empty_session_list() {
         .success()
         .stdout(predicate::str::diff("[]\n"));
 }
+
+#[test]
+fn backends_are_selected_by_name_with_suggestions() {
+    let home = tempfile::tempdir().unwrap();
+    let out = stn(home.path())
+        .args(["code", "--backend", "opencode-clj", "say hi"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown coding backend `opencode-clj`")
+            && err.contains("--backend")
+            && err.contains("did you mean `opencode-cli`")
+            && err.contains("opencode, opencode-nats, opencode-cli, claudecode"),
+        "{err}"
+    );
+    let out = stn(home.path())
+        .args(["config", "show"])
+        .env("STN_CODING_BACKEND", "claud")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("STN_CODING_BACKEND") && err.contains("did you mean `claudecode`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn configured_names_are_matched_as_the_factory_spells_them() {
+    let home = tempfile::tempdir().unwrap();
+    let out = stn(home.path())
+        .args(["doctor", "--json"])
+        .env("STN_CODING_BACKEND", " OpenCode-CLI ")
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["backend"], "opencode-cli", "{v}");
+}
+
+#[test]
+fn unknown_keys_under_coding_are_located() {
+    let home = tempfile::tempdir().unwrap();
+    let cfg = home.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        "coding:\n  backend: opencode\n  opencod:\n    url: http://127.0.0.1:1\n",
+    )
+    .unwrap();
+    stn(home.path())
+        .arg("--config")
+        .arg(&cfg)
+        .args(["config", "show"])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("config.yaml:3:3")
+                .and(predicate::str::contains("coding.opencod"))
+                .and(predicate::str::contains("did you mean `opencode`")),
+        );
+}
+
+#[test]
+fn transport_overrides_apply_to_their_sections() {
+    let home = tempfile::tempdir().unwrap();
+    let out = stn(home.path())
+        .args(["config", "show", "--json"])
+        .env("STN_CODING_OPENCODE_URL", "http://127.0.0.1:9")
+        .env("STN_NATS_URL", "nats://127.0.0.1:8")
+        .env("STN_NATS_TLS_CA", "/etc/ca.pem")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let coding = &v["config"]["coding"];
+    assert_eq!(coding["backend"], "opencode");
+    assert_eq!(coding["opencode"]["url"], "http://127.0.0.1:9");
+    assert_eq!(coding["nats"]["url"], "nats://127.0.0.1:8");
+    assert_eq!(coding["nats"]["tls"]["ca_file"], "/etc/ca.pem");
+    assert_eq!(coding["cli"]["timeout_sec"], 300);
+    assert_eq!(coding["claudecode"]["max_turns"], 10);
+}

@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use station_backend_http::HttpBackend;
-use station_backend_nats::{NatsBackend, NatsBackendOptions, Worker, WorkerOptions};
+use station_backend_http::{HttpBackend, ManagedServer, OpencodeConfig};
+use station_backend_nats::{NatsBackend, NatsBackendOptions, NatsConfig, Worker, WorkerOptions};
 use station_core::CodingBackend;
-use station_core::config::{CodingConfig, ManagedServer, NatsConfig};
+use station_core::config::CodingConfig;
 use station_testkit::conformance::{Target, run_all};
 use station_testkit::model_server::{Script, ScriptedModel};
 use station_testkit::peers::{self, NatsServer, OpencodeServer};
@@ -22,12 +22,14 @@ async fn conformance_through_nats_worker_and_real_opencode() {
     let workspaces = home.path().join("workspaces");
     std::fs::create_dir_all(&workspaces).unwrap();
 
-    let mut coding = CodingConfig::default();
-    coding.opencode.url = opencode.url.clone();
-    coding.opencode.managed = ManagedServer::Never;
-    coding.opencode.model = Some(peers::OPENCODE_MODEL.into());
+    let section = OpencodeConfig {
+        url: opencode.url.clone(),
+        managed: ManagedServer::Never,
+        model: Some(peers::OPENCODE_MODEL.into()),
+        ..OpencodeConfig::default()
+    };
     let executor: Arc<dyn CodingBackend> = Arc::new(
-        HttpBackend::new(&coding)
+        HttpBackend::new(section, &CodingConfig::default())
             .unwrap()
             .with_workspace_base(workspaces.clone()),
     );

@@ -9,7 +9,7 @@ use rmcp::model::CancelledNotificationParam;
 use rmcp::service::PeerRequestOptions;
 use serde_json::json;
 use station_backend_cli::CliBackend;
-use station_core::config::CliConfig;
+use station_backend_cli::CliConfig;
 use station_testkit::model_server::{Script, ScriptedModel, Step};
 use station_testkit::peers::{OPENCODE_ENV_REMOVE, OPENCODE_MODEL, opencode_bin, opencode_env};
 use station_testkit::process::live_group_members;
