@@ -2,6 +2,7 @@
 //! command-line coding agent through core's process lifecycle
 //! ([`AgentProcess`](station_core::agent_process::AgentProcess)).
 //!
+//! * Selectable by name through [`CommandFactory`] (section `coding.command`, [`CommandSection`]).
 //! * Configured by [`CommandConfig`]: the argv (program and arguments), extra environment, and
 //!   optionally how the agent's plain-text output marks a tool call.
 //! * The prompt goes to the agent's stdin; each stdout line becomes a `TextDelta` event
@@ -13,7 +14,9 @@
 #![warn(missing_docs)]
 
 mod backend;
+mod factory;
 mod parser;
 
 pub use backend::{CommandBackend, CommandConfig, NAME};
+pub use factory::{CommandFactory, CommandSection};
 pub use parser::PlainTextParser;

@@ -1,53 +1,35 @@
-//! `custom-backend-demo --backend NAME WORKSPACE INSTRUCTION`: a tiny `stn`-like runner that
-//! selects the `command` backend of this crate or a built-in one by name.
-//!
-//! * `command` runs `$COMMAND_AGENT` (program and arguments separated by spaces; default
-//!   `opencode run`) with the prompt on stdin.
-//! * `opencode-cli` runs `$OPENCODE_BIN` (default `opencode`) with `--format json`.
-#![allow(clippy::print_stdout)] // printing events is the point
+//! `custom-backend-demo [--config FILE] --backend NAME WORKSPACE INSTRUCTION`: a tiny
+//! `stn`-like runner. It composes this crate's `command` backend with a built-in one
+//! (`opencode-cli`) in one [`BackendRegistry`] and selects by name; each reads its own section
+//! of the station config (`coding.command`, `coding.cli`).
+#![allow(clippy::print_stdout, clippy::print_stderr)] // printing events is the point
 
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use station_backend_cli::CliBackend;
-use station_backend_cli::CliConfig;
-use station_core::{CodingBackend, EventKind, OpenRequest, RunOptions, Task, start_task};
-use station_example_custom_backend::{CommandBackend, CommandConfig};
+use station_core::config::{Config, process_env};
+use station_core::registry::BackendRegistry;
+use station_core::{EventKind, OpenRequest, RunOptions, Task, start_task};
 
-const USAGE: &str = "usage: custom-backend-demo --backend NAME WORKSPACE INSTRUCTION";
+const USAGE: &str =
+    "usage: custom-backend-demo [--config FILE] --backend NAME WORKSPACE INSTRUCTION";
 
-/// Every backend this binary can build, by name (the one place that composes them).
-fn build_backend(name: &str) -> Result<Arc<dyn CodingBackend>, String> {
-    let env = |key: &str, default: &str| std::env::var(key).unwrap_or_else(|_| default.into());
-    match name {
-        station_example_custom_backend::NAME => {
-            let argv = env("COMMAND_AGENT", "opencode run")
-                .split_whitespace()
-                .map(String::from)
-                .collect();
-            let config = CommandConfig {
-                argv,
-                ..CommandConfig::default()
-            };
-            Ok(Arc::new(CommandBackend::new(config).map_err(|e| {
-                format!("{e} (set COMMAND_AGENT, e.g. COMMAND_AGENT='opencode run')")
-            })?))
-        }
-        station_backend_cli::NAME => Ok(Arc::new(CliBackend::new(CliConfig {
-            binary: env("OPENCODE_BIN", "opencode"),
-            ..CliConfig::default()
-        }))),
-        other => Err(format!(
-            "unknown backend `{other}`; available: {}, {}",
-            station_example_custom_backend::NAME,
-            station_backend_cli::NAME
-        )),
-    }
+/// Every backend this binary can build: the one place that composes them.
+fn registry() -> BackendRegistry {
+    BackendRegistry::new()
+        .with(station_example_custom_backend::CommandFactory)
+        .with(station_backend_cli::CliFactory)
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let config = match args.first().map(String::as_str) {
+        Some("--config") if args.len() > 1 => {
+            Some(PathBuf::from(args.drain(..2).nth(1).unwrap_or_default()))
+        }
+        _ => None,
+    };
     let [flag, name, workspace, instruction] = args.as_slice() else {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
@@ -56,7 +38,15 @@ async fn main() -> ExitCode {
         eprintln!("{USAGE}");
         return ExitCode::from(2);
     }
-    let backend = match build_backend(name) {
+    let registry = registry();
+    let built = async {
+        let mut loaded = Config::load(config.as_deref(), process_env)?;
+        // --backend picks the backend, as `stn --backend` does.
+        loaded.config.coding.backend.clone_from(name);
+        registry.check_config(&loaded)?;
+        registry.build(name, &loaded).await
+    };
+    let backend = match built.await {
         Ok(b) => b,
         Err(e) => {
             eprintln!("custom-backend-demo: {e}");

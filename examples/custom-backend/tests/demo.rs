@@ -1,5 +1,6 @@
-//! The `custom-backend-demo` binary selects backends by name and runs a task on the `command`
-//! backend with a small shell-script agent (no model needed).
+//! The `custom-backend-demo` binary selects backends by name from one registry (this crate's
+//! `command` beside the built-in `opencode-cli`) and runs a task on the `command` backend,
+//! configured in a station config file, with a small shell-script agent (no model needed).
 
 use std::path::Path;
 use std::time::Duration;
@@ -12,11 +13,21 @@ fn demo(home: &Path) -> Command {
     cmd
 }
 
-/// A shell-script agent at `<dir>/agent.sh` with `body`; returns `COMMAND_AGENT` for it.
+/// A shell-script agent at `<dir>/agent.sh` with `body`, configured as `coding.command` in
+/// `<dir>/config.yaml`; returns the config's path.
 fn script_agent(dir: &Path, body: &str) -> String {
     let script = dir.join("agent.sh");
     std::fs::write(&script, body).unwrap();
-    format!("sh {}", script.display())
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "coding:\n  backend: command\n  command:\n    argv: [sh, {}]\n",
+            script.display()
+        ),
+    )
+    .unwrap();
+    config.display().to_string()
 }
 
 #[test]
@@ -28,8 +39,9 @@ fn command_backend_runs_a_plain_text_agent_and_reports_changed_files() {
         "cat > prompt.txt\necho 'I saved the prompt to prompt.txt.'\n",
     );
     let out = demo(dir.path())
-        .env("COMMAND_AGENT", agent)
         .args([
+            "--config",
+            &agent,
             "--backend",
             "command",
             ws.to_str().unwrap(),
@@ -63,8 +75,9 @@ fn a_failing_agent_is_a_failed_outcome_quoting_its_stderr() {
         "cat > /dev/null\necho 'model unreachable' >&2\nexit 3\n",
     );
     let out = demo(dir.path())
-        .env("COMMAND_AGENT", agent)
         .args([
+            "--config",
+            &agent,
             "--backend",
             "command",
             dir.path().join("ws").to_str().unwrap(),
@@ -84,13 +97,18 @@ fn a_failing_agent_is_a_failed_outcome_quoting_its_stderr() {
 fn an_unknown_backend_lists_the_available_ones() {
     let dir = tempfile::tempdir().unwrap();
     let out = demo(dir.path())
+        .env("HOME", dir.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("STN_CONFIG")
         .args(["--backend", "opencod", "ws", "Do it"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        stderr.contains("unknown backend `opencod`; available: command, opencode-cli"),
+        stderr.contains("unknown coding backend `opencod`")
+            && stderr.contains("did you mean `opencode-cli`")
+            && stderr.contains("command, opencode-cli"),
         "{stderr}"
     );
 }
