@@ -93,10 +93,13 @@ impl SessionService {
         match self.index.resolve(query) {
             Ok(known) => {
                 if known.backend != name {
-                    return Err(Error::config(format!(
-                        "session {} belongs to the `{}` backend, but this run uses `{name}`; run it with --backend {}",
-                        known.id, known.backend, known.backend
-                    )));
+                    return Err(crate::InputError::new(format!(
+                        "session {} belongs to the `{}` backend, but this run uses `{name}`",
+                        known.id, known.backend
+                    ))
+                    .field("backend")
+                    .hint(format!("continue it on the `{}` backend", known.backend))
+                    .into());
                 }
                 let Some(backend_id) = known.backend_session_id.clone() else {
                     // Opened but never used: nothing to attach to on the backend yet.

@@ -294,7 +294,11 @@ async fn the_service_records_title_and_backend_id_and_continues_by_title() {
         })
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("--backend claudecode"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("continue it on the `claudecode` backend"),
+        "{err}"
+    );
     // Closing is idempotent, also for unknown ids.
     service.close(&session.id).await.unwrap();
     service.close(&session.id).await.unwrap();
