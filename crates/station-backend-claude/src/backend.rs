@@ -7,7 +7,7 @@ use station_core::agent_process::{AgentEnd, AgentProcess, StdoutParser};
 
 use crate::ClaudeConfig;
 use station_core::process::{CommandSpec, describe_status};
-use station_core::workspace::Snapshot;
+use station_core::workspace::Tracker;
 use station_core::{
     BackendSession, Capabilities, CodingBackend, Error, EventKind, ExecContext, Health, InputError,
     OpenRequest, Outcome, Result, Session, Task,
@@ -426,16 +426,7 @@ impl CodingBackend for ClaudeBackend {
             });
         }
         let spec = self.task_command(&workspace, resume, &task.prompt());
-        let before = match Snapshot::capture_async(workspace.clone()).await {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(
-                    "cannot snapshot workspace {}: {e}; changed files will not be reported",
-                    workspace.display()
-                );
-                None
-            }
-        };
+        let tracker = Tracker::start(&workspace).await;
         let run = AgentProcess::new("claude", spec)
             .linger(EXIT_GRACE_AFTER_RESULT)
             .kill_grace(self.kill_grace)
@@ -488,15 +479,7 @@ impl CodingBackend for ClaudeBackend {
             // The result came before the stop: the work is done, report it.
             AgentEnd::Stopped(_) | AgentEnd::Lingered => {}
         }
-        if let Some(before) = before {
-            match Snapshot::capture_async(workspace.clone()).await {
-                Ok(after) => outcome.files_changed = before.diff(&after),
-                Err(e) => tracing::warn!(
-                    "cannot snapshot workspace {}: {e}; changed files will not be reported",
-                    workspace.display()
-                ),
-            }
-        }
+        outcome.files_changed = tracker.finish().await;
         if outcome.backend_session_id.is_none() {
             outcome.backend_session_id = resume.map(str::to_string);
         }

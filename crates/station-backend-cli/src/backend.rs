@@ -11,7 +11,7 @@ use regex::Regex;
 use station_core::agent_process::{AgentEnd, AgentProcess, StdoutParser};
 use station_core::model::default_title;
 use station_core::process::{CommandSpec, describe_status};
-use station_core::workspace::Snapshot;
+use station_core::workspace::Tracker;
 use station_core::{
     BackendSession, Capabilities, CodingBackend, Error, EventKind, ExecContext, Health,
     OpenRequest, Outcome, Result, Session, SessionId, StopReason, Task,
@@ -209,16 +209,6 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf> {
         .map_err(|e| Error::io(format!("resolving workspace {}", dir.display()), e))
 }
 
-async fn snapshot(dir: &Path) -> Option<Snapshot> {
-    match Snapshot::capture_async(dir.to_path_buf()).await {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(workspace = %dir.display(), "cannot snapshot the workspace; files_changed will be empty: {e}");
-            None
-        }
-    }
-}
-
 static ANSI: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\x1b\[[0-9;?]*[ -/]*[@-~]").expect("ANSI pattern compiles"));
 
@@ -403,7 +393,7 @@ impl CodingBackend for CliBackend {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone()
         });
-        let before = snapshot(&workspace).await;
+        let tracker = Tracker::start(&workspace).await;
         let spec = self
             .command(&workspace)
             .args(self.run_args(session, task, backend_id.as_deref()))
@@ -456,11 +446,7 @@ impl CodingBackend for CliBackend {
                 None => (StopReason::Completed, None),
             },
         };
-        let after = snapshot(&workspace).await;
-        let files_changed = match (&before, &after) {
-            (Some(b), Some(a)) => b.diff(a),
-            _ => Vec::new(),
-        };
+        let files_changed = tracker.finish().await;
         let mut outcome = Outcome::new(error.is_none(), stop_reason);
         outcome.error = error.map(|e| station_core::redact::redact(&e));
         outcome.summary = report.summary;

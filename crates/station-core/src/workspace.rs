@@ -218,6 +218,50 @@ pub fn line_delta(old: &[u8], new: &[u8]) -> (u64, u64) {
     (added, removed)
 }
 
+/// The files a task changed in a local workspace: the one before/after tracking every backend
+/// uses. [`Tracker::start`] records the workspace before the task; [`Tracker::finish`] compares
+/// it with the workspace after. A workspace that cannot be read is logged and reported as no
+/// changes, never as an error of the task.
+#[derive(Debug)]
+pub struct Tracker {
+    before: Option<Snapshot>,
+}
+
+impl Tracker {
+    /// Record `dir` before a task (off the async threads).
+    pub async fn start(dir: &Path) -> Tracker {
+        Tracker {
+            before: capture_or_warn(dir).await,
+        }
+    }
+
+    /// A tracker that reports no changes (no local workspace).
+    pub fn none() -> Tracker {
+        Tracker { before: None }
+    }
+
+    /// The files changed since [`Tracker::start`].
+    pub async fn finish(self) -> Vec<FileChange> {
+        let Some(before) = self.before else {
+            return Vec::new();
+        };
+        match capture_or_warn(before.root()).await {
+            Some(after) => before.diff(&after),
+            None => Vec::new(),
+        }
+    }
+}
+
+async fn capture_or_warn(dir: &Path) -> Option<Snapshot> {
+    match Snapshot::capture_async(dir.to_path_buf()).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(workspace = %dir.display(), "cannot read the workspace; files changed will not be reported: {e}");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use regex::Regex;
 use station_core::agent_process::{AgentEnd, AgentProcess};
 use station_core::process::{CommandSpec, describe_status};
-use station_core::workspace::Snapshot;
+use station_core::workspace::Tracker;
 use station_core::{
     Capabilities, CodingBackend, Error, ExecContext, Health, OpenRequest, Outcome, Result, Session,
     StopReason, Task,
@@ -100,16 +100,6 @@ fn prepare_dir(dir: &Path) -> Result<PathBuf> {
         .map_err(|e| Error::io(format!("resolving workspace {}", dir.display()), e))
 }
 
-async fn snapshot(dir: &Path) -> Option<Snapshot> {
-    match Snapshot::capture_async(dir.to_path_buf()).await {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(workspace = %dir.display(), "cannot snapshot the workspace; files_changed will be empty: {e}");
-            None
-        }
-    }
-}
-
 /// The last `ERROR_TAIL_CHARS` characters of `text`, trimmed.
 fn tail(text: &str) -> String {
     let text = text.trim();
@@ -183,7 +173,7 @@ impl CodingBackend for CommandBackend {
                 .clone()
                 .unwrap_or_else(|| self.workspace_base.join(session.id.as_str())),
         )?;
-        let before = snapshot(&workspace).await;
+        let tracker = Tracker::start(&workspace).await;
         let spec = self.command(&workspace).stdin_bytes(task.prompt());
         let parser = PlainTextParser::new(self.config.tool_line.clone());
         let run = AgentProcess::new(self.program(), spec)
@@ -217,15 +207,11 @@ impl CodingBackend for CommandBackend {
             // Lingered cannot happen (plain text never says it is finished).
             _ => (StopReason::Completed, None),
         };
-        let after = snapshot(&workspace).await;
         let mut outcome = Outcome::new(error.is_none(), stop_reason);
         outcome.error = error.map(|e| station_core::redact::redact(&e));
         outcome.summary = summary;
         outcome.tool_calls = run.parser.tool_calls();
-        outcome.files_changed = match (&before, &after) {
-            (Some(b), Some(a)) => b.diff(a),
-            _ => Vec::new(),
-        };
+        outcome.files_changed = tracker.finish().await;
         outcome.backend_session_id = session.backend_session_id.clone();
         outcome.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         Ok(outcome)

@@ -45,30 +45,20 @@ impl Execution<'_> {
         // Three independent steps at once (one round trip instead of three): the transcript so
         // far (the outcome covers this task's messages only), the local workspace, and the
         // event stream (subscribed before the prompt so its first events are not missed).
-        let snapshot = async {
+        let tracker = async {
             match &self.local_dir {
-                Some(d) => Some(Snapshot::capture_async(d.clone()).await),
-                None => None,
+                Some(d) => Tracker::start(d).await,
+                None => Tracker::none(),
             }
         };
-        let (before, snapshot, sub) = self
+        let (before, tracker, sub) = self
             .cancellable(async {
-                let (before, snapshot, sub) =
-                    tokio::join!(self.messages(), snapshot, self.client.subscribe(self.dir()));
-                Ok((before, snapshot, sub))
+                let (before, tracker, sub) =
+                    tokio::join!(self.messages(), tracker, self.client.subscribe(self.dir()));
+                Ok((before, tracker, sub))
             })
             .await?;
         let (before, mut sub) = (before?, sub?);
-        let snapshot = match snapshot {
-            Some(Ok(s)) => Some(s),
-            Some(Err(e)) => {
-                tracing::warn!(
-                    "cannot snapshot the workspace; file changes come from the server only: {e}"
-                );
-                None
-            }
-            None => None,
-        };
         self.known = before.iter().map(|m| m.info.id.clone()).collect();
         self.mapper
             .ignore_messages(self.known.iter().map(String::as_str));
@@ -99,13 +89,13 @@ impl Execution<'_> {
                 }
                 self.mapper.reconcile(&new, &self.ctx.events);
                 let mut result = outcome::build(&new, self.mapper.errors());
-                result.files_changed = self.files_changed(&new, snapshot).await;
+                result.files_changed = self.files_changed(&new, tracker).await;
                 Ok(result)
             }
             Ok(WaitEnd::Cancelled) => {
                 let reason = self.ctx.cancel.reason().unwrap_or(StopReason::Cancelled);
                 let budget = self.tuning.stop_budget;
-                match tokio::time::timeout(budget, self.stop(&mut sub, snapshot, reason)).await {
+                match tokio::time::timeout(budget, self.stop(&mut sub, tracker, reason)).await {
                     Ok(outcome) => Ok(outcome),
                     Err(_) => Ok(Outcome::failed(reason, stop_message(false))),
                 }
@@ -275,7 +265,7 @@ impl Execution<'_> {
     async fn stop(
         &mut self,
         sub: &mut Subscription,
-        snapshot: Option<Snapshot>,
+        tracker: Tracker,
         reason: StopReason,
     ) -> Outcome {
         let abort = self
@@ -312,7 +302,7 @@ impl Execution<'_> {
                 let new = outcome::new_messages(all, &self.known);
                 self.mapper.reconcile(&new, &self.ctx.events);
                 let mut result = outcome::build(&new, &[]);
-                result.files_changed = self.files_changed(&new, snapshot).await;
+                result.files_changed = self.files_changed(&new, tracker).await;
                 result
             }
             _ => {
@@ -330,12 +320,8 @@ impl Execution<'_> {
         result
     }
 
-    /// Files the task changed: the server's diff for this turn, else the local snapshots.
-    async fn files_changed(
-        &self,
-        new: &[MessageWithParts],
-        before: Option<Snapshot>,
-    ) -> Vec<FileChange> {
+    /// Files the task changed: the server's diff for this turn, else the local workspace's.
+    async fn files_changed(&self, new: &[MessageWithParts], tracker: Tracker) -> Vec<FileChange> {
         if let Some(user_message) = new
             .iter()
             .find(|m| m.info.role == "user")
@@ -358,16 +344,7 @@ impl Execution<'_> {
                 Err(e) => tracing::debug!("no diff from the server: {e}"),
             }
         }
-        let (Some(before), Some(dir)) = (before, &self.local_dir) else {
-            return Vec::new();
-        };
-        match Snapshot::capture_async(dir.clone()).await {
-            Ok(after) => before.diff(&after),
-            Err(e) => {
-                tracing::warn!("cannot snapshot the workspace after the task: {e}");
-                Vec::new()
-            }
-        }
+        tracker.finish().await
     }
 }
 
