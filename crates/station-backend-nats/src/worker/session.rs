@@ -1,4 +1,4 @@
-//! A task's workspace (created or prepared from git) and its executor session (opened or continued).
+//! A task's workspace (created, or prepared from git) and its executor session.
 
 use std::path::{Path, PathBuf};
 
