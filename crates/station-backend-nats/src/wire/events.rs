@@ -29,7 +29,7 @@ pub struct StreamEvent {
     /// Session payload.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<SessionInfo>,
-    /// Extension: the typed Station event (an [`EventKind`] as JSON).
+    /// Extension: the typed Station event (an [`EventKind`](station_core::EventKind) as JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<serde_json::Value>,
     /// Extension: the worker that sent it.

@@ -113,7 +113,7 @@ fn cancelled_str() -> String {
 }
 
 /// A git operation on a session's workspace (extension; Station → worker, request/reply on
-/// [`Subjects::git`]). Carries no credentials: the worker uses its own.
+/// [`Subjects::git`](super::Subjects::git)). Carries no credentials: the worker uses its own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GitCommand {
     /// Station session name (the key in the sessions bucket).
