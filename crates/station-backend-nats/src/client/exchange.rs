@@ -1,0 +1,377 @@
+//! One task in flight: publish it, follow its events, acks and heartbeats until the result.
+
+use std::time::{Duration, Instant};
+
+use async_nats::{Client, Message, StatusCode, Subscriber};
+use futures_util::{FutureExt, StreamExt};
+use station_core::{Error, EventKind, ExecContext, Outcome, Result, StopReason, ToolCall};
+
+use super::NatsBackend;
+use crate::conn::unavailable;
+use crate::wire::{
+    self, Ack, AckStatus, Callback, CancelMessage, Heartbeat, ResultMessage, StreamEvent,
+};
+
+/// One task in flight: its subscriptions and what has been seen so far.
+#[derive(Debug)]
+pub(super) struct Exchange {
+    task_id: String,
+    session_name: String,
+    events: Subscriber,
+    beats: Subscriber,
+    results: Subscriber,
+    acks: Subscriber,
+    ack_inbox: String,
+    last_seq: u64,
+    tool_calls: Vec<ToolCall>,
+    worker: Option<String>,
+    /// For the cancel sent when the exchange is dropped before the task ended.
+    client: Client,
+    cancel_subject: String,
+    ended: bool,
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        // Dropped mid-task (the caller's runner gave up on us): tell the worker to stop.
+        if self.ended {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let msg = CancelMessage {
+            task_id: self.task_id.clone(),
+            reason: "cancelled".into(),
+        };
+        let Ok(payload) = serde_json::to_vec(&msg) else {
+            return;
+        };
+        let (client, subject) = (self.client.clone(), self.cancel_subject.clone());
+        runtime.spawn(async move {
+            let _ = client.publish(subject, payload.into()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), client.flush()).await;
+        });
+    }
+}
+
+/// Rejected deliveries (a worker shutting down) are published again this many times.
+const MAX_PUBLISH_ATTEMPTS: u32 = 3;
+/// Missed heartbeats after which a worker counts as dead.
+const MISSED_BEATS: u32 = 3;
+/// How often the loop looks at the clock, the connection and the liveness window.
+const TICK: Duration = Duration::from_millis(200);
+/// How often the stored result is checked while waiting.
+const STORE_POLL: Duration = Duration::from_secs(5);
+
+impl Exchange {
+    /// Subscribe to the task's stream, heartbeat, result and ack subjects, all before the task
+    /// is published so nothing is missed.
+    pub(super) async fn open(
+        backend: &NatsBackend,
+        task_id: &str,
+        session_name: &str,
+        callback: &Callback,
+    ) -> Result<Exchange> {
+        let client = &backend.client;
+        let sub = |subject: String| async move {
+            client
+                .subscribe(subject.clone())
+                .await
+                .map_err(|e| unavailable(format!("subscribing to {subject}: {e}")))
+        };
+        let events = sub(callback.stream_subject.clone()).await?;
+        let beats = sub(wire::heartbeat_subject(&callback.stream_subject)).await?;
+        let results = sub(callback.result_subject.clone()).await?;
+        let ack_inbox = client.new_inbox();
+        let acks = sub(ack_inbox.clone()).await?;
+        Ok(Exchange {
+            task_id: task_id.to_string(),
+            session_name: session_name.to_string(),
+            events,
+            beats,
+            results,
+            acks,
+            ack_inbox,
+            last_seq: 0,
+            tool_calls: Vec::new(),
+            worker: None,
+            client: client.clone(),
+            cancel_subject: backend.subjects.cancel(),
+            ended: false,
+        })
+    }
+
+    async fn publish(&self, backend: &NatsBackend, payload: bytes::Bytes) -> Result<()> {
+        let subject = &backend.subjects.task;
+        backend
+            .client
+            .publish_with_reply(subject.clone(), self.ack_inbox.clone(), payload)
+            .await
+            .map_err(|e| unavailable(format!("publishing the task on {subject}: {e}")))?;
+        tokio::time::timeout(Duration::from_secs(5), backend.client.flush())
+            .await
+            .map_err(|_| unavailable(format!("publishing the task on {subject} timed out")))?
+            .map_err(|e| unavailable(format!("publishing the task on {subject}: {e}")))
+    }
+
+    pub(super) async fn run(
+        mut self,
+        backend: &NatsBackend,
+        payload: bytes::Bytes,
+        ctx: ExecContext,
+    ) -> Result<Outcome> {
+        let subject = backend.subjects.task.clone();
+        self.publish(backend, payload.clone()).await?;
+        let mut attempts = 1;
+        let mut published_at = Instant::now();
+        let mut acknowledged = false;
+        let mut plugin_mode = false;
+        // Liveness is enforced once a worker has shown it sends heartbeats.
+        let mut liveness: Option<Duration> = None;
+        let mut last_heard = Instant::now();
+        let mut was_disconnected = false;
+        let mut last_store_poll = Instant::now();
+        let mut cancel_sent: Option<(Instant, StopReason)> = None;
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            // Biased, in causal order: a worker's ack precedes its events, and its events precede
+            // its result; polling at random could see a result or event before the ack.
+            tokio::select! {
+                biased;
+                _ = ctx.cancel.cancelled(), if cancel_sent.is_none() => {
+                    let reason = ctx.cancel.reason().unwrap_or(StopReason::Cancelled);
+                    self.send_cancel(backend, reason).await;
+                    cancel_sent = Some((Instant::now(), reason));
+                }
+                m = self.acks.next() => {
+                    let Some(m) = m else { return Err(self.closed(backend)) };
+                    if m.status == Some(StatusCode::NO_RESPONDERS) {
+                        self.ended = true;
+                        return Err(unavailable(format!(
+                            "no worker is listening on {subject}; start one with `stn worker` (or run OpenCode with the Station plugin) against {}",
+                            backend.url
+                        )));
+                    }
+                    let Ok(ack) = serde_json::from_slice::<Ack>(&m.payload) else { continue };
+                    match ack.status {
+                        AckStatus::Accepted | AckStatus::Duplicate => {
+                            acknowledged = true;
+                            last_heard = Instant::now();
+                            let beat = Duration::from_secs(ack.heartbeat_sec.max(1));
+                            liveness = Some(beat.max(backend.heartbeat) * MISSED_BEATS);
+                            if ack.status == AckStatus::Duplicate {
+                                ctx.events.emit(EventKind::Notice {
+                                    message: format!(
+                                        "worker `{}` ignored a duplicate delivery: {}",
+                                        ack.worker,
+                                        ack.reason.unwrap_or_default()
+                                    ),
+                                });
+                            } else {
+                                ctx.events.emit(EventKind::Notice {
+                                    message: format!("worker `{}` accepted the task", ack.worker),
+                                });
+                                self.worker = Some(ack.worker);
+                            }
+                        }
+                        AckStatus::Rejected if !acknowledged => {
+                            if attempts >= MAX_PUBLISH_ATTEMPTS {
+                                return Err(unavailable(format!(
+                                    "workers on {subject} rejected the task {attempts} times (last: `{}`: {})",
+                                    ack.worker,
+                                    ack.reason.unwrap_or_default()
+                                )));
+                            }
+                            tokio::time::sleep(Duration::from_millis(100 * u64::from(attempts))).await;
+                            self.publish(backend, payload.clone()).await?;
+                            attempts += 1;
+                            published_at = Instant::now();
+                        }
+                        AckStatus::Rejected => {}
+                    }
+                }
+                m = self.beats.next() => {
+                    let Some(m) = m else { return Err(self.closed(backend)) };
+                    if let Ok(beat) = serde_json::from_slice::<Heartbeat>(&m.payload) {
+                        last_heard = Instant::now();
+                        liveness.get_or_insert(backend.heartbeat * MISSED_BEATS);
+                        self.worker.get_or_insert(beat.worker);
+                    }
+                }
+                m = self.events.next() => {
+                    let Some(m) = m else { return Err(self.closed(backend)) };
+                    last_heard = Instant::now();
+                    if !acknowledged && !plugin_mode {
+                        // A plugin answers with events, never with an ack.
+                        plugin_mode = true;
+                    }
+                    self.on_event(&m, &ctx);
+                }
+                m = self.results.next() => {
+                    let Some(m) = m else { return Err(self.closed(backend)) };
+                    match serde_json::from_slice::<ResultMessage>(&m.payload) {
+                        Ok(r) if r.task_id.is_empty() || r.task_id == self.task_id => {
+                            return Ok(self.finish(r, &ctx));
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            ctx.events.emit(EventKind::Notice {
+                                message: format!("ignored a malformed result on {}: {e}", m.subject),
+                            });
+                        }
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    if let Some((at, reason)) = cancel_sent
+                        && now.duration_since(at) >= backend.options.cancel_grace
+                    {
+                            if let Some(r) = backend.stored_result(&self.task_id).await {
+                                return Ok(self.finish(r, &ctx));
+                            }
+                            self.ended = true;
+                            let why = if reason == StopReason::Timeout { "timed out" } else { "was cancelled" };
+                            return Ok(Outcome {
+                                backend_session_id: Some(self.session_name.clone()),
+                                ..Outcome::failed(reason, format!(
+                                    "the task {why}; the worker did not confirm within {}s",
+                                    backend.options.cancel_grace.as_secs()
+                                ))
+                            });
+                    }
+                    if backend.client.connection_state() != async_nats::connection::State::Connected {
+                        // Our own link is down: silence is not the worker's fault.
+                        was_disconnected = true;
+                        last_heard = now;
+                        continue;
+                    }
+                    if was_disconnected {
+                        was_disconnected = false;
+                        last_heard = now;
+                        ctx.events.emit(EventKind::Notice {
+                            message: format!("reconnected to NATS at {}", backend.url),
+                        });
+                        if let Some(r) = backend.stored_result(&self.task_id).await {
+                            return Ok(self.finish(r, &ctx));
+                        }
+                    }
+                    if !acknowledged && !plugin_mode && now.duration_since(published_at) >= backend.options.ack_timeout {
+                        if backend.options.require_ack {
+                            return Err(unavailable(format!(
+                                "no worker acknowledged the task on {subject} within {}s; is `stn worker` running against {}?",
+                                backend.options.ack_timeout.as_secs(),
+                                backend.url
+                            )));
+                        }
+                        plugin_mode = true;
+                        ctx.events.emit(EventKind::Notice {
+                            message: format!(
+                                "no Station worker acknowledged the task within {}s; waiting for a plugin's result (no liveness checks)",
+                                backend.options.ack_timeout.as_secs()
+                            ),
+                        });
+                    }
+                    if now.duration_since(last_store_poll) >= STORE_POLL {
+                        last_store_poll = now;
+                        if let Some(r) = backend.stored_result(&self.task_id).await {
+                            return Ok(self.finish(r, &ctx));
+                        }
+                    }
+                    if let Some(window) = liveness
+                        && now.duration_since(last_heard) >= window
+                    {
+                            if let Some(r) = backend.stored_result(&self.task_id).await {
+                                return Ok(self.finish(r, &ctx));
+                            }
+                            // It may be alive behind a partition: ask it to stop anyway.
+                            self.send_cancel(backend, StopReason::Cancelled).await;
+                            self.ended = true;
+                            let who = self.worker.clone().unwrap_or_else(|| "?".into());
+                            return Err(unavailable(format!(
+                                "worker `{who}` sent no heartbeat for {}s (expected one every {}s); it died or lost its NATS connection, and the task did not finish",
+                                window.as_secs(),
+                                backend.heartbeat.as_secs()
+                            )));
+                    }
+                }
+            }
+        }
+    }
+
+    fn closed(&self, backend: &NatsBackend) -> Error {
+        unavailable(format!(
+            "the NATS connection to {} closed while task {} was running",
+            backend.url, self.task_id
+        ))
+    }
+
+    async fn send_cancel(&self, backend: &NatsBackend, reason: StopReason) {
+        let msg = CancelMessage {
+            task_id: self.task_id.clone(),
+            reason: if reason == StopReason::Timeout {
+                "timeout"
+            } else {
+                "cancelled"
+            }
+            .into(),
+        };
+        let Ok(payload) = serde_json::to_vec(&msg) else {
+            return;
+        };
+        if let Err(e) = backend
+            .client
+            .publish(backend.subjects.cancel(), payload.into())
+            .await
+        {
+            tracing::warn!(task = %self.task_id, "could not publish the cancel: {e}");
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), backend.client.flush()).await;
+    }
+
+    fn on_event(&mut self, m: &Message, ctx: &ExecContext) {
+        let ev: StreamEvent = match serde_json::from_slice(&m.payload) {
+            Ok(ev) => ev,
+            Err(e) => {
+                ctx.events.emit(EventKind::Notice {
+                    message: format!("ignored a malformed event on {}: {e}", m.subject),
+                });
+                return;
+            }
+        };
+        if !ev.task_id.is_empty() && ev.task_id != self.task_id {
+            return;
+        }
+        if ev.seq > 0 {
+            if ev.seq <= self.last_seq {
+                // A second plugin instance replays the same task: keep the first stream.
+                return;
+            }
+            if ev.seq > self.last_seq + 1 && self.last_seq > 0 {
+                ctx.events.emit(EventKind::Notice {
+                    message: format!(
+                        "{} event(s) from the worker were lost (NATS reconnect?)",
+                        ev.seq - self.last_seq - 1
+                    ),
+                });
+            }
+            self.last_seq = ev.seq;
+        }
+        if let Some(call) = wire::tool_call_from_stream(&ev) {
+            self.tool_calls.push(call);
+        }
+        if let Some(kind) = wire::core_event_from_stream(&ev) {
+            ctx.events.emit(kind);
+        }
+    }
+
+    /// Take the result: first every event that arrived before it, then the outcome.
+    fn finish(mut self, result: ResultMessage, ctx: &ExecContext) -> Outcome {
+        self.ended = true;
+        while let Some(Some(m)) = self.events.next().now_or_never() {
+            self.on_event(&m, ctx);
+        }
+        let calls = std::mem::take(&mut self.tool_calls);
+        result.to_outcome(&self.session_name, calls)
+    }
+}

@@ -1,0 +1,152 @@
+//! Taking a task: parse, validate, claim its id in the tasks bucket (dedupe), then run it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_nats::Message;
+use async_nats::jetstream::kv;
+use station_core::CancelSignal;
+
+use super::shared::{Shared, Unregister};
+use super::stream::{AbortOnDrop, TaskStream, heartbeat_loop};
+use crate::wire::{self, AckStatus, Callback, ResultMessage, TaskMessage, TaskRecord, TaskState};
+
+impl Shared {
+    pub(super) async fn handle_task(self: Arc<Self>, m: Message) {
+        let task: TaskMessage = match serde_json::from_slice(&m.payload) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(worker = %self.id, "dropping a malformed task: {e}");
+                self.answer_malformed(&m, &e.to_string()).await;
+                return;
+            }
+        };
+        let callback = self.callback_of(&task);
+        if !wire::is_valid_key(&task.task_id) || !wire::is_valid_subject_token(&task.task_id) {
+            let mut r = ResultMessage::failure(
+                &task.task_id,
+                &task.session.name,
+                &task.workspace.name,
+                &format!(
+                    "invalid taskID `{}`: use letters, digits, `-` and `_`",
+                    task.task_id
+                ),
+            );
+            r.worker = Some(self.id.clone());
+            self.publish_json(&callback.result_subject, &r).await;
+            return;
+        }
+        // Claim the task id; a second delivery finds the claim and does not run it again.
+        let claim = TaskRecord {
+            state: TaskState::Running,
+            worker: self.id.clone(),
+            updated_at: wire::now_iso(),
+            result: None,
+        };
+        let claim_bytes = serde_json::to_vec(&claim).unwrap_or_default();
+        // The session state is read while the claim is made: two KV round trips in one.
+        let (claimed, stored_session) = tokio::join!(
+            self.tasks.create(&task.task_id, claim_bytes.into()),
+            self.read_session(&task.session.name)
+        );
+        match claimed {
+            Ok(_) => {}
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                self.on_duplicate(&m, &task, &callback).await;
+                return;
+            }
+            Err(e) => {
+                let mut r = ResultMessage::failure(
+                    &task.task_id,
+                    &task.session.name,
+                    &task.workspace.name,
+                    &format!(
+                        "worker `{}` cannot record the task in JetStream KV: {e}",
+                        self.id
+                    ),
+                );
+                r.worker = Some(self.id.clone());
+                self.publish_json(&callback.result_subject, &r).await;
+                return;
+            }
+        }
+        self.ack(m.reply.as_ref(), &task.task_id, AckStatus::Accepted, None)
+            .await;
+        let signal = CancelSignal::new();
+        {
+            let mut cancels = self.lock_cancels();
+            if let Some((_, reason)) = cancels.early.remove(&task.task_id) {
+                signal.cancel_with(reason);
+            }
+            cancels.running.insert(task.task_id.clone(), signal.clone());
+        }
+        let _unregister = Unregister(&self, task.task_id.clone());
+
+        let stream = TaskStream::new(self.clone(), &task.task_id, &callback.stream_subject);
+        let heartbeat = tokio::spawn(heartbeat_loop(
+            self.clone(),
+            task.task_id.clone(),
+            wire::heartbeat_subject(&callback.stream_subject),
+            stream.seq_counter(),
+        ));
+        let _stop_heartbeat = AbortOnDrop(heartbeat);
+        let started = Instant::now();
+        let mut session_put = None;
+        let mut result = self
+            .run_task(&task, stored_session, &stream, signal, &mut session_put)
+            .await;
+        result.metrics.stream_events = stream.published();
+        if result.metrics.duration == 0 {
+            result.metrics.duration = started.elapsed().as_millis() as u64;
+        }
+        result.worker = Some(self.id.clone());
+        self.deliver(&task.task_id, &callback.result_subject, result, session_put)
+            .await;
+    }
+
+    pub(super) async fn answer_malformed(&self, m: &Message, why: &str) {
+        // Reply with a failed result where the message says where; the plugin drops silently.
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&m.payload) else {
+            return;
+        };
+        let Some(task_id) = v.get("taskID").and_then(|t| t.as_str()) else {
+            return;
+        };
+        let subject = v
+            .pointer("/callback/resultSubject")
+            .and_then(|s| s.as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| self.subjects.result_of(task_id));
+        let mut r =
+            ResultMessage::failure(task_id, "", "", &format!("malformed task message: {why}"));
+        r.worker = Some(self.id.clone());
+        self.publish_json(&subject, &r).await;
+    }
+
+    pub(super) async fn on_duplicate(&self, m: &Message, task: &TaskMessage, callback: &Callback) {
+        let record = self
+            .tasks
+            .get(&task.task_id)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|b| serde_json::from_slice::<TaskRecord>(&b).ok());
+        let reason = match &record {
+            Some(r) if r.state == TaskState::Done => format!("already done by `{}`", r.worker),
+            Some(r) => format!("already running on `{}`", r.worker),
+            None => "already claimed".to_string(),
+        };
+        tracing::info!(worker = %self.id, task = %task.task_id, "duplicate delivery: {reason}");
+        self.ack(
+            m.reply.as_ref(),
+            &task.task_id,
+            AckStatus::Duplicate,
+            Some(reason),
+        )
+        .await;
+        // A redelivered finished task gets its stored result again (first result wins).
+        if let Some(result) = record.and_then(|r| r.result) {
+            self.publish_json(&callback.result_subject, &result).await;
+        }
+    }
+}
