@@ -10,6 +10,7 @@ use serde_json::Value;
 use station_core::process::{ChildProcess, CommandSpec};
 use station_testkit::model_server::{Fault, Script, ScriptedModel, Step};
 use station_testkit::peers;
+use station_testkit::process::{is_alive, live_children_of};
 
 use crate::e2e::{Env, bin};
 
@@ -119,43 +120,6 @@ fn spawn_stn(env: &Env, args: &[&str]) -> ChildProcess {
     spec.spawn().unwrap()
 }
 
-/// Live (not zombie) processes whose parent is `pid`.
-fn children_of(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(child) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.first().is_some_and(|s| *s != "Z")
-            && fields.get(1) == Some(&pid.to_string().as_str())
-        {
-            out.push(child);
-        }
-    }
-    out
-}
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            stat.rfind(')')
-                .map(|i| stat[i + 1..].trim_start().to_string())
-        })
-        .is_some_and(|rest| !rest.starts_with('Z'))
-}
-
 /// Wait (bounded) until the agent has asked the scripted model for the stalled step, so it is
 /// mid-task; the agent processes stn started then.
 async fn wait_until_agent_is_working(model: &ScriptedModel, stn: &ChildProcess) -> Vec<u32> {
@@ -175,14 +139,14 @@ async fn wait_until_agent_is_working(model: &ScriptedModel, stn: &ChildProcess) 
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let agents = children_of(stn.pid());
+    let agents = live_children_of(stn.pid());
     assert!(!agents.is_empty(), "stn runs the agent as its child");
     agents
 }
 
 async fn assert_all_gone(pids: &[u32]) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while pids.iter().any(|p| alive(*p)) {
+    while pids.iter().any(|p| is_alive(*p)) {
         assert!(
             Instant::now() < deadline,
             "agent processes outlived stn: {pids:?}"
