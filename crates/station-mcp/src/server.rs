@@ -478,6 +478,12 @@ impl CodingMcpServer {
                 reporter.note(&note, self.log_level()).await;
             }
             if let Some(result) = entry.result() {
+                // Every event was recorded before the result; report those that arrived while
+                // the notes above were being sent.
+                for note in entry.notes_after(reporter.next_index) {
+                    reporter.next_index = note.index;
+                    reporter.note(&note, self.log_level()).await;
+                }
                 return result;
             }
             let heartbeat_at = reporter.last_sent + reporter.heartbeat;

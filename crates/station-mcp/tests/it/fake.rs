@@ -140,14 +140,18 @@ async fn open_code_close_reports_progress_and_logs() {
         "print('Hello World')\n"
     );
 
-    let messages = c.seen.progress_messages();
     let step = format!("step 1: write {}", ws.join("hello.py").display());
-    for expected in [
+    let wanted = [
         "started on fake",
         step.as_str(),
         "edited hello.py",
         "says: All done.",
-    ] {
+    ];
+    let messages = c
+        .seen
+        .progress_messages_when(|m| wanted.iter().all(|w| m.iter().any(|m| m == w)))
+        .await;
+    for expected in wanted {
         assert!(
             messages.iter().any(|m| m == expected),
             "no {expected:?} in {messages:#?}"

@@ -53,7 +53,9 @@ async fn http_lists_tools_and_runs_a_task_with_progress() {
     );
     assert_eq!(done["files_changed"][0]["path"], "web.py");
     assert!(ws.join("web.py").exists());
-    let messages = seen.progress_messages();
+    let messages = seen
+        .progress_messages_when(|m| m.iter().any(|m| m == "edited web.py"))
+        .await;
     assert!(
         messages.iter().any(|m| m == "edited web.py"),
         "progress arrives over HTTP: {messages:?}"

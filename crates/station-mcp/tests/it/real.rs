@@ -113,7 +113,13 @@ async fn real_opencode_open_code_close_over_mcp() {
         std::fs::read_to_string(ws.join("hello.py")).unwrap(),
         "print('Hello World')\n"
     );
-    let messages = c.seen.progress_messages();
+    let messages = c
+        .seen
+        .progress_messages_when(|m| {
+            m.iter().any(|m| m == "started on opencode-cli")
+                && m.iter().any(|m| m.starts_with("step 1: write "))
+        })
+        .await;
     assert!(
         messages.iter().any(|m| m == "started on opencode-cli"),
         "{messages:#?}"

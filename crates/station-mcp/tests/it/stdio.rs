@@ -98,12 +98,12 @@ async fn stdio_serves_a_client_in_another_process() {
     );
     assert_eq!(done["files_changed"][0]["path"], "std.py");
     assert!(ws.join("std.py").exists());
+    let messages = seen
+        .progress_messages_when(|m| m.iter().any(|m| m == "edited std.py"))
+        .await;
     assert!(
-        seen.progress_messages()
-            .iter()
-            .any(|m| m == "edited std.py"),
-        "{:?}",
-        seen.progress_messages()
+        messages.iter().any(|m| m == "edited std.py"),
+        "{messages:?}"
     );
 
     // Closing stdin ends the server, and the child exits cleanly.

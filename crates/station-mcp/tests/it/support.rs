@@ -241,6 +241,22 @@ impl Recorded {
             .filter_map(|p| p.message)
             .collect()
     }
+    /// The progress messages once `done` holds for them (or after 10 s, for the assertion to
+    /// show what arrived). Notifications precede a tool's result on the wire, but the client
+    /// handles them on other tasks, so they may land just after the call returns.
+    pub(crate) async fn progress_messages_when(
+        &self,
+        done: impl Fn(&[String]) -> bool,
+    ) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let messages = self.progress_messages();
+            if done(&messages) || tokio::time::Instant::now() >= deadline {
+                return messages;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
     pub(crate) fn logs(&self) -> Vec<LoggingMessageNotificationParam> {
         self.logs.lock().unwrap().clone()
     }
