@@ -21,9 +21,18 @@ use anyhow::{Context, Result, bail};
 
 mod tidy;
 
-/// Pinned versions of the real peers the e2e tests drive.
-const OPENCODE: (&str, &str) = ("opencode-ai", "1.18.33");
-const CLAUDE: (&str, &str) = ("@anthropic-ai/claude-code", "2.1.197");
+/// Pinned versions of the real peers the e2e tests drive: npm package, version, binary.
+const PEERS: &[(&str, &str, &str)] = &[
+    ("opencode-ai", "1.18.33", "opencode"),
+    ("@anthropic-ai/claude-code", "2.1.197", "claude"),
+    ("@openai/codex", "0.169.0", "codex"),
+    ("@google/gemini-cli", "0.61.0", "gemini"),
+    (
+        "@zed-industries/claude-agent-acp",
+        "0.23.1",
+        "claude-agent-acp",
+    ),
+];
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -130,32 +139,33 @@ fn ci(root: &Path) -> Result<()> {
     }
 }
 
-fn peer_version(bin: &Path) -> Option<String> {
-    let out = Command::new(bin).arg("--version").output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+/// The installed version of an npm package (from its package.json), if its binary is there too.
+fn installed_version(dir: &Path, package: &str, bin: &str) -> Option<String> {
+    if !dir.join("node_modules/.bin").join(bin).exists() {
+        return None;
+    }
+    let manifest =
+        std::fs::read_to_string(dir.join("node_modules").join(package).join("package.json"))
+            .ok()?;
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).ok()?;
+    manifest["version"].as_str().map(str::to_string)
 }
 
 fn install_peers(root: &Path) -> Result<()> {
     let dir = root.join(".tools/peers");
-    let bin = dir.join("node_modules/.bin");
-    let wanted = [
-        (OPENCODE, bin.join("opencode")),
-        (CLAUDE, bin.join("claude")),
-    ];
-    let missing: Vec<String> = wanted
+    let missing: Vec<String> = PEERS
         .iter()
-        .filter(|((_, version), path)| !peer_version(path).is_some_and(|v| v.contains(version)))
-        .map(|((name, version), _)| format!("{name}@{version}"))
+        .filter(|(package, version, bin)| {
+            installed_version(&dir, package, bin).as_deref() != Some(*version)
+        })
+        .map(|(package, version, _)| format!("{package}@{version}"))
         .collect();
     if missing.is_empty() {
-        eprintln!(
-            "peers: opencode {} and claude {} are installed in {}",
-            OPENCODE.1,
-            CLAUDE.1,
-            dir.display()
-        );
+        let list: Vec<String> = PEERS
+            .iter()
+            .map(|(_, v, bin)| format!("{bin} {v}"))
+            .collect();
+        eprintln!("peers: {} installed in {}", list.join(", "), dir.display());
         return Ok(());
     }
     std::fs::create_dir_all(&dir)?;
@@ -166,10 +176,10 @@ fn install_peers(root: &Path) -> Result<()> {
     args.extend(missing.iter().map(String::as_str));
     run(&dir, "npm", &args)
         .context("installing the pinned peers needs npm and the npm registry")?;
-    for ((name, version), path) in &wanted {
-        match peer_version(path) {
-            Some(v) if v.contains(version) => eprintln!("peers: {name} {v}"),
-            other => bail!("{name}@{version} did not install correctly (got {other:?})"),
+    for (package, version, bin) in PEERS {
+        match installed_version(&dir, package, bin) {
+            Some(v) if v == *version => eprintln!("peers: {package} {v}"),
+            other => bail!("{package}@{version} did not install correctly (got {other:?})"),
         }
     }
     Ok(())
