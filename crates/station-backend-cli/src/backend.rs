@@ -7,6 +7,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use crate::CliConfig;
+use crate::first_run;
 use regex::Regex;
 use station_core::agent_process::{AgentEnd, AgentProcess, StdoutParser};
 use station_core::model::default_title;
@@ -393,6 +394,9 @@ impl CodingBackend for CliBackend {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone()
         });
+        if let Some(dir) = first_run::data_dir(&self.env, &self.env_remove) {
+            first_run::ensure_database(&dir, self.command(&workspace), &ctx.cancel).await?;
+        }
         let tracker = Tracker::start(&workspace).await;
         let spec = self
             .command(&workspace)

@@ -13,6 +13,7 @@
 
 mod backend;
 mod config;
+mod first_run;
 pub mod sessions;
 pub mod stream;
 

@@ -21,7 +21,7 @@ const RETRY_EVERY: Duration = Duration::from_millis(100);
 /// An exclusive claim on a session; dropping it releases the session.
 #[derive(Debug)]
 pub struct SessionClaim {
-    _lock: File,
+    _lock: FileLock,
 }
 
 /// Where session locks live, and how long a task waits for a busy session.
@@ -48,37 +48,71 @@ impl SessionLocks {
         std::fs::create_dir_all(&self.dir)
             .map_err(|e| Error::io(format!("creating {}", self.dir.display()), e))?;
         let path = self.dir.join(format!("{}.lock", file_stem(id.as_str())));
+        match FileLock::acquire(&path, self.wait, cancel).await? {
+            Some(lock) => Ok(SessionClaim { _lock: lock }),
+            None => Err(Error::SessionBusy {
+                session: id.to_string(),
+                holder: FileLock::holder_pid(&path),
+                waited: self.wait,
+            }),
+        }
+    }
+}
+
+/// An exclusive lock on a file, across processes: released when dropped, and by the OS when
+/// the process dies, so a crash never leaves it held.
+#[derive(Debug)]
+pub struct FileLock {
+    _file: File,
+}
+
+impl FileLock {
+    /// Wait up to `wait` for the lock on `path` (the file is created if missing; its parent
+    /// must exist). `Ok(None)` when another holder still has it after `wait`; `cancel` stops
+    /// the wait with [`Error::Cancelled`]. The holder's pid is written into the file.
+    pub async fn acquire(
+        path: &Path,
+        wait: Duration,
+        cancel: &CancelSignal,
+    ) -> Result<Option<FileLock>> {
         let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
-            .open(&path)
+            .open(path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         let started = Instant::now();
         loop {
             match file.try_lock() {
                 Ok(()) => {
                     record_holder(&mut file);
-                    return Ok(SessionClaim { _lock: file });
+                    return Ok(Some(FileLock { _file: file }));
                 }
                 Err(TryLockError::WouldBlock) => {}
                 Err(TryLockError::Error(e)) => {
                     return Err(Error::io(format!("locking {}", path.display()), e));
                 }
             }
-            if started.elapsed() >= self.wait {
-                return Err(Error::SessionBusy {
-                    session: id.to_string(),
-                    holder: holder_pid(&path),
-                    waited: self.wait,
-                });
+            if started.elapsed() >= wait {
+                return Ok(None);
             }
             tokio::select! {
                 _ = tokio::time::sleep(RETRY_EVERY) => {}
                 _ = cancel.cancelled() => return Err(Error::Cancelled),
             }
         }
+    }
+
+    /// The pid recorded by whoever holds (or last held) the lock on `path`.
+    pub fn holder_pid(path: &Path) -> Option<u32> {
+        let mut text = String::new();
+        File::open(path)
+            .ok()?
+            .take(32)
+            .read_to_string(&mut text)
+            .ok()?;
+        text.trim().parse().ok()
     }
 }
 
@@ -101,16 +135,6 @@ fn record_holder(file: &mut File) {
     let _ = file.set_len(0);
     let _ = file.rewind();
     let _ = write!(file, "{}", std::process::id());
-}
-
-fn holder_pid(path: &Path) -> Option<u32> {
-    let mut text = String::new();
-    File::open(path)
-        .ok()?
-        .take(32)
-        .read_to_string(&mut text)
-        .ok()?;
-    text.trim().parse().ok()
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ pub mod workspace;
 mod yaml;
 
 pub use backend::{BackendSession, Capabilities, CodingBackend, ExecContext, Health};
-pub use claim::SessionClaim;
+pub use claim::{FileLock, SessionClaim};
 pub use error::{Error, ErrorKind, InputError, Result};
 pub use event::{Event, EventKind, EventSink};
 pub use model::{

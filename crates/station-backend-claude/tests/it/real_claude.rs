@@ -302,3 +302,43 @@ async fn real_claude_names_the_model_api_error() {
         }
     }
 }
+
+/// Four `claude -p` at once in a home where Claude Code never ran, five times: unlike
+/// OpenCode's database, its first-run state (settings, session files) must not race.
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_first_runs_in_a_fresh_home_all_succeed() {
+    const PARALLEL: usize = 4;
+    const ROUNDS: usize = 5;
+    let model = ScriptedModel::start(Script::new()).await.unwrap();
+    for round in 0..ROUNDS {
+        let root = tempfile::tempdir().unwrap();
+        let backend: Arc<dyn CodingBackend> = Arc::new(real_backend(
+            &root.path().join("home"),
+            &model,
+            &root.path().join("managed"),
+        ));
+        let mut runs = Vec::new();
+        for n in 0..PARALLEL {
+            let backend = backend.clone();
+            let ws = root.path().join(format!("ws{n}"));
+            std::fs::create_dir_all(&ws).unwrap();
+            runs.push(tokio::spawn(async move {
+                let session = backend
+                    .open(OpenRequest {
+                        workspace: Some(ws),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                run(&backend, &session, &format!("Say hello number {n}")).await
+            }));
+        }
+        for (n, handle) in runs.into_iter().enumerate() {
+            let (outcome, events) = handle.await.unwrap();
+            assert!(
+                outcome.success,
+                "round {round} run {n}: {outcome:#?}\n{events:#?}"
+            );
+        }
+    }
+}

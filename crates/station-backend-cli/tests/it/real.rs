@@ -193,3 +193,40 @@ async fn real_opencode_passes_the_conformance_suite() {
     })
     .await;
 }
+
+/// Four `opencode run` at once on an OpenCode data directory that has never been used: the
+/// runs race to create OpenCode's database unless the backend makes the first start exclusive.
+/// Repeated on five fresh homes, as every CI runner starts fresh.
+#[tokio::test(flavor = "multi_thread")]
+async fn parallel_first_runs_on_a_fresh_data_dir_all_succeed() {
+    const PARALLEL: usize = 4;
+    const ROUNDS: usize = 5;
+    let model = ScriptedModel::start(Script::new()).await.unwrap();
+    for round in 0..ROUNDS {
+        let root = tempfile::tempdir().unwrap();
+        let backend = Arc::new(real_backend(root.path(), &model));
+        let mut runs = Vec::new();
+        for n in 0..PARALLEL {
+            let backend = backend.clone();
+            let ws = root.path().join(format!("ws{n}"));
+            runs.push(tokio::spawn(async move {
+                let session = backend
+                    .open(OpenRequest {
+                        workspace: Some(ws),
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap();
+                run_task(backend, session, Task::new(format!("Say hello number {n}"))).await
+            }));
+        }
+        for (n, run) in runs.into_iter().enumerate() {
+            let (events, outcome) = run.await.unwrap();
+            let outcome = outcome.unwrap_or_else(|e| panic!("round {round} run {n}: {e}"));
+            assert!(
+                outcome.success,
+                "round {round} run {n}: {outcome:#?}\n{events:#?}"
+            );
+        }
+    }
+}
