@@ -37,16 +37,18 @@ pub(crate) enum Bench {
     Parse,
     Cli,
     Startup,
+    Parallel,
 }
 
 impl Bench {
-    const ALL: [(Bench, &'static str); 6] = [
+    const ALL: [(Bench, &'static str); 7] = [
         (Bench::Blocks, "blocks"),
         (Bench::Http, "http"),
         (Bench::Nats, "nats"),
         (Bench::Parse, "parse"),
         (Bench::Cli, "cli"),
         (Bench::Startup, "startup"),
+        (Bench::Parallel, "parallel"),
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -72,7 +74,7 @@ impl Bench {
     }
 }
 
-const USAGE: &str = "usage: station-bench [--only blocks,http,nats,parse,cli,startup] [--quick] [--json FILE] [--markdown FILE] [--stn BIN]";
+const USAGE: &str = "usage: station-bench [--only blocks,http,nats,parse,cli,startup,parallel] [--quick] [--json FILE] [--markdown FILE] [--stn BIN]";
 
 impl Args {
     /// Parse `argv` (without the program name).

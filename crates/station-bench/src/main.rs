@@ -17,6 +17,7 @@ mod blocks;
 mod cli;
 mod http;
 mod nats;
+mod parallel;
 mod parse;
 mod report;
 mod startup;
@@ -175,12 +176,29 @@ async fn run(args: Args) -> anyhow::Result<()> {
         results.extend(cli::run(plan).await.context("CLI benchmark")?);
     }
 
+    if wants(Bench::Parallel) {
+        eprintln!("== parallel tasks on the real agents");
+        let plan = if quick {
+            parallel::ParallelPlan {
+                counts: vec![1, 2],
+                repeats: 1,
+            }
+        } else {
+            parallel::ParallelPlan {
+                counts: vec![1, 2, 4, 8],
+                repeats: 3,
+            }
+        };
+        results.extend(parallel::run(plan).await.context("parallel benchmark")?);
+    }
+
     // The table in the order of the issue; building blocks last.
     let order = [
         "HTTP backend",
         "NATS backend",
         "Stream parsing",
         "CLI backends",
+        "Parallel tasks (real agents)",
         "stn start-up",
         "Building blocks",
     ];
