@@ -106,6 +106,7 @@ pub(crate) fn build(messages: &[MessageWithParts], stream_errors: &[ErrorInfo]) 
         duration_ms: 0,
         backend_session_id: None,
         model: assistants.iter().rev().find_map(|m| m.info.model()),
+        permissions: Vec::new(),
     }
 }
 

@@ -71,7 +71,8 @@ pub(crate) fn service(
         ..RunOptions::default()
     };
     Ok(SessionService::new(backend, index, run)
-        .with_busy_wait(config.config.coding.session_busy_wait()))
+        .with_busy_wait(config.config.coding.session_busy_wait())
+        .with_budget(config.config.coding.budget.clone()))
 }
 
 /// Give the coding tools git (clone, commit, push, branch) with the configured credentials.

@@ -127,6 +127,17 @@ pub struct CodingConfig {
     /// secrets (by default every child is started without them).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pass_env: Vec<String>,
+    /// What coding agents may do, the same for every backend (none: everything inside the
+    /// workspace, no writes outside it where the agent lets Station decide).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::policy::PolicyConfig>,
+    /// What each task and each session may spend.
+    #[serde(skip_serializing_if = "is_default_budget")]
+    pub budget: crate::policy::BudgetConfig,
+}
+
+fn is_default_budget(budget: &crate::policy::BudgetConfig) -> bool {
+    !budget.is_set()
 }
 
 impl Default for CodingConfig {
@@ -141,13 +152,15 @@ impl Default for CodingConfig {
             push_timeout_sec: 120,
             session_busy_wait_sec: 30,
             pass_env: Vec::new(),
+            policy: None,
+            budget: crate::policy::BudgetConfig::default(),
         }
     }
 }
 
 impl CodingConfig {
     /// The keys of `coding` that are station-wide (every other key is a backend's section).
-    pub const STATION_KEYS: [&'static str; 9] = [
+    pub const STATION_KEYS: [&'static str; 11] = [
         "backend",
         "git",
         "workspace_base_path",
@@ -157,6 +170,8 @@ impl CodingConfig {
         "push_timeout_sec",
         "session_busy_wait_sec",
         "pass_env",
+        "policy",
+        "budget",
     ];
 
     /// The task deadline.

@@ -91,6 +91,11 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         cost_usd: Option<f64>,
     },
+    /// The policy (or a person asked by it) decided on something the agent wanted to do.
+    Permission {
+        /// The decision.
+        record: crate::policy::PermissionRecord,
+    },
     /// Something worth telling the user that is not an error (a malformed line skipped, a retry).
     Notice {
         /// The message.
@@ -130,12 +135,27 @@ pub struct EventSink {
     inner: Arc<Mutex<SinkInner>>,
 }
 
-#[derive(Debug)]
 struct SinkInner {
     next_seq: u64,
     tx: Option<mpsc::UnboundedSender<Event>>,
     /// Streamed text not yet released (see [`EventSink`]).
     held_text: String,
+    /// Sees every progress event as it is emitted (the runner's budget and audit trail).
+    observer: Option<Observer>,
+}
+
+/// A function that sees each progress event a backend emits.
+pub(crate) type Observer = Arc<dyn Fn(&EventKind) + Send + Sync>;
+
+impl std::fmt::Debug for SinkInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkInner")
+            .field("next_seq", &self.next_seq)
+            .field("open", &self.tx.is_some())
+            .field("held_text", &self.held_text.len())
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
 }
 
 /// Held text beyond this is released even without a safe cut (a pathological stream of
@@ -211,6 +231,7 @@ impl EventSink {
                     next_seq: 1,
                     tx: Some(tx),
                     held_text: String::new(),
+                    observer: None,
                 })),
             },
             rx,
@@ -224,6 +245,7 @@ impl EventSink {
                 next_seq: 1,
                 tx: None,
                 held_text: String::new(),
+                observer: None,
             })),
         }
     }
@@ -236,7 +258,24 @@ impl EventSink {
             tracing::warn!("a backend tried to send a terminal event; the runner sends those");
             return 0;
         }
+        let observer = self
+            .inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observer
+            .clone();
+        if let Some(observe) = observer {
+            observe(&kind);
+        }
         self.emit_terminal(kind)
+    }
+
+    /// Let `observer` see every progress event from now on.
+    pub(crate) fn set_observer(&self, observer: Observer) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observer = Some(observer);
     }
 
     pub(crate) fn emit_terminal(&self, kind: EventKind) -> u64 {

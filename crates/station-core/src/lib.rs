@@ -16,6 +16,7 @@
 pub mod agent;
 pub mod agent_process;
 pub mod backend;
+pub mod budget;
 mod claim;
 pub mod config;
 mod error;

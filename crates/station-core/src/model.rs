@@ -73,6 +73,16 @@ pub struct Session {
     /// Backend-specific extras.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+    /// Tokens of all tasks so far (for the session budget).
+    #[serde(default, skip_serializing_if = "Usage::is_zero")]
+    pub usage_total: Usage,
+    /// Cost in USD of all tasks so far, where known (for the session budget).
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub cost_total_usd: f64,
+}
+
+fn is_zero_f64(v: &f64) -> bool {
+    *v == 0.0
 }
 
 impl Session {
@@ -89,6 +99,8 @@ impl Session {
             created_at: now,
             last_used_at: now,
             metadata: BTreeMap::new(),
+            usage_total: Usage::default(),
+            cost_total_usd: 0.0,
         }
     }
 }
@@ -178,6 +190,8 @@ pub enum StopReason {
     Cancelled,
     /// The agent or its model reported an error.
     Error,
+    /// The task passed a cap of `coding.budget` and was stopped.
+    BudgetExceeded,
 }
 
 /// What happened to a file.
@@ -224,6 +238,10 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// Whether every count is zero.
+    pub fn is_zero(&self) -> bool {
+        *self == Usage::default()
+    }
     /// Input + output + reasoning (cache tokens are reported, not totalled).
     pub fn total(&self) -> u64 {
         self.input_tokens + self.output_tokens + self.reasoning_tokens
@@ -302,6 +320,9 @@ pub struct Outcome {
     /// The model that did the work, where known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// Every permission decision of the task, in order (the policy's audit trail).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub permissions: Vec<crate::policy::PermissionRecord>,
 }
 
 impl Outcome {
@@ -319,6 +340,7 @@ impl Outcome {
             duration_ms: 0,
             backend_session_id: None,
             model: None,
+            permissions: Vec::new(),
         }
     }
 

@@ -27,7 +27,7 @@ pub enum Verdict {
 }
 
 /// Patterns for one kind of request.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Rules {
     /// Allowed when one matches (and no `deny` does).
@@ -73,6 +73,12 @@ impl Pattern {
     }
 }
 
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Pattern) -> bool {
+        self.text == other.text
+    }
+}
+
 impl Serialize for Pattern {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.text)
@@ -87,7 +93,7 @@ impl<'de> Deserialize<'de> for Pattern {
 }
 
 /// `coding.policy`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
     /// Writes, edits, patches and deletions, by path relative to the workspace.
@@ -219,6 +225,19 @@ impl Decision {
             rule: rule.into(),
         }
     }
+}
+
+/// One decision in the audit trail: which tool asked for what, the answer, the rule behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermissionRecord {
+    /// The agent's tool (as the agent names it).
+    pub tool: String,
+    /// What it asked for.
+    pub action: Action,
+    /// The final answer (an `ask` resolved by a person or, with nobody to ask, to deny).
+    pub verdict: Verdict,
+    /// The rule that decided (`edit.deny "secrets/**"`, `outside_workspace`, `asked`, ...).
+    pub rule: String,
 }
 
 /// A compiled policy for one workspace.

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::backend::{CodingBackend, ExecContext};
+use crate::budget::{self, Tally, TaskBudget};
 use crate::claim::SessionLocks;
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, EventSink};
@@ -65,6 +66,8 @@ pub struct RunOptions {
     pub grace: Duration,
     /// Called once with the final outcome.
     pub on_outcome: Option<OutcomeHook>,
+    /// What the task may spend; passing a cap stops it with `budget_exceeded`.
+    pub budget: TaskBudget,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -73,6 +76,7 @@ impl std::fmt::Debug for RunOptions {
             .field("default_timeout", &self.default_timeout)
             .field("grace", &self.grace)
             .field("on_outcome", &self.on_outcome.is_some())
+            .field("budget", &self.budget)
             .finish()
     }
 }
@@ -83,6 +87,7 @@ impl Default for RunOptions {
             default_timeout: Duration::from_secs(600),
             grace: Duration::from_secs(10),
             on_outcome: None,
+            budget: TaskBudget::default(),
         }
     }
 }
@@ -204,6 +209,19 @@ async fn run_to_end(
         },
         None => None,
     };
+    if let Some(why) = opts.budget.used_up() {
+        let outcome = Outcome::failed(
+            StopReason::BudgetExceeded,
+            format!("budget exceeded: {why}"),
+        );
+        return finish(&session, &task, &opts, &sink, Ok(outcome));
+    }
+    let tally = Arc::new(std::sync::Mutex::new(Tally::default()));
+    sink.set_observer(budget::observer(
+        tally.clone(),
+        opts.budget.clone(),
+        cancel.clone(),
+    ));
     let started = Instant::now();
     let deadline = task.timeout().unwrap_or(opts.default_timeout);
     let ctx = ExecContext {
@@ -263,6 +281,10 @@ async fn run_to_end(
         if outcome.duration_ms == 0 {
             outcome.duration_ms = started.elapsed().as_millis() as u64;
         }
+        tally
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .complete(&mut outcome);
         outcome
     });
     finish(&session, &task, &opts, &sink, result)

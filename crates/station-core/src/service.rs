@@ -8,9 +8,11 @@ use chrono::Utc;
 use tokio_util::task::TaskTracker;
 
 use crate::backend::CodingBackend;
+use crate::budget::TaskBudget;
 use crate::claim::SessionLocks;
 use crate::error::{Error, Result};
 use crate::model::{OpenRequest, RepoSpec, Session, SessionId, Task, default_title};
+use crate::policy::BudgetConfig;
 use crate::redact;
 use crate::run::{RunOptions, TaskRun, start_claimed_task};
 use crate::store::SessionIndex;
@@ -40,6 +42,7 @@ pub struct SessionService {
     run: RunOptions,
     locks: SessionLocks,
     running: TaskTracker,
+    budget: BudgetConfig,
 }
 
 impl SessionService {
@@ -52,7 +55,14 @@ impl SessionService {
             run,
             locks,
             running: TaskTracker::new(),
+            budget: BudgetConfig::default(),
         }
+    }
+
+    /// Caps on what each task, and each session in all, may spend (`coding.budget`).
+    pub fn with_budget(mut self, budget: BudgetConfig) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// How long a task waits for a busy session before it fails with
@@ -166,11 +176,23 @@ impl SessionService {
         }
         let index = self.index.clone();
         let mut run = self.run.clone();
+        if self.budget.is_set() {
+            // The session's totals as the index has them (another run may have added to them).
+            let totals = self
+                .index
+                .list()
+                .ok()
+                .and_then(|all| all.into_iter().find(|s| s.id == session.id))
+                .unwrap_or_else(|| session.clone());
+            run.budget = TaskBudget::for_session(&self.budget, &totals);
+        }
         let previous_hook = run.on_outcome.take();
         run.on_outcome = Some(Arc::new(
             move |s: &Session, t: &Task, outcome: &crate::model::Outcome| {
                 let record = |stored: &mut Session| {
                     stored.last_used_at = Utc::now();
+                    stored.usage_total += outcome.usage;
+                    stored.cost_total_usd += outcome.cost_usd.unwrap_or(0.0);
                     if let Some(id) = &outcome.backend_session_id {
                         stored.backend_session_id = Some(id.clone());
                     }

@@ -213,3 +213,38 @@ fn config_files_must_be_small_regular_files() {
         .to_string();
     assert!(err.contains("larger than 1 MiB"), "{err}");
 }
+
+#[test]
+fn policy_and_budget_errors_name_file_line_and_field() {
+    let text = "coding:\n  policy:\n    edit: { deny: [\"secrets/**\"] }\n    bash:\n      deny: [\"rm -rf *\", \"a[\"]\n";
+    let err = load_text(text, &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("config.yaml:5:")
+            && err.contains("coding.policy.bash.deny")
+            && err.contains("`a[` is not a valid glob"),
+        "{err}"
+    );
+    let err = load_text("coding:\n  policy:\n    unmatched: perhaps\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("config.yaml:3:") && err.contains("perhaps"),
+        "{err}"
+    );
+    let err = load_text("coding:\n  budget:\n    max_tokns: 5\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("coding.budget.max_tokns") && err.contains("max_tokens"),
+        "{err}"
+    );
+    let ok = load_text(
+        "coding:\n  policy:\n    edit: { deny: [\"secrets/**\"] }\n    unmatched: ask\n  budget: { max_tokens: 500000, max_cost_usd: 5.0 }\n",
+        &[],
+    )
+    .unwrap();
+    let policy = ok.config.coding.policy.clone().unwrap();
+    assert_eq!(policy.unmatched, crate::policy::Verdict::Ask);
+    assert_eq!(policy.edit.deny[0].as_str(), "secrets/**");
+    assert_eq!(ok.config.coding.budget.max_tokens, Some(500_000));
+}

@@ -40,6 +40,7 @@ fn sample_outcome() -> Outcome {
         duration_ms: 1234,
         backend_session_id: Some("ses_abc".into()),
         model: Some("fake/fake-model".into()),
+        permissions: Vec::new(),
     }
 }
 

@@ -1,9 +1,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use station_core::budget::{Cap, TaskBudget};
+use station_core::policy::{Action, BudgetConfig, PermissionRecord, Verdict};
 use station_core::{
     Capabilities, CodingBackend, Error, EventKind, ExecContext, Health, OpenRequest, Outcome,
-    RunOptions, Session, SessionIndex, SessionService, StopReason, Task, start_task,
+    RunOptions, Session, SessionIndex, SessionService, StopReason, Task, Usage, start_task,
 };
 
 /// A backend whose behaviour each test picks.
@@ -19,6 +21,9 @@ enum Behaviour {
     Fail,
     /// Try to send a terminal event itself.
     SendTerminal,
+    /// One permission decision, then this many model steps of 1,000 tokens each, stopping
+    /// early on cancel.
+    Spend(u32),
 }
 
 #[derive(Debug)]
@@ -86,6 +91,35 @@ impl CodingBackend for FakeBackend {
                 backend: "fake".into(),
                 message: "not running".into(),
             }),
+            Behaviour::Spend(steps) => {
+                ctx.events.emit(EventKind::Permission {
+                    record: PermissionRecord {
+                        tool: "bash".into(),
+                        action: Action::Bash {
+                            command: "rm -rf data".into(),
+                        },
+                        verdict: Verdict::Deny,
+                        rule: "bash.deny \"rm -rf *\"".into(),
+                    },
+                });
+                for _ in 0..steps {
+                    if ctx.cancel.is_cancelled() {
+                        return Ok(Outcome::failed(
+                            ctx.cancel.reason().unwrap_or(StopReason::Cancelled),
+                            "stopped",
+                        ));
+                    }
+                    ctx.events.emit(EventKind::StepFinished {
+                        usage: Usage {
+                            input_tokens: 1000,
+                            ..Usage::default()
+                        },
+                        cost_usd: None,
+                    });
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Ok(Outcome::new(true, StopReason::Completed))
+            }
             Behaviour::SendTerminal => {
                 ctx.events.emit(EventKind::Finished {
                     outcome: Box::new(Outcome::new(true, StopReason::Completed)),
@@ -425,4 +459,88 @@ fn huge_task_deadlines_are_bounded() {
         ..Task::new("x")
     };
     assert_eq!(task.timeout(), Some(station_core::config::MAX_DEADLINE));
+}
+
+#[tokio::test]
+async fn a_task_that_passes_its_token_cap_stops_with_budget_exceeded_and_keeps_its_audit_trail() {
+    let opts = RunOptions {
+        budget: TaskBudget {
+            max_tokens: Some(Cap {
+                limit: 3500,
+                setting: "coding.budget.max_tokens".into(),
+            }),
+            max_cost_usd: None,
+        },
+        ..RunOptions::default()
+    };
+    let run = start_task(
+        backend(Behaviour::Spend(1000)),
+        Session::new("fake"),
+        Task::new("spend"),
+        &opts,
+    );
+    let (events, outcome) = collect(run).await;
+    assert_well_formed(&events);
+    let outcome = outcome.unwrap();
+    assert_eq!(
+        outcome.stop_reason,
+        StopReason::BudgetExceeded,
+        "{outcome:?}"
+    );
+    assert!(!outcome.success);
+    let error = outcome.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("4000 tokens") && error.contains("coding.budget.max_tokens"),
+        "{error}"
+    );
+    assert_eq!(
+        outcome.usage.input_tokens, 4000,
+        "stopped at the first step over the cap"
+    );
+    assert_eq!(outcome.permissions.len(), 1, "{:?}", outcome.permissions);
+    assert_eq!(outcome.permissions[0].verdict, Verdict::Deny);
+}
+
+#[tokio::test]
+async fn a_session_budget_spans_tasks_and_refuses_a_task_once_used_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = SessionIndex::open(dir.path()).unwrap();
+    let service = |steps| {
+        SessionService::new(
+            backend(Behaviour::Spend(steps)),
+            index.clone(),
+            RunOptions::default(),
+        )
+        .with_budget(BudgetConfig {
+            session_max_tokens: Some(2500),
+            ..BudgetConfig::default()
+        })
+    };
+    let session = service(2).open(Default::default()).await.unwrap();
+    let first = service(2)
+        .execute(&session, Task::new("two steps"))
+        .outcome()
+        .await
+        .unwrap();
+    assert!(first.success, "{first:?}");
+    let second = service(5)
+        .execute(&session, Task::new("five steps"))
+        .outcome()
+        .await
+        .unwrap();
+    assert_eq!(second.stop_reason, StopReason::BudgetExceeded, "{second:?}");
+    assert_eq!(
+        second.usage.input_tokens, 1000,
+        "500 were left: the first step passes them"
+    );
+    let stored = index.resolve(session.id.as_str()).unwrap();
+    assert_eq!(stored.usage_total.input_tokens, 3000);
+    let third = service(1)
+        .execute(&session, Task::new("one step"))
+        .outcome()
+        .await
+        .unwrap();
+    assert_eq!(third.stop_reason, StopReason::BudgetExceeded);
+    assert_eq!(third.usage.total(), 0, "the task never started");
+    assert!(third.error.unwrap().contains("session_max_tokens"));
 }
