@@ -7,10 +7,12 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use crate::CliConfig;
-use crate::first_run;
+use crate::first_run::{self, EndsFirstStart, FirstStart};
+use crate::permission;
 use regex::Regex;
 use station_core::agent_process::{AgentEnd, AgentProcess, StdoutParser};
 use station_core::model::default_title;
+use station_core::policy::{AuditedParser, Policy, PolicyConfig};
 use station_core::process::{CommandSpec, describe_status};
 use station_core::workspace::Tracker;
 use station_core::{
@@ -56,6 +58,7 @@ pub struct CliBackend {
     workspace_base: PathBuf,
     exit_grace: Duration,
     sessions: Mutex<HashMap<SessionId, Arc<SessionSlot>>>,
+    policy: PolicyConfig,
 }
 
 impl std::fmt::Debug for CliBackend {
@@ -90,12 +93,21 @@ impl CliBackend {
             workspace_base: std::env::temp_dir().join("station-coding"),
             exit_grace: DEFAULT_EXIT_GRACE,
             sessions: Mutex::new(HashMap::new()),
+            policy: PolicyConfig::default(),
         }
     }
 
     /// Extra environment for every `opencode` child (added to the inherited environment).
     pub fn with_env(mut self, env: Vec<(String, String)>) -> Self {
         self.env.extend(env);
+        self
+    }
+
+    /// What the agent may do (`coding.policy`; without one, no writes outside the workspace):
+    /// rendered into each run's OpenCode permission config, and mirrored into the outcome's
+    /// audit trail.
+    pub fn with_policy(mut self, policy: PolicyConfig) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -140,9 +152,11 @@ impl CliBackend {
         for k in &self.env_remove {
             spec = spec.env_remove(k);
         }
+        let permission = permission::render(&self.policy, cwd).to_string();
         // OpenCode takes its working directory from $PWD, not from the process cwd: an
         // inherited PWD would make it resolve paths (and write files) in the caller's directory.
-        spec.env("PWD", cwd)
+        spec.env(permission::PERMISSION_ENV, permission)
+            .env("PWD", cwd)
     }
 
     /// The argv after the binary for one task (the prompt goes to stdin).
@@ -394,9 +408,10 @@ impl CodingBackend for CliBackend {
                 .unwrap_or_else(|e| e.into_inner())
                 .clone()
         });
-        if let Some(dir) = first_run::data_dir(&self.env, &self.env_remove) {
-            first_run::ensure_database(&dir, self.command(&workspace), &ctx.cancel).await?;
-        }
+        let first_start = match first_run::data_dir(&self.env, &self.env_remove) {
+            Some(dir) => FirstStart::begin(&dir, &ctx.cancel).await?,
+            None => None,
+        };
         let tracker = Tracker::start(&workspace).await;
         let spec = self
             .command(&workspace)
@@ -405,10 +420,19 @@ impl CodingBackend for CliBackend {
         let run = AgentProcess::new("opencode", spec)
             .linger(self.exit_grace)
             .kill_grace(KILL_GRACE)
-            .run(StreamParser::new(), &ctx)
+            .run(
+                EndsFirstStart::new(
+                    AuditedParser::new(
+                        StreamParser::new(),
+                        Policy::new(self.policy.clone(), &workspace),
+                    ),
+                    first_start,
+                ),
+                &ctx,
+            )
             .await?;
         let (end, stderr) = (run.end, clean_stderr(&run.stderr_tail));
-        let report = run.parser.into_report();
+        let report = run.parser.inner.inner.into_report();
 
         if let (AgentEnd::Exited(status), Some(id)) = (end, &backend_id)
             && !status.success()

@@ -57,7 +57,8 @@ impl BackendFactory for CliFactory {
     async fn build(&self, config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
         Ok(Arc::new(
             CliBackend::new(config.section::<CliConfig>()?)
-                .with_workspace_base(config.config.coding.workspace_base()),
+                .with_workspace_base(config.config.coding.workspace_base())
+                .with_policy(config.config.coding.policy.clone().unwrap_or_default()),
         ))
     }
 

@@ -2,30 +2,26 @@
 //! started at once on a data directory without one race on it, and all but one may fail
 //! ("Failed query: CREATE TABLE …") — which is what a fresh CI runner with parallel tasks does.
 //!
-//! So before a run, unless this data directory is known to be ready, one run at a time (across
-//! processes: a lock file in the data directory itself, so every Station sharing that OpenCode
-//! home takes part, whatever its own data dir) lets OpenCode create the database with a quick
-//! `opencode session list`, then marks the directory ready. The mark is written only once the
-//! database exists after that command (or was already there), so a run never starts while
-//! another is still migrating.
+//! So until a data directory is known to be ready, one run at a time starts on it: it holds a
+//! lock (a file in the data directory itself, so every Station sharing that OpenCode home takes
+//! part, whatever its own data dir) until it prints its first event — by then OpenCode has
+//! opened and migrated its database — and then marks the directory ready. Runs waiting for the
+//! lock then start at once; later runs skip it. A run that fails before printing anything
+//! releases the lock unmarked, and the next run tries.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use station_core::process::CommandSpec;
-use station_core::{CancelSignal, FileLock, Result};
+use station_core::agent_process::StdoutParser;
+use station_core::{CancelSignal, EventKind, FileLock, Result};
 
-/// OpenCode's database file in its data directory.
-const DATABASE: &str = "opencode.db";
-/// Station's mark that the database was created (or found) under the lock.
+/// Station's mark that a run started on this data directory.
 const READY_MARK: &str = ".station-ready";
-/// The lock runs take while one of them creates the database.
+/// The lock first runs take.
 const LOCK_FILE: &str = ".station-first-run.lock";
 /// How long a run waits for another's first start before going ahead anyway.
 const LOCK_WAIT: Duration = Duration::from_secs(120);
-/// Deadline of the command that creates the database.
-const CREATE_DEADLINE: Duration = Duration::from_secs(90);
 
 /// OpenCode's data directory for a child with `env` set and `removed` unset on top of ours:
 /// `$XDG_DATA_HOME/opencode`, else `$HOME/.local/share/opencode`.
@@ -48,49 +44,76 @@ pub(crate) fn data_dir(env: &[(String, String)], removed: &[String]) -> Option<P
         .map(|home| home.join(".local/share/opencode"))
 }
 
-/// Make sure OpenCode's database in `dir` exists before a run starts; `list` is the
-/// `opencode` command (environment and cwd set) to which `session list` is added.
-/// Best effort: any failure here is left for the run itself to report.
-pub(crate) async fn ensure_database(
-    dir: &Path,
-    list: CommandSpec,
-    cancel: &CancelSignal,
-) -> Result<()> {
-    if dir.join(READY_MARK).exists() && dir.join(DATABASE).exists() {
-        return Ok(());
+/// The first start on a data directory, while it holds the lock.
+#[derive(Debug)]
+pub(crate) struct FirstStart {
+    _lock: FileLock,
+    dir: PathBuf,
+}
+
+impl FirstStart {
+    /// Wait for this run's turn to start on `dir` when it is not known to be ready; `None`
+    /// when it is (or the wait ran out: then the run goes ahead, as before this check).
+    pub(crate) async fn begin(dir: &Path, cancel: &CancelSignal) -> Result<Option<FirstStart>> {
+        if dir.join(READY_MARK).exists() {
+            return Ok(None);
+        }
+        if let Err(e) = std::fs::create_dir_all(dir) {
+            tracing::warn!(
+                "cannot create OpenCode's data directory {}: {e}",
+                dir.display()
+            );
+            return Ok(None);
+        }
+        let lock_path = dir.join(LOCK_FILE);
+        let Some(lock) = FileLock::acquire(&lock_path, LOCK_WAIT, cancel).await? else {
+            tracing::warn!(
+                "OpenCode's first start in {} (pid {:?}) took over {LOCK_WAIT:?}; running anyway",
+                dir.display(),
+                FileLock::holder_pid(&lock_path)
+            );
+            return Ok(None);
+        };
+        if dir.join(READY_MARK).exists() {
+            return Ok(None);
+        }
+        Ok(Some(FirstStart {
+            _lock: lock,
+            dir: dir.to_path_buf(),
+        }))
     }
-    if let Err(e) = std::fs::create_dir_all(dir) {
-        tracing::warn!(
-            "cannot create OpenCode's data directory {}: {e}",
-            dir.display()
-        );
-        return Ok(());
-    }
-    let lock_path = dir.join(LOCK_FILE);
-    let Some(_lock) = FileLock::acquire(&lock_path, LOCK_WAIT, cancel).await? else {
-        tracing::warn!(
-            "OpenCode's first start in {} (pid {:?}) took over {LOCK_WAIT:?}; running anyway",
-            dir.display(),
-            FileLock::holder_pid(&lock_path)
-        );
-        return Ok(());
-    };
-    if !dir.join(DATABASE).exists() {
-        tracing::debug!("creating OpenCode's database in {}", dir.display());
-        let created = list
-            .args(["session", "list", "--format", "json"])
-            .output(CREATE_DEADLINE, None)
-            .await;
-        if let Err(e) = created {
-            tracing::warn!("`opencode session list` to create OpenCode's database failed: {e}");
+
+    /// The run printed its first event: mark the directory ready and let the others start.
+    fn ready(self) {
+        if let Err(e) = std::fs::write(self.dir.join(READY_MARK), b"") {
+            tracing::warn!("cannot mark {} ready: {e}", self.dir.display());
         }
     }
-    if dir.join(DATABASE).exists()
-        && let Err(e) = std::fs::write(dir.join(READY_MARK), b"")
-    {
-        tracing::warn!("cannot mark {} ready: {e}", dir.display());
+}
+
+/// A parser that ends a [`FirstStart`] at the run's first stdout line.
+#[derive(Debug)]
+pub(crate) struct EndsFirstStart<P> {
+    pub(crate) inner: P,
+    first: Option<FirstStart>,
+}
+
+impl<P> EndsFirstStart<P> {
+    pub(crate) fn new(inner: P, first: Option<FirstStart>) -> Self {
+        EndsFirstStart { inner, first }
     }
-    Ok(())
+}
+
+impl<P: StdoutParser> StdoutParser for EndsFirstStart<P> {
+    fn push_line(&mut self, line: &str) -> Vec<EventKind> {
+        if let Some(first) = self.first.take() {
+            first.ready();
+        }
+        self.inner.push_line(line)
+    }
+    fn finished(&self) -> bool {
+        self.inner.finished()
+    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 mod backend;
 mod config;
 mod first_run;
+mod permission;
 pub mod sessions;
 pub mod stream;
 

@@ -208,6 +208,59 @@ impl Action {
     }
 }
 
+impl Action {
+    /// What an agent's tool call asks for, from the tool's name and input, for the tool names
+    /// the supported agents use (OpenCode, Claude Code, Codex, Gemini CLI, ACP agents; any
+    /// case). A tool this does not know is [`Action::Tool`].
+    pub fn of_tool_call(name: &str, input: &serde_json::Value) -> Action {
+        let field = |keys: &[&str]| {
+            keys.iter()
+                .find_map(|k| input.get(*k).and_then(|v| v.as_str()))
+                .unwrap_or_default()
+                .to_string()
+        };
+        const PATH: &[&str] = &[
+            "filePath",
+            "file_path",
+            "path",
+            "absolute_path",
+            "notebook_path",
+        ];
+        match name.to_ascii_lowercase().as_str() {
+            "write"
+            | "edit"
+            | "multiedit"
+            | "patch"
+            | "notebookedit"
+            | "write_file"
+            | "replace"
+            | "create_file"
+            | "str_replace_based_edit_tool" => Action::Edit { path: field(PATH) },
+            "read" | "read_file" | "read_many_files" | "view" => Action::Read { path: field(PATH) },
+            "bash" | "shell" | "run_shell_command" | "exec_command" | "local_shell" => {
+                let command = match input.get("command").or_else(|| input.get("cmd")) {
+                    Some(serde_json::Value::Array(argv)) => argv
+                        .iter()
+                        .filter_map(|a| a.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                    Some(v) => v.as_str().unwrap_or_default().to_string(),
+                    None => String::new(),
+                };
+                Action::Bash { command }
+            }
+            "webfetch" | "web_fetch" | "websearch" | "web_search" | "google_web_search" => {
+                Action::Network {
+                    target: field(&["url", "query", "prompt"]),
+                }
+            }
+            _ => Action::Tool {
+                name: name.to_string(),
+            },
+        }
+    }
+}
+
 /// The policy's answer and the rule that gave it (`edit.deny "secrets/**"`,
 /// `outside_workspace`, `unmatched`, ...).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -379,6 +432,57 @@ fn is_assignment(word: &str) -> bool {
                 && !name.starts_with(|c: char| c.is_ascii_digit())
         }
         None => false,
+    }
+}
+
+/// A stream parser that also records, for the audit trail, what `policy` says of each tool
+/// call the agent starts — for agents that enforce the policy themselves (from a rendered
+/// config) and report tool calls but not the decisions. `ask` is recorded as the deny it
+/// becomes where nobody can be asked mid-run.
+#[derive(Debug)]
+pub struct AuditedParser<P> {
+    /// The agent's own parser.
+    pub inner: P,
+    policy: Policy,
+}
+
+impl<P> AuditedParser<P> {
+    /// Wrap `inner`.
+    pub fn new(inner: P, policy: Policy) -> Self {
+        AuditedParser { inner, policy }
+    }
+}
+
+impl<P: crate::agent_process::StdoutParser> crate::agent_process::StdoutParser
+    for AuditedParser<P>
+{
+    fn push_line(&mut self, line: &str) -> Vec<crate::EventKind> {
+        let events = self.inner.push_line(line);
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
+            if let crate::EventKind::ToolStarted { name, input, .. } = &event {
+                let action = Action::of_tool_call(name, input);
+                let decision = self.policy.decide(&action);
+                let verdict = match decision.verdict {
+                    Verdict::Ask => Verdict::Deny,
+                    v => v,
+                };
+                out.push(crate::EventKind::Permission {
+                    record: PermissionRecord {
+                        tool: name.clone(),
+                        action,
+                        verdict,
+                        rule: decision.rule,
+                    },
+                });
+            }
+            out.push(event);
+        }
+        out
+    }
+
+    fn finished(&self) -> bool {
+        self.inner.finished()
     }
 }
 

@@ -49,6 +49,7 @@ async fn happy_run_streams_events_and_builds_the_outcome() {
             "started",
             "session",
             "text",
+            "permission",
             "tool_started",
             "tool_finished",
             "file_edited",

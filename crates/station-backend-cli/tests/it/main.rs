@@ -3,5 +3,6 @@
 
 mod fake;
 mod parser;
+mod policy;
 mod real;
 mod support;

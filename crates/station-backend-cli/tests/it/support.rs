@@ -61,10 +61,14 @@ impl Fake {
 
     pub(crate) fn backend_with(&self, config: CliConfig) -> CliBackend {
         CliBackend::new(config)
-            .with_env(vec![(
-                "FAKE_DIR".into(),
-                self.state.to_string_lossy().into_owned(),
-            )])
+            .with_env(vec![
+                ("FAKE_DIR".into(), self.state.to_string_lossy().into_owned()),
+                // OpenCode's data dir (first-start lock) is the fake's own.
+                (
+                    "XDG_DATA_HOME".into(),
+                    self.state.join("data").to_string_lossy().into_owned(),
+                ),
+            ])
             .with_workspace_base(self.state.join("workspaces"))
     }
 
@@ -144,6 +148,7 @@ pub(crate) fn kinds(events: &[Event]) -> Vec<&'static str> {
             EventKind::TextDelta { .. } => "delta",
             EventKind::Text { .. } => "text",
             EventKind::Reasoning { .. } => "reasoning",
+            EventKind::Permission { .. } => "permission",
             EventKind::ToolStarted { .. } => "tool_started",
             EventKind::ToolFinished { .. } => "tool_finished",
             EventKind::FileEdited { .. } => "file_edited",

@@ -176,3 +176,48 @@ fn bad_patterns_and_values_are_errors_that_say_what_is_wrong() {
         .to_string();
     assert!(err.contains("≥ 0"), "{err}");
 }
+
+#[test]
+fn tool_calls_of_every_agent_map_onto_actions() {
+    use serde_json::json;
+    let cases = [
+        ("write", json!({"filePath": "/w/a.py"}), edit("/w/a.py")),
+        ("Write", json!({"file_path": "a.py"}), edit("a.py")),
+        ("replace", json!({"file_path": "b.py"}), edit("b.py")),
+        ("bash", json!({"command": "ls -la"}), bash("ls -la")),
+        (
+            "shell",
+            json!({"command": ["rm", "-rf", "data"]}),
+            bash("rm -rf data"),
+        ),
+        (
+            "exec_command",
+            json!({"cmd": "git status"}),
+            bash("git status"),
+        ),
+        (
+            "read_file",
+            json!({"absolute_path": "/etc/hosts"}),
+            Action::Read {
+                path: "/etc/hosts".into(),
+            },
+        ),
+        (
+            "WebFetch",
+            json!({"url": "https://x"}),
+            Action::Network {
+                target: "https://x".into(),
+            },
+        ),
+        (
+            "mcp__thing",
+            json!({}),
+            Action::Tool {
+                name: "mcp__thing".into(),
+            },
+        ),
+    ];
+    for (name, input, want) in cases {
+        assert_eq!(Action::of_tool_call(name, &input), want, "{name}");
+    }
+}
