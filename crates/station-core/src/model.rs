@@ -73,6 +73,27 @@ pub struct Session {
     /// Backend-specific extras.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+    /// The git worktree the session works in (`isolation: worktree`); `workspace` is its path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<SessionWorktree>,
+}
+
+/// A git worktree made for one session, on a branch of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionWorktree {
+    /// The repository's main checkout it was made from.
+    pub repository: PathBuf,
+    /// The worktree's directory (the session's workspace).
+    pub path: PathBuf,
+    /// Its branch, `stn/<session id>`.
+    pub branch: String,
+}
+
+impl SessionWorktree {
+    /// The branch a session's worktree gets.
+    pub fn branch_for(id: &SessionId) -> String {
+        format!("stn/{id}")
+    }
 }
 
 impl Session {
@@ -89,6 +110,7 @@ impl Session {
             created_at: now,
             last_used_at: now,
             metadata: BTreeMap::new(),
+            worktree: None,
         }
     }
 }

@@ -213,3 +213,46 @@ fn config_files_must_be_small_regular_files() {
         .to_string();
     assert!(err.contains("larger than 1 MiB"), "{err}");
 }
+
+#[test]
+fn isolation_and_worktree_on_close_are_read_and_checked() {
+    let c = load_text("", &[]).unwrap().config.coding;
+    assert_eq!(
+        (c.isolation, c.worktree_on_close),
+        (Isolation::None, WorktreeOnClose::Keep)
+    );
+    let c = load_text(
+        "coding:\n  isolation: worktree\n  worktree_on_close: remove\n",
+        &[],
+    )
+    .unwrap()
+    .config
+    .coding;
+    assert_eq!(
+        (c.isolation, c.worktree_on_close),
+        (Isolation::Worktree, WorktreeOnClose::Remove)
+    );
+    let err = load_text("coding:\n  isolation: worktre\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("config.yaml:2:")
+            && err.contains("coding.isolation")
+            && err.contains("`worktre` is not a valid value")
+            && err.contains("did you mean `worktree`")
+            && err.contains("none, worktree"),
+        "{err}"
+    );
+    let err = load_text("coding:\n  worktree_on_close: delete\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("coding.worktree_on_close") && err.contains("keep, remove"),
+        "{err}"
+    );
+    assert_eq!("worktree".parse::<Isolation>(), Ok(Isolation::Worktree));
+    assert_eq!(
+        "wt".parse::<Isolation>(),
+        Err("`wt` is not an isolation mode; use one of: none, worktree".to_string())
+    );
+}
