@@ -33,7 +33,7 @@ pub fn schema_for<T: JsonSchema>() -> Value {
     value
 }
 
-/// Drop `format`, and `null` from type lists (null already counts as absent).
+/// Drop `format`, and `null` from type and value lists (null already counts as absent).
 fn simplify(schema: &mut Value) {
     let Some(obj) = schema.as_object_mut() else {
         return;
@@ -46,6 +46,9 @@ fn simplify(schema: &mut Value) {
             _ => Value::Array(kept),
         };
         obj.insert("type".into(), single);
+    }
+    if let Some(Value::Array(values)) = obj.get_mut("enum") {
+        values.retain(|v| !v.is_null());
     }
     if let Some(Value::Object(props)) = obj.get_mut("properties") {
         props.values_mut().for_each(simplify);
@@ -164,6 +167,20 @@ fn check_value(key: &str, prop: &Value, value: &Value) -> Result<(), ArgError> {
         ),
         fix: format!("pass `{key}` as {}", type_phrase(wanted)),
     };
+    if let Some(allowed) = prop.get("enum").and_then(Value::as_array)
+        && value.is_string()
+        && !allowed.contains(value)
+    {
+        let names: Vec<&str> = allowed.iter().filter_map(Value::as_str).collect();
+        return Err(ArgError {
+            error: format!(
+                "`{key}` must be one of {}, not `{}`",
+                names.join(", "),
+                value.as_str().unwrap_or_default()
+            ),
+            fix: format!("pass `{key}` as one of: {}", names.join(", ")),
+        });
+    }
     match wanted {
         "string" if !value.is_string() => return Err(wrong()),
         "boolean" if !value.is_boolean() => return Err(wrong()),

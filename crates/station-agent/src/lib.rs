@@ -9,6 +9,7 @@ pub mod llm;
 pub mod runtime;
 mod tool_args;
 pub mod tools;
+pub mod worktree;
 
 pub use git::{GitOps, LocalGit};
 pub use llm::{GenaiClient, LlmClient, LlmSettings, ModelRef};

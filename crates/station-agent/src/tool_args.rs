@@ -22,6 +22,26 @@ pub(crate) struct OpenArgs {
     pub(crate) title: Option<String>,
     /// Continue an earlier session: its id or part of its title.
     pub(crate) session: Option<String>,
+    /// `worktree`: work in a new git worktree of the workspace's repository, on a new branch `stn/<session id>`, so other sessions can work on the same repository at once. `none`: work in the workspace itself. Default: the station config (coding.isolation). Only for new sessions.
+    pub(crate) isolation: Option<IsolationArg>,
+}
+
+/// `coding_open`'s `isolation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[schemars(inline)]
+pub(crate) enum IsolationArg {
+    None,
+    Worktree,
+}
+
+impl From<IsolationArg> for station_core::config::Isolation {
+    fn from(a: IsolationArg) -> Self {
+        match a {
+            IsolationArg::None => station_core::config::Isolation::None,
+            IsolationArg::Worktree => station_core::config::Isolation::Worktree,
+        }
+    }
 }
 
 // code. `session_id` is advertised as required; without it the session opened last is used

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
+use station_core::config::{Isolation, WorktreeOnClose};
 use station_core::git::GitRequest;
 use station_core::service::OpenSpec;
 use station_core::{Error, Event, FileChange, RepoSpec, Session, SessionService, Task};
@@ -28,6 +29,8 @@ pub struct CodingTools {
     continue_session: Option<String>,
     opened: Mutex<Vec<Session>>,
     files_changed: Mutex<Vec<FileChange>>,
+    isolation: Isolation,
+    worktree_on_close: WorktreeOnClose,
 }
 
 impl std::fmt::Debug for CodingTools {
@@ -75,7 +78,16 @@ impl CodingTools {
             continue_session: None,
             opened: Mutex::new(Vec::new()),
             files_changed: Mutex::new(Vec::new()),
+            isolation: Isolation::None,
+            worktree_on_close: WorktreeOnClose::Keep,
         }
+    }
+    /// Where new sessions work when `coding_open` does not say (`coding.isolation`), and what
+    /// `coding_close` does with a session's worktree (`coding.worktree_on_close`).
+    pub fn with_worktree_policy(mut self, isolation: Isolation, on_close: WorktreeOnClose) -> Self {
+        self.isolation = isolation;
+        self.worktree_on_close = on_close;
+        self
     }
     /// Git for `coding_commit`/`coding_push`/`coding_branch` and repository clones.
     pub fn with_git(mut self, git: Arc<dyn GitOps>) -> Self {
@@ -223,16 +235,36 @@ impl CodingTools {
         if let (Some(repo), Some(ws), false, false) = (&repo, &workspace, continuing, remote) {
             self.clone_repo(repo, ws).await?;
         }
-        let session = self
-            .service
-            .open(OpenSpec {
-                workspace,
-                repo,
-                title: args.title,
-                session: session_query,
-            })
-            .await
-            .map_err(ToolError::from_core)?;
+        let isolation = args
+            .isolation
+            .map(Isolation::from)
+            .unwrap_or(self.isolation);
+        let spec = OpenSpec {
+            workspace: workspace.clone(),
+            repo,
+            title: args.title,
+            session: session_query,
+        };
+        let session = match (isolation, continuing, &workspace) {
+            (Isolation::Worktree, false, Some(ws)) => {
+                let git = self.git.as_ref().ok_or_else(|| {
+                    ToolError::new(
+                        "git is not available in this build, so there are no worktrees",
+                        "call coding_open with isolation `none`",
+                    )
+                })?;
+                crate::worktree::open_in_worktree(
+                    &self.service,
+                    git.as_ref(),
+                    ws,
+                    &self.workspace_base,
+                    spec,
+                )
+                .await
+            }
+            _ => self.service.open(spec).await,
+        }
+        .map_err(ToolError::from_core)?;
         self.opened
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -244,6 +276,7 @@ impl CodingTools {
             "backend": session.backend,
             "title": session.title,
             "continued": continuing,
+            "worktree": session.worktree,
         }))
     }
 
@@ -341,9 +374,17 @@ impl CodingTools {
             .close(&session.id)
             .await
             .map_err(ToolError::from_core)?;
-        Ok(
-            json!({"success": true, "session_id": session.id, "note": "closed; continue it later with its id or title"}),
-        )
+        let mut out = json!({"success": true, "session_id": session.id, "note": "closed; continue it later with its id or title"});
+        let git = self.git.as_deref();
+        if let Some(wt) =
+            crate::worktree::close_worktree(git, &session, self.worktree_on_close).await
+        {
+            if wt["removed"] == true {
+                out["note"] = json!("closed; its worktree was removed, so it cannot be continued");
+            }
+            out["worktree"] = wt;
+        }
+        Ok(out)
     }
 
     async fn git_tool(
@@ -447,6 +488,9 @@ mod tests {
 
     /// A value of the type `prop` declares (within its range).
     fn sample(prop: &Value) -> Value {
+        if let Some(first) = prop["enum"].as_array().and_then(|values| values.first()) {
+            return first.clone();
+        }
         match prop["type"].as_str() {
             Some("string") => json!("x"),
             Some("boolean") => json!(false),
@@ -527,6 +571,22 @@ mod tests {
         assert_eq!(
             code["properties"]["files"]["items"],
             json!({"type": "string"})
+        );
+        let open = schema("coding_open");
+        assert_eq!(
+            open["properties"]["isolation"]["enum"],
+            json!(["none", "worktree"]),
+            "{open}"
+        );
+        assert_eq!(open["properties"]["isolation"]["type"], "string");
+        let bad =
+            parse_args::<OpenArgs>("coding_open", &json!({"isolation": "branch"})).unwrap_err();
+        assert_eq!(
+            bad,
+            ArgError {
+                error: "`isolation` must be one of none, worktree, not `branch`".into(),
+                fix: "pass `isolation` as one of: none, worktree".into(),
+            }
         );
         let push = schema("coding_push");
         assert_eq!(push["properties"]["set_upstream"]["default"], true);

@@ -75,12 +75,16 @@ pub(crate) fn service(
         .with_budget(config.config.coding.budget.clone()))
 }
 
-/// Give the coding tools git (clone, commit, push, branch) with the configured credentials.
+/// Give the coding tools git (clone, commit, push, branch) with the configured credentials,
+/// and the configured worktree isolation (`coding.isolation`, `coding.worktree_on_close`).
 pub(crate) fn with_git(
     tools: station_agent::CodingTools,
     config: &LoadedConfig,
 ) -> station_agent::CodingTools {
-    tools.with_git(Arc::new(station_agent::LocalGit::new(
-        station_git::Git::from_loaded(config),
-    )))
+    let coding = &config.config.coding;
+    tools
+        .with_git(Arc::new(station_agent::LocalGit::new(
+            station_git::Git::from_loaded(config),
+        )))
+        .with_worktree_policy(coding.isolation, coding.worktree_on_close)
 }

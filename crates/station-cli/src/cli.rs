@@ -174,6 +174,12 @@ pub(crate) struct CodeArgs {
     /// Title of a new session (default: the instruction).
     #[arg(long, value_name = "TITLE", conflicts_with = "session")]
     pub(crate) title: Option<String>,
+    /// Where a new session works: `none`, the workspace itself, or `worktree`, a new git
+    /// worktree of the workspace's repository on branch `stn/<session id>` under
+    /// workspace_base_path, so several sessions can work on one repository at once (default:
+    /// coding.isolation, else none).
+    #[arg(long, value_name = "none|worktree", conflicts_with = "session")]
+    pub(crate) isolation: Option<station_core::config::Isolation>,
     /// Deadline in seconds, at most 604800 (7 days) (default: the backend's configured timeout).
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=MAX_DEADLINE_SECS))]
     pub(crate) timeout: Option<u64>,

@@ -134,6 +134,53 @@ pub struct CodingConfig {
     /// What each task and each session may spend.
     #[serde(skip_serializing_if = "is_default_budget")]
     pub budget: crate::policy::BudgetConfig,
+    /// Where a new session works by default: in the workspace itself, or in a git worktree of
+    /// it on a branch of its own (`none` | `worktree`).
+    pub isolation: Isolation,
+    /// What closing a session does with its worktree (`keep` | `remove`).
+    pub worktree_on_close: WorktreeOnClose,
+}
+
+/// `coding.isolation`: where a new session works.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Isolation {
+    /// In the workspace itself.
+    #[default]
+    None,
+    /// In a new git worktree of the workspace's repository, on a new branch `stn/<session id>`
+    /// under the workspace base, so several sessions can work on one repository at once.
+    Worktree,
+}
+
+impl Isolation {
+    /// The values, as written in config and flags.
+    pub const VALUES: [&'static str; 2] = ["none", "worktree"];
+}
+
+impl std::str::FromStr for Isolation {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim() {
+            "none" => Ok(Isolation::None),
+            "worktree" => Ok(Isolation::Worktree),
+            other => Err(format!(
+                "`{other}` is not an isolation mode; use one of: {}",
+                Isolation::VALUES.join(", ")
+            )),
+        }
+    }
+}
+
+/// `coding.worktree_on_close`: what closing a session does with its worktree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorktreeOnClose {
+    /// Leave the worktree where it is.
+    #[default]
+    Keep,
+    /// Remove the worktree (never one with uncommitted changes); its branch stays.
+    Remove,
 }
 
 fn is_default_budget(budget: &crate::policy::BudgetConfig) -> bool {
@@ -154,13 +201,15 @@ impl Default for CodingConfig {
             pass_env: Vec::new(),
             policy: None,
             budget: crate::policy::BudgetConfig::default(),
+            isolation: Isolation::None,
+            worktree_on_close: WorktreeOnClose::Keep,
         }
     }
 }
 
 impl CodingConfig {
     /// The keys of `coding` that are station-wide (every other key is a backend's section).
-    pub const STATION_KEYS: [&'static str; 11] = [
+    pub const STATION_KEYS: [&'static str; 13] = [
         "backend",
         "git",
         "workspace_base_path",
@@ -172,6 +221,8 @@ impl CodingConfig {
         "pass_env",
         "policy",
         "budget",
+        "isolation",
+        "worktree_on_close",
     ];
 
     /// The task deadline.

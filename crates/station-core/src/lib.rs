@@ -40,8 +40,8 @@ pub use claim::{FileLock, SessionClaim};
 pub use error::{Error, ErrorKind, InputError, Result};
 pub use event::{Event, EventKind, EventSink};
 pub use model::{
-    FileAction, FileChange, OpenRequest, Outcome, RepoSpec, Session, SessionId, StopReason, Task,
-    ToolCall, Usage,
+    FileAction, FileChange, OpenRequest, Outcome, RepoSpec, Session, SessionId, SessionWorktree,
+    StopReason, Task, ToolCall, Usage,
 };
 pub use redact::{Redactor, Secret};
 pub use registry::{BackendFactory, BackendRegistry};

@@ -79,6 +79,27 @@ pub struct Session {
     /// Cost in USD of all tasks so far, where known (for the session budget).
     #[serde(default, skip_serializing_if = "is_zero_f64")]
     pub cost_total_usd: f64,
+    /// The git worktree the session works in (`isolation: worktree`); `workspace` is its path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<SessionWorktree>,
+}
+
+/// A git worktree made for one session, on a branch of its own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionWorktree {
+    /// The repository's main checkout it was made from.
+    pub repository: PathBuf,
+    /// The worktree's directory (the session's workspace).
+    pub path: PathBuf,
+    /// Its branch, `stn/<session id>`.
+    pub branch: String,
+}
+
+impl SessionWorktree {
+    /// The branch a session's worktree gets.
+    pub fn branch_for(id: &SessionId) -> String {
+        format!("stn/{id}")
+    }
 }
 
 fn is_zero_f64(v: &f64) -> bool {
@@ -101,6 +122,7 @@ impl Session {
             metadata: BTreeMap::new(),
             usage_total: Usage::default(),
             cost_total_usd: 0.0,
+            worktree: None,
         }
     }
 }

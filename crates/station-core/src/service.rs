@@ -11,7 +11,9 @@ use crate::backend::CodingBackend;
 use crate::budget::TaskBudget;
 use crate::claim::SessionLocks;
 use crate::error::{Error, Result};
-use crate::model::{OpenRequest, RepoSpec, Session, SessionId, Task, default_title};
+use crate::model::{
+    OpenRequest, RepoSpec, Session, SessionId, SessionWorktree, Task, default_title,
+};
 use crate::policy::BudgetConfig;
 use crate::redact;
 use crate::run::{RunOptions, TaskRun, start_claimed_task};
@@ -102,6 +104,7 @@ impl SessionService {
         };
         match self.index.resolve(query) {
             Ok(known) => {
+                check_worktree_exists(&known)?;
                 if known.backend != name {
                     return Err(crate::InputError::new(format!(
                         "session {} belongs to the `{}` backend, but this run uses `{name}`",
@@ -134,6 +137,7 @@ impl SessionService {
                         m.extend(attached.metadata.clone());
                         m
                     },
+                    worktree: known.worktree.clone(),
                     ..attached
                 };
                 self.index.upsert(&merged)?;
@@ -154,6 +158,33 @@ impl SessionService {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// Open a new session `id` that works in `worktree`, which the caller made for it (named
+    /// after `id`, hence chosen before the backend opens it: see
+    /// [`SessionWorktree::branch_for`]). `spec.workspace` and `spec.session` are ignored.
+    pub async fn open_in_worktree(
+        &self,
+        spec: OpenSpec,
+        id: SessionId,
+        worktree: SessionWorktree,
+    ) -> Result<Session> {
+        let mut session = self
+            .backend
+            .open(OpenRequest {
+                workspace: Some(worktree.path.clone()),
+                repo: spec.repo,
+                title: spec.title.map(|t| redact::redact(&t)),
+                resume: None,
+            })
+            .await?;
+        // Backends name nothing after a new session's id when opening it (NATS keeps the
+        // name it chose in its metadata), so the id the worktree is named after can take over.
+        session.id = id;
+        session.workspace = Some(worktree.path.clone());
+        session.worktree = Some(worktree);
+        self.index.upsert(&session)?;
+        Ok(session)
     }
 
     /// A stored session by id, backend id or title.
@@ -249,6 +280,9 @@ impl SessionService {
             if stored.workspace.is_none() {
                 stored.workspace.clone_from(&session.workspace);
             }
+            if stored.worktree.is_none() {
+                stored.worktree.clone_from(&session.worktree);
+            }
         }) {
             Err(Error::NotFound { .. }) => self.index.upsert(session),
             other => other.map(|_| ()),
@@ -262,5 +296,27 @@ impl SessionService {
             Err(Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// A session whose worktree was removed cannot continue: its workspace would come back empty.
+fn check_worktree_exists(session: &Session) -> Result<()> {
+    match &session.worktree {
+        Some(wt) if !wt.path.exists() => Err(crate::InputError::new(format!(
+            "session {} worked in the worktree {}, which no longer exists (removed when the session was closed?); its commits are on branch `{}` of {}",
+            session.id,
+            wt.path.display(),
+            wt.branch,
+            wt.repository.display()
+        ))
+        .field("session")
+        .hint(format!(
+            "start a new session, or check the branch out yourself: git -C {} worktree add {} {}",
+            wt.repository.display(),
+            wt.path.display(),
+            wt.branch
+        ))
+        .into()),
+        _ => Ok(()),
     }
 }

@@ -373,7 +373,7 @@ impl Git {
         .await
     }
 
-    async fn run_local<T, F>(&self, operation: &str, work: F) -> Result<T>
+    pub(crate) async fn run_local<T, F>(&self, operation: &str, work: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce() -> Result<T> + Send + 'static,
@@ -389,7 +389,7 @@ impl Git {
     }
 
     /// Redact the error and log the outcome (never the token: messages are redacted first).
-    fn finish<T>(&self, operation: &str, result: Result<T>) -> Result<T> {
+    pub(crate) fn finish<T>(&self, operation: &str, result: Result<T>) -> Result<T> {
         result.map_err(|e| {
             let e = errors::sanitize(e, &self.redactor);
             tracing::debug!(operation, error = %e, "git operation failed");

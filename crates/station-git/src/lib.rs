@@ -12,7 +12,7 @@
 //! deadline, so even a server that stops sending mid-stream releases the thread.
 //!
 //! * [`Git`]: the operations ([`Git::clone_repo`], [`Git::clone_or_reuse`], [`Git::branch`], [`Git::status`],
-//!   [`Git::commit`], [`Git::push`]) and [`Git::execute`] for the command channel;
+//!   [`Git::commit`], [`Git::push`], [`Git::add_worktree`], [`Git::remove_worktree`]) and [`Git::execute`] for the command channel;
 //! * [`GitRequest`] / [`GitResponse`] / [`GitReply`] (from `station_core::git`): serde types that
 //!   carry a git operation over NATS or another remote channel.
 //!
@@ -37,6 +37,7 @@ mod network;
 mod policy;
 mod relay;
 mod reuse;
+mod worktree;
 
 pub use credentials::{GITHUB_USERNAME, GITLAB_USERNAME, GitCredentials, strip_credentials};
 pub use git::{

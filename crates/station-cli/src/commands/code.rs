@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use serde_json::json;
-use station_core::config::LoadedConfig;
+use station_core::config::{Isolation, LoadedConfig};
 use station_core::service::OpenSpec;
 use station_core::{Event, EventKind, Outcome, RepoSpec, Session, Task};
 
@@ -32,14 +32,31 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: CodeArgs) -> anyhow::Result
         (Some(repo), None) => Some(clone_into_workspace(loaded, repo, workspace).await?),
         _ => workspace,
     };
-    let session = service
-        .open(OpenSpec {
-            workspace,
-            repo,
-            title: args.title.clone(),
-            session: args.session.clone(),
-        })
-        .await?;
+    let isolation = args.isolation.unwrap_or(loaded.config.coding.isolation);
+    let spec = OpenSpec {
+        workspace: workspace.clone(),
+        repo,
+        title: args.title.clone(),
+        session: args.session.clone(),
+    };
+    let session = match (isolation, &args.session, &workspace) {
+        (Isolation::Worktree, None, Some(repo_dir)) => {
+            let git = station_agent::LocalGit::new(station_git::Git::from_loaded(loaded));
+            let base = loaded.config.coding.workspace_base();
+            let session =
+                station_agent::worktree::open_in_worktree(&service, &git, repo_dir, &base, spec)
+                    .await?;
+            if let Some(wt) = &session.worktree {
+                output::progress(&format!(
+                    "working in the worktree {} on branch {}",
+                    wt.path.display(),
+                    wt.branch
+                ));
+            }
+            session
+        }
+        _ => service.open(spec).await?,
+    };
     let task = Task {
         instruction: args.instruction.clone(),
         timeout_secs: args.timeout,
@@ -137,6 +154,7 @@ pub(crate) fn outcome_json(session: &Session, outcome: &Outcome) -> serde_json::
             "backend": session.backend,
             "backend_session_id": outcome.backend_session_id.as_ref().or(session.backend_session_id.as_ref()),
             "workspace": session.workspace,
+            "worktree": session.worktree,
         },
         "success": outcome.success,
         "summary": outcome.summary,

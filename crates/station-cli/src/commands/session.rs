@@ -18,18 +18,20 @@ pub(crate) fn list(as_json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     output::line(&format!(
-        "{:<36}  {:<13}  {:<32}  {:<30}  {:<19}  WORKSPACE",
-        "ID", "BACKEND", "BACKEND ID", "TITLE", "LAST USED"
+        "{:<36}  {:<13}  {:<32}  {:<30}  {:<19}  {:<41}  WORKSPACE",
+        "ID", "BACKEND", "BACKEND ID", "TITLE", "LAST USED", "BRANCH"
     ));
     for s in sessions {
         let title: String = s.title.as_deref().unwrap_or("").chars().take(30).collect();
         output::line(&format!(
-            "{:<36}  {:<13}  {:<32}  {:<30}  {:<19}  {}",
+            "{:<36}  {:<13}  {:<32}  {:<30}  {:<19}  {:<41}  {}",
             s.id,
             s.backend,
             s.backend_session_id.as_deref().unwrap_or("-"),
             title,
             s.last_used_at.format("%Y-%m-%d %H:%M:%S"),
+            // The session's own branch, when it works in a worktree.
+            s.worktree.as_ref().map_or("-", |w| w.branch.as_str()),
             s.workspace
                 .as_ref()
                 .map(|w| w.display().to_string())

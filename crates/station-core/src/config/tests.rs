@@ -248,3 +248,46 @@ fn policy_and_budget_errors_name_file_line_and_field() {
     assert_eq!(policy.edit.deny[0].as_str(), "secrets/**");
     assert_eq!(ok.config.coding.budget.max_tokens, Some(500_000));
 }
+
+#[test]
+fn isolation_and_worktree_on_close_are_read_and_checked() {
+    let c = load_text("", &[]).unwrap().config.coding;
+    assert_eq!(
+        (c.isolation, c.worktree_on_close),
+        (Isolation::None, WorktreeOnClose::Keep)
+    );
+    let c = load_text(
+        "coding:\n  isolation: worktree\n  worktree_on_close: remove\n",
+        &[],
+    )
+    .unwrap()
+    .config
+    .coding;
+    assert_eq!(
+        (c.isolation, c.worktree_on_close),
+        (Isolation::Worktree, WorktreeOnClose::Remove)
+    );
+    let err = load_text("coding:\n  isolation: worktre\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("config.yaml:2:")
+            && err.contains("coding.isolation")
+            && err.contains("`worktre` is not a valid value")
+            && err.contains("did you mean `worktree`")
+            && err.contains("none, worktree"),
+        "{err}"
+    );
+    let err = load_text("coding:\n  worktree_on_close: delete\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("coding.worktree_on_close") && err.contains("keep, remove"),
+        "{err}"
+    );
+    assert_eq!("worktree".parse::<Isolation>(), Ok(Isolation::Worktree));
+    assert_eq!(
+        "wt".parse::<Isolation>(),
+        Err("`wt` is not an isolation mode; use one of: none, worktree".to_string())
+    );
+}

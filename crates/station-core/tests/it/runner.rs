@@ -544,3 +544,76 @@ async fn a_session_budget_spans_tasks_and_refuses_a_task_once_used_up() {
     assert_eq!(third.usage.total(), 0, "the task never started");
     assert!(third.error.unwrap().contains("session_max_tokens"));
 }
+
+#[tokio::test]
+async fn a_session_in_a_worktree_keeps_it_when_continued_and_says_when_it_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = SessionIndex::open(dir.path().join("data")).unwrap();
+    let service = SessionService::new(
+        backend(Behaviour::Succeed),
+        index.clone(),
+        RunOptions::default(),
+    );
+    let id = station_core::SessionId::generate();
+    let worktree = station_core::SessionWorktree {
+        repository: dir.path().join("repo"),
+        path: dir.path().join("base/repo-wt"),
+        branch: station_core::SessionWorktree::branch_for(&id),
+    };
+    std::fs::create_dir_all(&worktree.path).unwrap();
+    let session = service
+        .open_in_worktree(
+            station_core::service::OpenSpec {
+                title: Some("isolated work".into()),
+                workspace: Some(dir.path().join("ignored")),
+                ..Default::default()
+            },
+            id.clone(),
+            worktree.clone(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(session.id, id);
+    assert_eq!(worktree.branch, format!("stn/{id}"));
+    assert_eq!(session.workspace.as_ref(), Some(&worktree.path));
+    assert_eq!(
+        index.resolve(id.as_str()).unwrap().worktree.as_ref(),
+        Some(&worktree)
+    );
+    let outcome = service.execute(&session, Task::new("work")).outcome().await;
+    assert!(outcome.unwrap().success);
+
+    let again = service
+        .open(station_core::service::OpenSpec {
+            session: Some("isolated work".into()),
+            workspace: Some(dir.path().join("elsewhere")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (&again.id, again.workspace.as_ref()),
+        (&id, Some(&worktree.path))
+    );
+    assert_eq!(again.worktree.as_ref(), Some(&worktree));
+    assert_eq!(
+        index.resolve(id.as_str()).unwrap().worktree,
+        Some(worktree.clone())
+    );
+
+    std::fs::remove_dir(&worktree.path).unwrap();
+    let err = service
+        .open(station_core::service::OpenSpec {
+            session: Some(id.to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no longer exists")
+            && err.contains(worktree.path.to_str().unwrap())
+            && err.contains(&worktree.branch),
+        "{err}"
+    );
+}

@@ -8,3 +8,4 @@ mod local_ops;
 mod push;
 mod reuse;
 mod support;
+mod worktree;
