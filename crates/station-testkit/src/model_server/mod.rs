@@ -3,6 +3,7 @@
 //!
 //! Routes: `POST /v1/chat/completions`, `POST /v1/messages` (query ignored),
 //! `POST /v1/messages/count_tokens`, `GET /v1/models`; anything else gets a JSON 404.
+//! Under `/v1beta/models` it speaks the Gemini API (Gemini CLI; see `gemini.rs`).
 //!
 //! The server is stateless per request, as both clients resend the whole history:
 //!
