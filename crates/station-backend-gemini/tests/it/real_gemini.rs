@@ -268,7 +268,13 @@ async fn real_gemini_cancel_leaves_no_process_and_says_cancelled() {
             .expect("the task is still running");
         events.push(next.kind);
     }
-    let agents = live_children_of(std::process::id());
+    // This task's CLI: a child of the test process working in this workspace (other tests of
+    // the same process may run agents elsewhere).
+    let ws = std::fs::canonicalize(&ws).unwrap();
+    let agents: Vec<u32> = live_children_of(std::process::id())
+        .into_iter()
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd == ws))
+        .collect();
     assert!(!agents.is_empty(), "the gemini process runs");
     run.cancel();
     let outcome = tokio::time::timeout(Duration::from_secs(30), run.outcome())
