@@ -28,6 +28,10 @@ pub(crate) fn registry() -> BackendRegistry {
     let registry = registry.with(station_backend_claude::ClaudeFactory);
     #[cfg(not(feature = "claude"))]
     let registry = registry.compiled_out("claudecode", "claudecode", "claude");
+    #[cfg(feature = "gemini")]
+    let registry = registry.with(station_backend_gemini::GeminiFactory);
+    #[cfg(not(feature = "gemini"))]
+    let registry = registry.compiled_out("gemini", "gemini", "gemini");
     registry
 }
 

@@ -159,6 +159,9 @@ fn hello_script() -> Script {
         )
 }
 
+/// What the agents call their file-writing tool (OpenCode/Claude `write`, Gemini `write_file`).
+const WRITE_TOOLS: &[&str] = &["write", "write_file"];
+
 const SLOW_TEXT: &str =
     "This answer streams very slowly so that the task can be cancelled while it is still running. ";
 
@@ -221,7 +224,7 @@ pub async fn create_hello(target: &Target<'_>, service: &SessionService) -> Sess
         outcome
             .tool_calls
             .iter()
-            .any(|t| t.name.eq_ignore_ascii_case("write")),
+            .any(|t| WRITE_TOOLS.iter().any(|w| t.name.eq_ignore_ascii_case(w))),
         "[{CHECK}] the write tool call is recorded: {:#?}",
         outcome.tool_calls
     );

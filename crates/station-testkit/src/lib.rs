@@ -1,6 +1,6 @@
 //! Test kit for Station backends. Not a stable API.
 //!
-//! * [`model_server`]: a scripted model server (OpenAI Chat Completions and Anthropic Messages)
+//! * [`model_server`]: a scripted model server (OpenAI Chat Completions, Anthropic Messages and Gemini)
 //!   on 127.0.0.1, so real coding agents run offline and deterministically.
 //! * [`peers`]: locate the pinned real peers (`opencode`, `claude`, `nats-server`) and build the
 //!   isolated environment each one runs in.

@@ -1,4 +1,4 @@
-//! The real peers tests run against: the pinned `opencode` and `claude` CLIs (installed into
+//! The real peers tests run against: the pinned `opencode`, `claude` and `gemini` CLIs (installed into
 //! `<repo>/.tools/peers` by `cargo xtask install-peers`) and `nats-server`, each with an isolated
 //! environment so no state leaks between tests or from the developer's machine.
 //!
@@ -11,6 +11,11 @@ use serde_json::json;
 use station_core::process::{ChildProcess, CommandSpec};
 
 use crate::model_server::ScriptedModel;
+
+mod gemini;
+pub use gemini::{
+    GEMINI_ENV_REMOVE, GEMINI_VERSION, gemini_bin, gemini_command, gemini_env, gemini_settings,
+};
 
 /// The pinned OpenCode version (npm `opencode-ai`).
 pub const OPENCODE_VERSION: &str = "1.18.33";

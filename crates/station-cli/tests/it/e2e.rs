@@ -14,7 +14,7 @@ use station_testkit::peers;
 const FIRST_INSTRUCTION: &str = "Write the file hello.py that prints Hello World";
 const SECOND_INSTRUCTION: &str = "Edit hello.py so it greets Station";
 
-fn script() -> Script {
+pub(crate) fn script() -> Script {
     Script::new()
         // The coding agent (OpenCode or Claude), matched by the instruction it receives.
         .on(
@@ -137,7 +137,7 @@ async fn create_run_and_continue(coding_yaml: &str) {
     run_scenario(&model, &env);
 }
 
-fn run_scenario(model: &ScriptedModel, env: &Env) {
+pub(crate) fn run_scenario(model: &ScriptedModel, env: &Env) {
     env.stn()
         .args([
             "agent",
@@ -515,7 +515,7 @@ mod private_repo {
     }
 }
 
-mod stn_code {
+pub(crate) mod stn_code {
     use serde_json::Value;
     use station_testkit::model_server::{Script, ScriptedModel, Step};
     use station_testkit::peers;
@@ -560,8 +560,18 @@ mod stn_code {
 
     /// `stn code --workspace W` writes in W and reports it; `--session <title part>` continues.
     async fn create_and_continue(backend: &str, coding_yaml: &str, expect_cost: bool) {
+        create_and_continue_in(Env::new, backend, coding_yaml, expect_cost).await;
+    }
+
+    /// [`create_and_continue`] in the environment `make_env` builds.
+    pub(crate) async fn create_and_continue_in(
+        make_env: fn(&ScriptedModel, &str) -> Env,
+        backend: &str,
+        coding_yaml: &str,
+        expect_cost: bool,
+    ) {
         let model = ScriptedModel::start(script()).await.unwrap();
-        let env = Env::new(&model, coding_yaml);
+        let env = make_env(&model, coding_yaml);
         let ws = env.home.path().join("project");
         std::fs::create_dir_all(&ws).unwrap();
         let ws_arg = ws.display().to_string();

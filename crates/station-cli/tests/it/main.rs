@@ -4,6 +4,7 @@ mod agent;
 mod agent_run;
 mod config;
 mod e2e;
+mod gemini;
 mod hardening;
 mod mcp;
 mod nats;

@@ -3,6 +3,7 @@
 //!
 //! Routes: `POST /v1/chat/completions`, `POST /v1/messages` (query ignored),
 //! `POST /v1/messages/count_tokens`, `GET /v1/models`; anything else gets a JSON 404.
+//! Under `/v1beta/models` it speaks the Gemini API (Gemini CLI; see `gemini.rs`).
 //!
 //! The server is stateless per request, as both clients resend the whole history:
 //!
@@ -26,6 +27,7 @@
 //! `toolu_scripted000001`, `msg_scripted000001`), and so is usage (see [`TokenUsage`]).
 
 mod anthropic;
+mod gemini;
 mod openai;
 mod reply;
 mod request;
@@ -62,6 +64,7 @@ const SECRET_HEADERS: &[&str] = &[
     "x-api-key",
     "proxy-authorization",
     "cookie",
+    "x-goog-api-key",
 ];
 
 /// The per-request facts the wire formats need.
@@ -247,12 +250,16 @@ enum Route {
     CountTokens,
     Models,
     Root,
+    Gemini(gemini::Call),
     WrongMethod,
     NotFound,
 }
 
 fn route(method: &Method, path: &str) -> Route {
     let post = method == Method::POST;
+    if path.starts_with("/v1beta/models") {
+        return Route::Gemini(gemini::route(method, path));
+    }
     match path {
         "/v1/chat/completions" if post => Route::Completion(Api::OpenAi),
         "/v1/messages" if post => Route::Completion(Api::Anthropic),
@@ -271,6 +278,7 @@ fn route_api(route: Route, path: &str, headers: &HeaderMap) -> Api {
     match route {
         Route::Completion(api) => api,
         Route::CountTokens => Api::Anthropic,
+        Route::Gemini(_) => Api::Gemini,
         _ if headers.contains_key("anthropic-version") || path.contains("messages") => {
             Api::Anthropic
         }
@@ -335,6 +343,7 @@ impl Responder<'_> {
         let body = match self.api {
             Api::OpenAi => openai::error_body(status.as_u16(), message),
             Api::Anthropic => anthropic::error_body(status.as_u16(), message, &self.request_id),
+            Api::Gemini => gemini::error_body(status.as_u16(), message),
         };
         self.json(status, &body)
     }
@@ -393,6 +402,7 @@ impl Responder<'_> {
                     (false, _) => vec![Chunk::data("{\"id\":\"partial")],
                     (true, Api::OpenAi) => openai::stream_prefix(ctx),
                     (true, Api::Anthropic) => anthropic::stream_prefix(ctx),
+                    (true, Api::Gemini) => gemini::stream_prefix(ctx),
                 };
                 // The pause lets hyper flush what was sent before the connection goes.
                 chunks.extend([Chunk::Sleep(Duration::from_millis(50)), Chunk::Abort]);
@@ -403,6 +413,7 @@ impl Responder<'_> {
                     (false, _) => vec![Chunk::data("{\"id\": broken")],
                     (true, Api::OpenAi) => openai::malformed_stream(ctx),
                     (true, Api::Anthropic) => anthropic::malformed_stream(ctx),
+                    (true, Api::Gemini) => gemini::malformed_stream(ctx),
                 };
                 self.played(content_type, chunks)
             }
@@ -437,6 +448,8 @@ impl Responder<'_> {
             (false, Api::Anthropic) => {
                 self.json(StatusCode::OK, &anthropic::complete(message, ctx))
             }
+            (true, Api::Gemini) => self.played("text/event-stream", gemini::stream(message, ctx)),
+            (false, Api::Gemini) => self.json(StatusCode::OK, &gemini::complete(message, ctx)),
         }
     }
 }
@@ -508,6 +521,7 @@ fn respond(
         record.model = body.get("model").and_then(Value::as_str).map(str::to_owned);
     }
     let response = match route {
+        Route::Gemini(call) => return gemini::respond(responder, record, call, parsed.as_ref()),
         Route::NotFound => responder.error(
             record,
             StatusCode::NOT_FOUND,
@@ -572,6 +586,7 @@ fn respond(
             let tool_id = match api {
                 Api::OpenAi => format!("call_scripted{:06}", record.seq),
                 Api::Anthropic => format!("toolu_scripted{:06}", record.seq),
+                Api::Gemini => format!("gemini_call_scripted{:06}", record.seq),
             };
             let planned = {
                 let script = lock(&responder.shared.script);

@@ -2,6 +2,7 @@
 //! the real peers (`opencode`, `claude`, `nats-server`) driven against it.
 
 mod binary;
+mod gemini_api;
 mod model_server;
 mod real_peers;
 mod support;

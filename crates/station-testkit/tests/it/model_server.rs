@@ -528,6 +528,7 @@ async fn a_dropped_connection_cuts_the_stream_after_a_partial_reply() {
             Api::Anthropic => {
                 anthropic(&model, &anthropic_body("create hello.py", &[], true)).await
             }
+            Api::Gemini => unreachable!("Gemini's drop is tested in gemini_api.rs"),
         };
         assert_eq!(response.status(), 200);
         let mut body = response.bytes_stream();
@@ -718,6 +719,7 @@ async fn garbage_gets_json_errors_not_panics() {
         match api {
             Api::OpenAi => assert!(body["error"]["message"].is_string(), "{body}"),
             Api::Anthropic => assert_eq!(body["type"], "error", "{body}"),
+            Api::Gemini => assert!(body["error"]["status"].is_string(), "{body}"),
         }
     }
     // Odd but valid JSON is answered.

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::Value;
 use station_testkit::model_server::{Script, ScriptedModel, Step};
 use station_testkit::peers::{
-    NatsServer, OPENCODE_MODEL, OpencodeServer, claude_command, claude_env, opencode_command,
-    opencode_env,
+    NatsServer, OPENCODE_MODEL, OpencodeServer, claude_command, claude_env, gemini_command,
+    gemini_env, opencode_command, opencode_env,
 };
 
 const RUN_DEADLINE: Duration = Duration::from_secs(120);
@@ -233,4 +233,63 @@ async fn read_info(port: u16) -> String {
     .expect("INFO within 5 s")
     .unwrap();
     line
+}
+
+/// `gemini` headless with the instruction on stdin writes the file, and `--resume` continues
+/// the session with the earlier turns in the request.
+#[tokio::test]
+async fn gemini_headless_writes_the_scripted_file_and_resumes() {
+    let script = hello_script().on("what did you create", vec![Step::text("hello.py.")]);
+    let model = ScriptedModel::start(script).await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let ws = root.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let env = gemini_env(&root.path().join("home"), &model);
+    let headless = [
+        "--output-format",
+        "stream-json",
+        "--approval-mode",
+        "yolo",
+        "--skip-trust",
+    ];
+    let stdout = gemini_command(&env, &ws)
+        .args(headless)
+        .stdin_bytes("create hello.py that prints Hello World")
+        .output(RUN_DEADLINE, None)
+        .await
+        .unwrap_or_else(|e| panic!("gemini failed: {e}"));
+    assert_hello_written(&ws, &stdout);
+    let events = json_lines(&stdout);
+    let tool = events
+        .iter()
+        .find(|e| e["type"] == "tool_use")
+        .unwrap_or_else(|| panic!("no tool_use line:\n{stdout}"));
+    assert_eq!(tool["tool_name"], "write_file");
+    let result = events.last().unwrap();
+    assert_eq!(result["type"], "result", "{stdout}");
+    assert_eq!(result["status"], "success", "{stdout}");
+    let session = events[0]["session_id"].as_str().unwrap().to_owned();
+
+    let stdout = gemini_command(&env, &ws)
+        .args(headless)
+        .args(["--resume", &session])
+        .stdin_bytes("What did you create?")
+        .output(RUN_DEADLINE, None)
+        .await
+        .unwrap_or_else(|e| panic!("gemini --resume failed: {e}"));
+    let events = json_lines(&stdout);
+    assert_eq!(events[0]["session_id"], session.as_str(), "{stdout}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "message" && e["content"] == "hello.py."),
+        "{stdout}"
+    );
+    let second = model
+        .scripted_requests()
+        .into_iter()
+        .rev()
+        .find(|r| r.prompt.as_deref() == Some("What did you create?"))
+        .expect("the model saw the second prompt");
+    assert!(second.conversation_text().contains("create hello.py"));
 }
