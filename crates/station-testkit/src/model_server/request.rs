@@ -15,6 +15,9 @@ pub enum Api {
     /// Anthropic Messages (`/v1/messages`), as Claude Code calls it.
     #[serde(rename = "anthropic")]
     Anthropic,
+    /// OpenAI Responses (`/v1/responses`), as Codex calls it.
+    #[serde(rename = "responses")]
+    Responses,
 }
 
 /// Token counts the server reported for one reply.
@@ -136,6 +139,9 @@ pub(crate) struct Conversation {
 
 /// Understand a chat-completions or messages body; `Err` is a message for a 400 reply.
 pub(crate) fn parse_conversation(api: Api, body: &Value) -> Result<Conversation, String> {
+    if api == Api::Responses {
+        return super::responses::parse_conversation(body);
+    }
     let Some(object) = body.as_object() else {
         return Err("the request body must be a JSON object".into());
     };
@@ -152,7 +158,7 @@ pub(crate) fn parse_conversation(api: Api, body: &Value) -> Result<Conversation,
         .unwrap_or(false);
     let tools = offered_tools(api, body);
     let (prompt_index, prompt) = match api {
-        Api::OpenAi => openai_prompt(messages),
+        Api::OpenAi | Api::Responses => openai_prompt(messages),
         Api::Anthropic => anthropic_prompt(messages),
     }
     .map_or((None, None), |(i, p)| (Some(i), Some(p)));
@@ -166,10 +172,10 @@ pub(crate) fn parse_conversation(api: Api, body: &Value) -> Result<Conversation,
             .pointer("/stream_options/include_usage")
             .and_then(Value::as_bool)
             .unwrap_or(false),
-        Api::Anthropic => true,
+        Api::Anthropic | Api::Responses => true,
     };
     let json_schema = match api {
-        Api::OpenAi => openai_json_schema(body),
+        Api::OpenAi | Api::Responses => openai_json_schema(body),
         Api::Anthropic => anthropic_json_schema(body),
     };
     let text = conversation_text(api, body);
@@ -207,6 +213,7 @@ pub(crate) fn offered_tools(api: Api, body: &Value) -> Vec<OfferedTool> {
                     (function.get("name")?.as_str()?, function.get("parameters"))
                 }
                 Api::Anthropic => (tool.get("name")?.as_str()?, tool.get("input_schema")),
+                Api::Responses => (tool.get("name")?.as_str()?, tool.get("parameters")),
             };
             let properties = schema
                 .and_then(|s| s.get("properties"))
@@ -319,6 +326,9 @@ fn collect_block_text(block: &Value, out: &mut Vec<String>) {
 
 /// All text of the request, in order (see [`RecordedRequest::conversation_text`]).
 pub(crate) fn conversation_text(api: Api, body: &Value) -> String {
+    if api == Api::Responses {
+        return super::responses::conversation_text(body);
+    }
     let mut parts = Vec::new();
     if api == Api::Anthropic {
         collect_content_text(body.get("system").unwrap_or(&Value::Null), &mut parts);

@@ -4,4 +4,5 @@
 mod binary;
 mod model_server;
 mod real_peers;
+mod responses;
 mod support;
