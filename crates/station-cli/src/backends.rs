@@ -68,6 +68,7 @@ pub(crate) fn service(
     let index = SessionIndex::open(SessionIndex::default_dir()?)?;
     let run = RunOptions {
         default_timeout: default_timeout(name, config)?,
+        pricing: config.config.coding.price_table(),
         ..RunOptions::default()
     };
     Ok(SessionService::new(backend, index, run)

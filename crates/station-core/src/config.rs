@@ -127,6 +127,13 @@ pub struct CodingConfig {
     /// secrets (by default every child is started without them).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub pass_env: Vec<String>,
+    /// Prices per model (USD per million tokens) added to or replacing the built-in ones, for
+    /// backends that report tokens but no cost (see [`crate::pricing`]).
+    #[serde(
+        deserialize_with = "crate::pricing::price_map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub pricing: BTreeMap<String, crate::pricing::ModelPrice>,
 }
 
 impl Default for CodingConfig {
@@ -141,13 +148,14 @@ impl Default for CodingConfig {
             push_timeout_sec: 120,
             session_busy_wait_sec: 30,
             pass_env: Vec::new(),
+            pricing: BTreeMap::new(),
         }
     }
 }
 
 impl CodingConfig {
     /// The keys of `coding` that are station-wide (every other key is a backend's section).
-    pub const STATION_KEYS: [&'static str; 9] = [
+    pub const STATION_KEYS: [&'static str; 10] = [
         "backend",
         "git",
         "workspace_base_path",
@@ -157,6 +165,7 @@ impl CodingConfig {
         "push_timeout_sec",
         "session_busy_wait_sec",
         "pass_env",
+        "pricing",
     ];
 
     /// The task deadline.
@@ -166,6 +175,10 @@ impl CodingConfig {
     /// How long a task waits for a busy session.
     pub fn session_busy_wait(&self) -> Duration {
         Duration::from_secs(self.session_busy_wait_sec).min(MAX_DEADLINE)
+    }
+    /// The price table: the built-in prices with `pricing` on top.
+    pub fn price_table(&self) -> crate::pricing::PriceTable {
+        crate::pricing::PriceTable::with_overrides(&self.pricing)
     }
     /// Where managed workspaces go: `workspace_base_path`, else `$TMPDIR/station-coding`.
     pub fn workspace_base(&self) -> PathBuf {

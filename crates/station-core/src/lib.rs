@@ -23,6 +23,7 @@ pub mod event;
 pub mod fsutil;
 pub mod git;
 pub mod model;
+pub mod pricing;
 pub mod process;
 pub mod redact;
 pub mod registry;

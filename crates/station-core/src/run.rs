@@ -13,6 +13,7 @@ use crate::claim::SessionLocks;
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, EventSink};
 use crate::model::{Outcome, Session, StopReason, Task};
+use crate::pricing::PriceTable;
 
 /// A cancellation that remembers why it fired (cancel or timeout).
 #[derive(Debug, Clone, Default)]
@@ -65,6 +66,8 @@ pub struct RunOptions {
     pub grace: Duration,
     /// Called once with the final outcome.
     pub on_outcome: Option<OutcomeHook>,
+    /// Prices that estimate the cost of an outcome whose backend reported none.
+    pub pricing: PriceTable,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -83,6 +86,7 @@ impl Default for RunOptions {
             default_timeout: Duration::from_secs(600),
             grace: Duration::from_secs(10),
             on_outcome: None,
+            pricing: PriceTable::default(),
         }
     }
 }
@@ -263,6 +267,7 @@ async fn run_to_end(
         if outcome.duration_ms == 0 {
             outcome.duration_ms = started.elapsed().as_millis() as u64;
         }
+        opts.pricing.apply(&mut outcome);
         outcome
     });
     finish(&session, &task, &opts, &sink, result)

@@ -80,7 +80,7 @@ impl Shared {
         let run_options = RunOptions {
             default_timeout: deadline,
             grace: self.options.cancel_grace,
-            on_outcome: None,
+            ..RunOptions::default()
         };
         let mut run = start_task(
             self.executor.clone(),

@@ -289,7 +289,7 @@ pub(crate) fn run_options() -> RunOptions {
     RunOptions {
         default_timeout: Duration::from_secs(60),
         grace: Duration::from_secs(10),
-        on_outcome: None,
+        ..RunOptions::default()
     }
 }
 
