@@ -28,6 +28,10 @@ pub(crate) fn registry() -> BackendRegistry {
     let registry = registry.with(station_backend_claude::ClaudeFactory);
     #[cfg(not(feature = "claude"))]
     let registry = registry.compiled_out("claudecode", "claudecode", "claude");
+    #[cfg(feature = "codex")]
+    let registry = registry.with(station_backend_codex::CodexFactory);
+    #[cfg(not(feature = "codex"))]
+    let registry = registry.compiled_out("codex", "codex", "codex");
     registry
 }
 

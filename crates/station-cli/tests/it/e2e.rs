@@ -14,7 +14,7 @@ use station_testkit::peers;
 const FIRST_INSTRUCTION: &str = "Write the file hello.py that prints Hello World";
 const SECOND_INSTRUCTION: &str = "Edit hello.py so it greets Station";
 
-fn script() -> Script {
+pub(crate) fn script() -> Script {
     Script::new()
         // The coding agent (OpenCode or Claude), matched by the instruction it receives.
         .on(
@@ -137,7 +137,7 @@ async fn create_run_and_continue(coding_yaml: &str) {
     run_scenario(&model, &env);
 }
 
-fn run_scenario(model: &ScriptedModel, env: &Env) {
+pub(crate) fn run_scenario(model: &ScriptedModel, env: &Env) {
     env.stn()
         .args([
             "agent",
