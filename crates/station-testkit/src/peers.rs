@@ -64,7 +64,7 @@ pub const OPENCODE_ENV_REMOVE: &[&str] = &[
 ];
 
 const INSTALL_PEERS: &str = "run `cargo xtask install-peers` (npm i opencode-ai@1.18.33 \
-     @anthropic-ai/claude-code@2.1.197 into <repo>/.tools/peers)";
+     @anthropic-ai/claude-code@2.1.197 @openai/codex@0.169.0 into <repo>/.tools/peers)";
 
 /// How long `opencode serve` may take to listen and report healthy.
 const OPENCODE_START_DEADLINE: Duration = Duration::from_secs(60);
