@@ -351,6 +351,7 @@ impl CodingTools {
             "files_changed": outcome.files_changed,
             "usage": outcome.usage,
             "cost_usd": outcome.cost_usd,
+            "cost_estimated": outcome.cost_estimated,
             "duration_ms": outcome.duration_ms,
         }))
     }

@@ -102,6 +102,7 @@ pub(crate) fn build(messages: &[MessageWithParts], stream_errors: &[ErrorInfo]) 
         files_changed: Vec::new(),
         usage,
         cost_usd: Some(cost),
+        cost_estimated: false,
         tool_calls,
         duration_ms: 0,
         backend_session_id: None,

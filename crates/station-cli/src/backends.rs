@@ -32,6 +32,10 @@ pub(crate) fn registry() -> BackendRegistry {
     let registry = registry.with(station_backend_gemini::GeminiFactory);
     #[cfg(not(feature = "gemini"))]
     let registry = registry.compiled_out("gemini", "gemini", "gemini");
+    #[cfg(feature = "codex")]
+    let registry = registry.with(station_backend_codex::CodexFactory);
+    #[cfg(not(feature = "codex"))]
+    let registry = registry.compiled_out("codex", "codex", "codex");
     registry
 }
 
@@ -72,6 +76,7 @@ pub(crate) fn service(
     let index = SessionIndex::open(SessionIndex::default_dir()?)?;
     let run = RunOptions {
         default_timeout: default_timeout(name, config)?,
+        pricing: config.config.coding.price_table(),
         ..RunOptions::default()
     };
     Ok(SessionService::new(backend, index, run)

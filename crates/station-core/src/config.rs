@@ -139,6 +139,13 @@ pub struct CodingConfig {
     pub isolation: Isolation,
     /// What closing a session does with its worktree (`keep` | `remove`).
     pub worktree_on_close: WorktreeOnClose,
+    /// Prices per model (USD per million tokens) added to or replacing the built-in ones, for
+    /// backends that report tokens but no cost (see [`crate::pricing`]).
+    #[serde(
+        deserialize_with = "crate::pricing::price_map",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub pricing: BTreeMap<String, crate::pricing::ModelPrice>,
 }
 
 /// `coding.isolation`: where a new session works.
@@ -203,13 +210,14 @@ impl Default for CodingConfig {
             budget: crate::policy::BudgetConfig::default(),
             isolation: Isolation::None,
             worktree_on_close: WorktreeOnClose::Keep,
+            pricing: BTreeMap::new(),
         }
     }
 }
 
 impl CodingConfig {
     /// The keys of `coding` that are station-wide (every other key is a backend's section).
-    pub const STATION_KEYS: [&'static str; 13] = [
+    pub const STATION_KEYS: [&'static str; 14] = [
         "backend",
         "git",
         "workspace_base_path",
@@ -223,6 +231,7 @@ impl CodingConfig {
         "budget",
         "isolation",
         "worktree_on_close",
+        "pricing",
     ];
 
     /// The task deadline.
@@ -232,6 +241,10 @@ impl CodingConfig {
     /// How long a task waits for a busy session.
     pub fn session_busy_wait(&self) -> Duration {
         Duration::from_secs(self.session_busy_wait_sec).min(MAX_DEADLINE)
+    }
+    /// The price table: the built-in prices with `pricing` on top.
+    pub fn price_table(&self) -> crate::pricing::PriceTable {
+        crate::pricing::PriceTable::with_overrides(&self.pricing)
     }
     /// Where managed workspaces go: `workspace_base_path`, else `$TMPDIR/station-coding`.
     pub fn workspace_base(&self) -> PathBuf {

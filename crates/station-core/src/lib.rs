@@ -25,6 +25,7 @@ pub mod fsutil;
 pub mod git;
 pub mod model;
 pub mod policy;
+pub mod pricing;
 pub mod process;
 pub mod redact;
 pub mod registry;

@@ -328,9 +328,13 @@ pub struct Outcome {
     /// Tokens over all model calls of the task.
     #[serde(default)]
     pub usage: Usage,
-    /// Cost in USD, where the backend reports it.
+    /// Cost in USD, where the backend reports it (or estimated, see `cost_estimated`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
+    /// `cost_usd` was estimated from the tokens and `coding.pricing`, not reported by the
+    /// backend.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cost_estimated: bool,
     /// Tools the agent called, in order.
     #[serde(default)]
     pub tool_calls: Vec<ToolCall>,
@@ -358,6 +362,7 @@ impl Outcome {
             files_changed: Vec::new(),
             usage: Usage::default(),
             cost_usd: None,
+            cost_estimated: false,
             tool_calls: Vec::new(),
             duration_ms: 0,
             backend_session_id: None,

@@ -14,6 +14,7 @@ use crate::claim::SessionLocks;
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, EventSink};
 use crate::model::{Outcome, Session, StopReason, Task};
+use crate::pricing::PriceTable;
 
 /// A cancellation that remembers why it fired (cancel or timeout).
 #[derive(Debug, Clone, Default)]
@@ -68,6 +69,8 @@ pub struct RunOptions {
     pub on_outcome: Option<OutcomeHook>,
     /// What the task may spend; passing a cap stops it with `budget_exceeded`.
     pub budget: TaskBudget,
+    /// Prices that estimate the cost of an outcome whose backend reported none.
+    pub pricing: PriceTable,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -88,6 +91,7 @@ impl Default for RunOptions {
             grace: Duration::from_secs(10),
             on_outcome: None,
             budget: TaskBudget::default(),
+            pricing: PriceTable::default(),
         }
     }
 }
@@ -285,6 +289,7 @@ async fn run_to_end(
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .complete(&mut outcome);
+        opts.pricing.apply(&mut outcome);
         outcome
     });
     finish(&session, &task, &opts, &sink, result)

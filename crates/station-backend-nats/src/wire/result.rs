@@ -211,6 +211,7 @@ impl ResultMessage {
             files_changed: self.files_changed.clone().unwrap_or_default(),
             usage,
             cost_usd: self.cost,
+            cost_estimated: false,
             tool_calls: self.tool_calls.clone().unwrap_or(tool_calls_seen),
             duration_ms: self.metrics.duration,
             backend_session_id: Some(backend_session_id.to_string()),

@@ -163,6 +163,7 @@ pub(crate) fn outcome_json(session: &Session, outcome: &Outcome) -> serde_json::
         "files_changed": outcome.files_changed,
         "usage": outcome.usage,
         "cost_usd": outcome.cost_usd,
+        "cost_estimated": outcome.cost_estimated,
         "tool_calls": outcome.tool_calls,
         "model": outcome.model,
         "duration_ms": outcome.duration_ms,
@@ -184,7 +185,14 @@ fn print_human(session: &Session, outcome: &Outcome) {
     }
     let cost = outcome
         .cost_usd
-        .map(|c| format!(", ${c:.4}"))
+        .map(|c| {
+            let estimated = if outcome.cost_estimated {
+                " (estimated)"
+            } else {
+                ""
+            };
+            format!(", ${c:.4}{estimated}")
+        })
         .unwrap_or_default();
     output::progress(&format!(
         "session {} [{}{}] · {:?} · {} in / {} out tokens{cost} · {:.1}s",

@@ -2,6 +2,7 @@
 
 mod agent;
 mod agent_run;
+mod codex;
 mod config;
 mod e2e;
 mod gemini;

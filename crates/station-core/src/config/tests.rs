@@ -291,3 +291,35 @@ fn isolation_and_worktree_on_close_are_read_and_checked() {
         Err("`wt` is not an isolation mode; use one of: none, worktree".to_string())
     );
 }
+
+#[test]
+fn pricing_is_read_and_its_errors_are_located() {
+    let ok = load_text(
+        "coding:\n  pricing:\n    gpt-5.5: {input: 1.5, cached_input: 0.15, output: 12}\n",
+        &[],
+    )
+    .unwrap();
+    let table = ok.config.coding.price_table();
+    assert_eq!(table.price("gpt-5.5").unwrap().output, 12.0);
+    assert!(table.price("gpt-5").is_some(), "built-in prices stay");
+    for (text, needle) in [
+        (
+            "coding:\n  pricing:\n    gpt-5:\n      input: -1\n      output: 2\n",
+            "-1 is not a price",
+        ),
+        (
+            "coding:\n  pricing:\n    gpt-5:\n      input: 1\n      outptu: 2\n",
+            "outptu",
+        ),
+        (
+            "coding:\n  pricing:\n    \"bad name\": {input: 1, output: 2}\n",
+            "not a model name",
+        ),
+    ] {
+        let err = load_text(text, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("config.yaml:") && err.contains("coding.pricing") && err.contains(needle),
+            "{err}"
+        );
+    }
+}

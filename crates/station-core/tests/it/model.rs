@@ -29,6 +29,7 @@ fn sample_outcome() -> Outcome {
             cache_write_tokens: 5,
         },
         cost_usd: Some(0.0125),
+        cost_estimated: false,
         tool_calls: vec![ToolCall {
             id: Some("call_1".into()),
             name: "write".into(),

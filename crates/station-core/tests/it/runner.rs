@@ -24,6 +24,8 @@ enum Behaviour {
     /// One permission decision, then this many model steps of 1,000 tokens each, stopping
     /// early on cancel.
     Spend(u32),
+    /// Succeed with tokens of this model but no cost (as Codex and Gemini report).
+    TokensOnly(&'static str),
 }
 
 #[derive(Debug)]
@@ -119,6 +121,13 @@ impl CodingBackend for FakeBackend {
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
                 Ok(Outcome::new(true, StopReason::Completed))
+            }
+            Behaviour::TokensOnly(model) => {
+                let mut o = Outcome::new(true, StopReason::Completed);
+                o.model = Some(model.into());
+                o.usage.input_tokens = 1_000_000;
+                o.usage.output_tokens = 100_000;
+                Ok(o)
             }
             Behaviour::SendTerminal => {
                 ctx.events.emit(EventKind::Finished {
@@ -616,4 +625,44 @@ async fn a_session_in_a_worktree_keeps_it_when_continued_and_says_when_it_is_gon
             && err.contains(&worktree.branch),
         "{err}"
     );
+}
+
+async fn outcome_of(model: &'static str, opts: &RunOptions) -> Outcome {
+    let run = start_task(
+        backend(Behaviour::TokensOnly(model)),
+        Session::new("fake"),
+        Task::new("x"),
+        opts,
+    );
+    let (events, outcome) = collect(run).await;
+    let outcome = outcome.unwrap();
+    match &events.last().unwrap().kind {
+        EventKind::Finished { outcome: o } => assert_eq!(**o, outcome, "the event says the same"),
+        other => panic!("unexpected terminal {other:?}"),
+    }
+    outcome
+}
+
+#[tokio::test]
+async fn the_runner_estimates_a_missing_cost_from_the_price_table() {
+    let builtin = outcome_of("gpt-5", &RunOptions::default()).await;
+    // 1M input at $1.25 + 100k output at $10 per million.
+    assert_eq!(builtin.cost_usd, Some(2.25));
+    assert!(builtin.cost_estimated);
+
+    let config = station_core::config::Config::parse(
+        "coding:\n  pricing:\n    gpt-5: {input: 2, output: 20}\n",
+        None,
+    )
+    .unwrap();
+    let opts = RunOptions {
+        pricing: config.coding.price_table(),
+        ..RunOptions::default()
+    };
+    let overridden = outcome_of("gpt-5", &opts).await;
+    assert_eq!(overridden.cost_usd, Some(4.0));
+    assert!(overridden.cost_estimated);
+
+    let unknown = outcome_of("fake-model", &RunOptions::default()).await;
+    assert_eq!((unknown.cost_usd, unknown.cost_estimated), (None, false));
 }

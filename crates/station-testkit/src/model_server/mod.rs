@@ -1,7 +1,8 @@
 //! A scripted model server on 127.0.0.1 that speaks OpenAI Chat Completions (OpenCode) and
-//! Anthropic Messages (Claude Code), streamed and not, with tool calls and deliberate faults.
+//! Anthropic Messages (Claude Code), streamed and not, with tool calls and deliberate faults;
+//! and OpenAI Responses (Codex, see `responses.rs`).
 //!
-//! Routes: `POST /v1/chat/completions`, `POST /v1/messages` (query ignored),
+//! Routes: `POST /v1/chat/completions`, `POST /v1/messages` (query ignored), `POST /v1/responses`,
 //! `POST /v1/messages/count_tokens`, `GET /v1/models`; anything else gets a JSON 404.
 //! Under `/v1beta/models` it speaks the Gemini API (Gemini CLI; see `gemini.rs`).
 //!
@@ -31,6 +32,7 @@ mod gemini;
 mod openai;
 mod reply;
 mod request;
+mod responses;
 mod script;
 mod stream;
 
@@ -263,13 +265,16 @@ fn route(method: &Method, path: &str) -> Route {
     match path {
         "/v1/chat/completions" if post => Route::Completion(Api::OpenAi),
         "/v1/messages" if post => Route::Completion(Api::Anthropic),
+        "/v1/responses" if post => Route::Completion(Api::Responses),
         "/v1/messages/count_tokens" if post => Route::CountTokens,
         "/v1/models" if method == Method::GET => Route::Models,
         // Bun's connectivity check before Claude's first request.
         "/" if method == Method::GET || method == Method::HEAD => Route::Root,
-        "/v1/chat/completions" | "/v1/messages" | "/v1/messages/count_tokens" | "/v1/models" => {
-            Route::WrongMethod
-        }
+        "/v1/chat/completions"
+        | "/v1/messages"
+        | "/v1/messages/count_tokens"
+        | "/v1/models"
+        | "/v1/responses" => Route::WrongMethod,
         _ => Route::NotFound,
     }
 }
@@ -341,7 +346,7 @@ impl Responder<'_> {
     ) -> Response {
         record.reply.status = status.as_u16();
         let body = match self.api {
-            Api::OpenAi => openai::error_body(status.as_u16(), message),
+            Api::OpenAi | Api::Responses => openai::error_body(status.as_u16(), message),
             Api::Anthropic => anthropic::error_body(status.as_u16(), message, &self.request_id),
             Api::Gemini => gemini::error_body(status.as_u16(), message),
         };
@@ -403,6 +408,7 @@ impl Responder<'_> {
                     (true, Api::OpenAi) => openai::stream_prefix(ctx),
                     (true, Api::Anthropic) => anthropic::stream_prefix(ctx),
                     (true, Api::Gemini) => gemini::stream_prefix(ctx),
+                    (true, Api::Responses) => responses::stream_prefix(ctx),
                 };
                 // The pause lets hyper flush what was sent before the connection goes.
                 chunks.extend([Chunk::Sleep(Duration::from_millis(50)), Chunk::Abort]);
@@ -414,6 +420,7 @@ impl Responder<'_> {
                     (true, Api::OpenAi) => openai::malformed_stream(ctx),
                     (true, Api::Anthropic) => anthropic::malformed_stream(ctx),
                     (true, Api::Gemini) => gemini::malformed_stream(ctx),
+                    (true, Api::Responses) => responses::malformed_stream(ctx),
                 };
                 self.played(content_type, chunks)
             }
@@ -444,7 +451,13 @@ impl Responder<'_> {
             (true, Api::Anthropic) => {
                 self.played("text/event-stream", anthropic::stream(message, ctx))
             }
+            (true, Api::Responses) => {
+                self.played("text/event-stream", responses::stream(message, ctx))
+            }
             (false, Api::OpenAi) => self.json(StatusCode::OK, &openai::complete(message, ctx)),
+            (false, Api::Responses) => {
+                self.json(StatusCode::OK, &responses::complete(message, ctx))
+            }
             (false, Api::Anthropic) => {
                 self.json(StatusCode::OK, &anthropic::complete(message, ctx))
             }
@@ -584,7 +597,7 @@ fn respond(
             record.offered_tools = conv.tools.iter().map(|t| t.name.clone()).collect();
             record.stream = conv.stream;
             let tool_id = match api {
-                Api::OpenAi => format!("call_scripted{:06}", record.seq),
+                Api::OpenAi | Api::Responses => format!("call_scripted{:06}", record.seq),
                 Api::Anthropic => format!("toolu_scripted{:06}", record.seq),
                 Api::Gemini => format!("gemini_call_scripted{:06}", record.seq),
             };

@@ -264,6 +264,9 @@ pub(crate) fn resolve_tool(
         return Ok((tool.name.clone(), args));
     }
     let Some(tool) = offered.iter().find(|t| t.name.eq_ignore_ascii_case(name)) else {
+        if let Some(mapped) = super::responses::codex_tool(name, &args, offered, working_dir) {
+            return mapped;
+        }
         let names: Vec<&str> = offered.iter().map(|t| t.name.as_str()).collect();
         return Err(format!(
             "tool `{name}` is not offered (offered: {})",

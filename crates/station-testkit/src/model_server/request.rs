@@ -18,6 +18,9 @@ pub enum Api {
     /// The Gemini API (`/v1beta/models/{m}:streamGenerateContent`), as the Gemini CLI calls it.
     #[serde(rename = "gemini")]
     Gemini,
+    /// OpenAI Responses (`/v1/responses`), as Codex calls it.
+    #[serde(rename = "responses")]
+    Responses,
 }
 
 /// Token counts the server reported for one reply.
@@ -142,6 +145,9 @@ pub(crate) fn parse_conversation(api: Api, body: &Value) -> Result<Conversation,
     if api == Api::Gemini {
         return super::gemini::parse_conversation(body, None, false).map(|(conv, _)| conv);
     }
+    if api == Api::Responses {
+        return super::responses::parse_conversation(body);
+    }
     let Some(object) = body.as_object() else {
         return Err("the request body must be a JSON object".into());
     };
@@ -158,7 +164,7 @@ pub(crate) fn parse_conversation(api: Api, body: &Value) -> Result<Conversation,
         .unwrap_or(false);
     let tools = offered_tools(api, body);
     let (prompt_index, prompt) = match api {
-        Api::OpenAi => openai_prompt(messages),
+        Api::OpenAi | Api::Responses => openai_prompt(messages),
         Api::Anthropic => anthropic_prompt(messages),
         Api::Gemini => None,
     }
@@ -173,10 +179,10 @@ pub(crate) fn parse_conversation(api: Api, body: &Value) -> Result<Conversation,
             .pointer("/stream_options/include_usage")
             .and_then(Value::as_bool)
             .unwrap_or(false),
-        Api::Anthropic | Api::Gemini => true,
+        Api::Anthropic | Api::Gemini | Api::Responses => true,
     };
     let json_schema = match api {
-        Api::OpenAi => openai_json_schema(body),
+        Api::OpenAi | Api::Responses => openai_json_schema(body),
         Api::Anthropic => anthropic_json_schema(body),
         Api::Gemini => None,
     };
@@ -216,6 +222,7 @@ pub(crate) fn offered_tools(api: Api, body: &Value) -> Vec<OfferedTool> {
                 }
                 Api::Anthropic => (tool.get("name")?.as_str()?, tool.get("input_schema")),
                 Api::Gemini => return None,
+                Api::Responses => (tool.get("name")?.as_str()?, tool.get("parameters")),
             };
             let properties = schema
                 .and_then(|s| s.get("properties"))
@@ -330,6 +337,9 @@ fn collect_block_text(block: &Value, out: &mut Vec<String>) {
 pub(crate) fn conversation_text(api: Api, body: &Value) -> String {
     if api == Api::Gemini {
         return super::gemini::conversation_text(body);
+    }
+    if api == Api::Responses {
+        return super::responses::conversation_text(body);
     }
     let mut parts = Vec::new();
     if api == Api::Anthropic {

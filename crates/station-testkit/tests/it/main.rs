@@ -5,4 +5,5 @@ mod binary;
 mod gemini_api;
 mod model_server;
 mod real_peers;
+mod responses;
 mod support;

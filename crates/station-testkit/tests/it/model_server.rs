@@ -524,7 +524,9 @@ async fn a_dropped_connection_cuts_the_stream_after_a_partial_reply() {
     model.set_fault(Some(Fault::DropMidStream));
     for api in [Api::OpenAi, Api::Anthropic] {
         let response = match api {
-            Api::OpenAi => openai(&model, &openai_body("create hello.py", &[], true)).await,
+            Api::OpenAi | Api::Responses => {
+                openai(&model, &openai_body("create hello.py", &[], true)).await
+            }
             Api::Anthropic => {
                 anthropic(&model, &anthropic_body("create hello.py", &[], true)).await
             }
@@ -717,7 +719,9 @@ async fn garbage_gets_json_errors_not_panics() {
         assert_eq!(response.status(), status);
         let body: Value = response.json().await.unwrap();
         match api {
-            Api::OpenAi => assert!(body["error"]["message"].is_string(), "{body}"),
+            Api::OpenAi | Api::Responses => {
+                assert!(body["error"]["message"].is_string(), "{body}")
+            }
             Api::Anthropic => assert_eq!(body["type"], "error", "{body}"),
             Api::Gemini => assert!(body["error"]["status"].is_string(), "{body}"),
         }

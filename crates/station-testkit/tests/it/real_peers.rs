@@ -1,4 +1,4 @@
-//! The real `opencode` and `claude` CLIs, offline against the scripted model, and `nats-server`.
+//! The real `opencode`, `claude` and `codex` CLIs, offline against the scripted model, and `nats-server`.
 //! These fail (never skip) when a peer is missing: `cargo xtask install-peers`.
 
 use std::path::Path;
@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::Value;
 use station_testkit::model_server::{Script, ScriptedModel, Step};
 use station_testkit::peers::{
-    NatsServer, OPENCODE_MODEL, OpencodeServer, claude_command, claude_env, gemini_command,
-    gemini_env, opencode_command, opencode_env,
+    NatsServer, OPENCODE_MODEL, OpencodeServer, claude_command, claude_env, codex_command,
+    codex_env, gemini_command, gemini_env, opencode_command, opencode_env,
 };
 
 const RUN_DEADLINE: Duration = Duration::from_secs(120);
@@ -292,4 +292,47 @@ async fn gemini_headless_writes_the_scripted_file_and_resumes() {
         .find(|r| r.prompt.as_deref() == Some("What did you create?"))
         .expect("the model saw the second prompt");
     assert!(second.conversation_text().contains("create hello.py"));
+}
+
+#[tokio::test]
+async fn codex_exec_writes_the_scripted_file_through_apply_patch() {
+    let model = ScriptedModel::start(hello_script()).await.unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let ws = root.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let env = codex_env(&root.path().join("home"), &model);
+    let stdout = codex_command(&env, &ws)
+        .args([
+            "exec",
+            "--json",
+            "--skip-git-repo-check",
+            "-s",
+            "workspace-write",
+            "-",
+        ])
+        .stdin_bytes("create hello.py that prints Hello World")
+        .output(RUN_DEADLINE, None)
+        .await
+        .unwrap_or_else(|e| panic!("codex exec failed: {e}"));
+    assert_hello_written(&ws, &stdout);
+    let events = json_lines(&stdout);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "item.completed" && e["item"]["type"] == "file_change"),
+        "{stdout}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "item.completed" && e["item"]["text"] == "Created hello.py."),
+        "{stdout}"
+    );
+    let requests = model.scripted_requests();
+    assert_eq!(requests[0].path, "/v1/responses");
+    assert_eq!(
+        requests[0].reply.tool_call.as_ref().unwrap().name,
+        "apply_patch"
+    );
+    assert_eq!(requests[1].turn, Some(1));
 }

@@ -1,0 +1,5 @@
+//! Integration tests of the `codex` backend: the `--json` parser over recorded and hand-made
+//! outputs, and the real `codex` CLI against the scripted model server.
+
+mod parser;
+mod real_codex;
