@@ -136,6 +136,8 @@ struct SinkInner {
     tx: Option<mpsc::UnboundedSender<Event>>,
     /// Streamed text not yet released (see [`EventSink`]).
     held_text: String,
+    /// Tool-call spans of the task this sink belongs to, when the runner traces it.
+    tool_spans: Option<crate::telemetry::ToolSpans>,
 }
 
 /// Held text beyond this is released even without a safe cut (a pathological stream of
@@ -211,6 +213,7 @@ impl EventSink {
                     next_seq: 1,
                     tx: Some(tx),
                     held_text: String::new(),
+                    tool_spans: None,
                 })),
             },
             rx,
@@ -224,6 +227,7 @@ impl EventSink {
                 next_seq: 1,
                 tx: None,
                 held_text: String::new(),
+                tool_spans: None,
             })),
         }
     }
@@ -263,11 +267,19 @@ impl EventSink {
         inner.send(kind)
     }
 
+    /// Open a span for each tool call sent through this sink, a child of `task_span`.
+    pub(crate) fn trace_tools(&self, task_span: tracing::Span) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.tool_spans = Some(crate::telemetry::ToolSpans::new(task_span));
+    }
+
     /// Close the stream: later events are dropped and the receiver ends.
     pub(crate) fn close(&self) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.release_held_text();
         inner.tx = None;
+        // Tool calls still open end with the task.
+        inner.tool_spans = None;
     }
 }
 
@@ -282,6 +294,9 @@ impl SinkInner {
     fn send(&mut self, kind: EventKind) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
+        if let Some(spans) = &mut self.tool_spans {
+            spans.observe(&kind);
+        }
         if let Some(tx) = &self.tx {
             let _ = tx.send(Event {
                 seq,

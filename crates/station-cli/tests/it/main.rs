@@ -8,3 +8,4 @@ mod hardening;
 mod mcp;
 mod nats;
 mod support;
+mod telemetry;
