@@ -41,7 +41,13 @@ pub(crate) fn init(verbose: u8, config: Option<&std::path::Path>) {
         2 => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Task and agent spans are for the exporter; log lines stay as they were.
+    for quiet in ["station::task=off", "station::agent=off"] {
+        if let Ok(directive) = quiet.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let logs = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_writer(MakeRedactingStderr)

@@ -47,6 +47,7 @@ mod otel {
     use opentelemetry_sdk::metrics::SdkMeterProvider;
     use opentelemetry_sdk::propagation::TraceContextPropagator;
     use opentelemetry_sdk::trace::SdkTracerProvider;
+    use station_core::config::TelemetryConfig;
     use station_core::telemetry::TraceContextHook;
     use tracing_opentelemetry::OpenTelemetrySpanExt;
     use tracing_subscriber::Layer;
@@ -65,36 +66,37 @@ mod otel {
     static PROVIDERS: Mutex<Option<Providers>> = Mutex::new(None);
 
     /// Where to send: the standard variables, else the config's `telemetry` section.
-    struct Endpoints {
+    #[derive(Debug, PartialEq)]
+    pub(super) struct Endpoints {
         /// Set when the base endpoint comes from the config (the variables are read by the
         /// exporter itself).
-        config_base: Option<String>,
-        traces: bool,
-        metrics: bool,
-        service_name: String,
+        pub(super) config_base: Option<String>,
+        pub(super) traces: bool,
+        pub(super) metrics: bool,
+        pub(super) service_name: String,
     }
 
     fn env(name: &str) -> Option<String> {
         std::env::var(name).ok().filter(|v| !v.trim().is_empty())
     }
 
-    fn endpoints(config: Option<&Path>) -> Option<Endpoints> {
-        if env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+    /// What to export, from the variables (`var`) and, when they leave it open, the config
+    /// file's `telemetry` section (`file`, read only then). `None`: telemetry is off.
+    pub(super) fn endpoints(
+        var: impl Fn(&str) -> Option<String>,
+        file: impl FnOnce() -> TelemetryConfig,
+    ) -> Option<Endpoints> {
+        if var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
             return None;
         }
-        let base = env("OTEL_EXPORTER_OTLP_ENDPOINT").is_some();
-        let traces = base || env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some();
-        let metrics = base || env("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT").is_some();
-        // The file is read (again, quietly) only when the variables leave telemetry off or
-        // name no service; errors in it are reported when the command loads it.
-        let file = if traces && env("OTEL_SERVICE_NAME").is_some() {
-            None
+        let base = var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some();
+        let traces = base || var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").is_some();
+        let metrics = base || var("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT").is_some();
+        let file = if (traces || metrics) && var("OTEL_SERVICE_NAME").is_some() {
+            TelemetryConfig::default()
         } else {
-            station_core::config::Config::load(config, station_core::config::process_env)
-                .ok()
-                .map(|loaded| loaded.config.telemetry)
+            file()
         };
-        let file = file.unwrap_or_default();
         let config_base = match (traces || metrics, &file.otlp_endpoint) {
             (false, Some(url)) if !url.trim().is_empty() => Some(url.trim().to_string()),
             _ => None,
@@ -102,7 +104,7 @@ mod otel {
         if !traces && !metrics && config_base.is_none() {
             return None;
         }
-        let service_name = env("OTEL_SERVICE_NAME")
+        let service_name = var("OTEL_SERVICE_NAME")
             .or(file.service_name)
             .unwrap_or_else(|| "stn".to_string());
         Some(Endpoints {
@@ -113,21 +115,29 @@ mod otel {
         })
     }
 
+    /// The config file's `telemetry` section, read quietly: errors in the file are reported
+    /// when the command loads it.
+    fn file_section(config: Option<&Path>) -> TelemetryConfig {
+        station_core::config::Config::load(config, station_core::config::process_env)
+            .map(|loaded| loaded.config.telemetry)
+            .unwrap_or_default()
+    }
+
     /// gRPC needs a transport this build does not carry; say so instead of sending HTTP to a
     /// gRPC port.
-    fn grpc_requested() -> Option<&'static str> {
+    pub(super) fn grpc_requested(var: impl Fn(&str) -> Option<String>) -> Option<&'static str> {
         [
             "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
             "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
             "OTEL_EXPORTER_OTLP_PROTOCOL",
         ]
         .into_iter()
-        .find(|name| env(name).is_some_and(|v| v.trim().eq_ignore_ascii_case("grpc")))
+        .find(|name| var(name).is_some_and(|v| v.trim().eq_ignore_ascii_case("grpc")))
     }
 
     pub(super) fn start(config: Option<&Path>) -> Option<BoxedLayer> {
-        let endpoints = endpoints(config)?;
-        if let Some(var) = grpc_requested() {
+        let endpoints = endpoints(env, || file_section(config))?;
+        if let Some(var) = grpc_requested(env) {
             crate::output::warn_line(&format!(
                 "telemetry is off: {var}=grpc is not supported by stn; set it to http/protobuf \
                  (or http/json) and point the endpoint at the collector's OTLP/HTTP port (4318)"
@@ -256,3 +266,6 @@ mod otel {
         }
     }
 }
+
+#[cfg(all(test, feature = "otel"))]
+mod tests;

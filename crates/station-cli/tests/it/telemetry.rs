@@ -212,9 +212,14 @@ async fn a_task_that_cannot_run_has_an_error_kind_and_a_dead_collector_does_not_
     let receiver = OtlpReceiver::start().await.unwrap();
     let model = ScriptedModel::start(Script::new()).await.unwrap();
     let yaml = "  backend: opencode-cli\n  cli:\n    binary: /nonexistent/opencode\n";
-    let mut env = Env::new(&model, yaml);
-    env.vars
-        .push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), receiver.endpoint()));
+    // The endpoint from the config's `telemetry` section this time.
+    let env = Env::new(
+        &model,
+        &format!(
+            "{yaml}telemetry:\n  otlp_endpoint: {}\n",
+            receiver.endpoint()
+        ),
+    );
     let out = env.stn().args(["code", "hello"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     receiver
