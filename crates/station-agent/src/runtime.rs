@@ -7,7 +7,9 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 use station_core::agent::{AgentDefinition, Role};
+use station_core::redact::redact;
 use station_core::{Error, Event, FileChange, Result, SessionId, Usage};
+use tracing::Instrument;
 
 use crate::llm::{ChatSpec, LlmClient, ModelRef, Turn};
 use crate::tools::{CodingTools, ProgressFn};
@@ -159,16 +161,35 @@ impl Runtime {
             Arc::new(move |e: &Event| on_event(AgentEvent::Coding { event: e.clone() }))
         };
         let mut finished = false;
+        let run_span = tracing::info_span!(
+            target: "station::agent",
+            "agent.run",
+            station.agent = %redact(&agent.name),
+            station.model = %redact(&model.to_string()),
+        );
         for step in 1..=max_steps {
             report.steps = step;
             on_event(AgentEvent::Step { step, max_steps });
+            // One span per model step; the coding tasks its tool calls start are its children.
+            let step_span = tracing::info_span!(
+                target: "station::agent",
+                parent: &run_span,
+                "agent.step",
+                station.step = step,
+                station.tokens.input = tracing::field::Empty,
+                station.tokens.output = tracing::field::Empty,
+                station.tool_calls = tracing::field::Empty,
+            );
             let spec = ChatSpec {
                 model: model.clone(),
                 system: system.clone(),
                 turns: turns.clone(),
                 tools: specs.clone(),
             };
-            let reply = self.llm.chat(&spec).await?;
+            let reply = self.llm.chat(&spec).instrument(step_span.clone()).await?;
+            step_span.record("station.tokens.input", reply.usage.input_tokens);
+            step_span.record("station.tokens.output", reply.usage.output_tokens);
+            step_span.record("station.tool_calls", reply.tool_calls.len() as u64);
             report.usage += reply.usage;
             if let Some(text) = reply.text.as_ref().filter(|t| !t.trim().is_empty()) {
                 on_event(AgentEvent::Text { text: text.clone() });
@@ -190,6 +211,7 @@ impl Runtime {
                 let result = match tools {
                     Some(t) => {
                         t.call(&call.name, &call.arguments, Some(progress.clone()))
+                            .instrument(step_span.clone())
                             .await
                     }
                     None => {

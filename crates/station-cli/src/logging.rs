@@ -3,7 +3,10 @@
 use std::io::Write;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 struct RedactingStderr;
 
@@ -29,17 +32,28 @@ impl<'a> MakeWriter<'a> for MakeRedactingStderr {
 }
 
 /// `-v` → info, `-vv` → debug, `-vvv` → trace; `RUST_LOG` wins when set. Default: warnings.
-pub(crate) fn init(verbose: u8) {
+/// With an OTLP endpoint configured (see [`crate::telemetry`]), Station's task spans are also
+/// exported, whatever the log level.
+pub(crate) fn init(verbose: u8, config: Option<&std::path::Path>) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
         2 => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Task and agent spans are for the exporter; log lines stay as they were.
+    for quiet in ["station::task=off", "station::agent=off"] {
+        if let Ok(directive) = quiet.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
+    let logs = tracing_subscriber::fmt::layer()
         .with_target(false)
         .with_writer(MakeRedactingStderr)
+        .with_filter(filter);
+    let _ = tracing_subscriber::registry()
+        .with(crate::telemetry::start(config))
+        .with(logs)
         .try_init();
 }

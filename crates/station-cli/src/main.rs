@@ -6,6 +6,7 @@ mod commands;
 mod logging;
 mod output;
 mod signals;
+mod telemetry;
 
 use std::process::ExitCode;
 
@@ -13,7 +14,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    logging::init(args.verbose);
+    logging::init(args.verbose, args.config.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -24,11 +25,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(args)) {
+    let code = match runtime.block_on(commands::run(args)) {
         Ok(code) => code,
         Err(e) => {
             output::error_line(&format!("{e:#}"));
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry::flush();
+    code
 }

@@ -67,6 +67,7 @@ pub(crate) fn exit_on_second_signal() {
     tokio::spawn(async {
         let stop = stop_requested().await;
         crate::output::error_line(&format!("stn: {} again; exiting now", stop.name()));
+        crate::telemetry::flush();
         std::process::exit(i32::from(stop.exit_code()));
     });
 }

@@ -31,8 +31,10 @@ pub const MAX_DEADLINE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 mod sections;
+mod telemetry;
 
 pub use sections::{ConfigSection, KeyAt};
+pub use telemetry::TelemetryConfig;
 
 /// Deserialise seconds, at most [`MAX_DEADLINE`] (`#[serde(deserialize_with = ...)]`).
 pub fn deadline_secs<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
@@ -269,6 +271,9 @@ pub struct Config {
     /// Base URL of the orchestrating model's API.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ai_base_url: Option<String>,
+    /// Where traces and metrics go (OpenTelemetry); the standard `OTEL_*` variables win.
+    #[serde(default, skip_serializing_if = "TelemetryConfig::is_unset")]
+    pub telemetry: TelemetryConfig,
 }
 
 /// A config with where it came from and its resolved secrets.

@@ -142,6 +142,8 @@ struct SinkInner {
     held_text: String,
     /// Sees every progress event as it is emitted (the runner's budget and audit trail).
     observer: Option<Observer>,
+    /// Tool-call spans of the task this sink belongs to, when the runner traces it.
+    tool_spans: Option<crate::telemetry::ToolSpans>,
 }
 
 /// A function that sees each progress event a backend emits.
@@ -154,6 +156,7 @@ impl std::fmt::Debug for SinkInner {
             .field("open", &self.tx.is_some())
             .field("held_text", &self.held_text.len())
             .field("observer", &self.observer.is_some())
+            .field("tool_spans", &self.tool_spans.is_some())
             .finish()
     }
 }
@@ -232,6 +235,7 @@ impl EventSink {
                     tx: Some(tx),
                     held_text: String::new(),
                     observer: None,
+                    tool_spans: None,
                 })),
             },
             rx,
@@ -246,6 +250,7 @@ impl EventSink {
                 tx: None,
                 held_text: String::new(),
                 observer: None,
+                tool_spans: None,
             })),
         }
     }
@@ -302,11 +307,19 @@ impl EventSink {
         inner.send(kind)
     }
 
+    /// Open a span for each tool call sent through this sink, a child of `task_span`.
+    pub(crate) fn trace_tools(&self, task_span: tracing::Span) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.tool_spans = Some(crate::telemetry::ToolSpans::new(task_span));
+    }
+
     /// Close the stream: later events are dropped and the receiver ends.
     pub(crate) fn close(&self) {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.release_held_text();
         inner.tx = None;
+        // Tool calls still open end with the task.
+        inner.tool_spans = None;
     }
 }
 
@@ -321,6 +334,9 @@ impl SinkInner {
     fn send(&mut self, kind: EventKind) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
+        if let Some(spans) = &mut self.tool_spans {
+            spans.observe(&kind);
+        }
         if let Some(tx) = &self.tx {
             let _ = tx.send(Event {
                 seq,

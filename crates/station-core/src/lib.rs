@@ -32,6 +32,7 @@ pub mod registry;
 pub mod run;
 pub mod service;
 pub mod store;
+pub mod telemetry;
 pub mod title;
 pub mod workspace;
 mod yaml;

@@ -172,8 +172,16 @@ pub(crate) fn start_claimed_task(
     let cancel = CancelSignal::new();
     let opts = opts.clone();
     let runner_cancel = cancel.clone();
-    let run =
-        async move { run_to_end(backend, session, task, opts, locks, sink, runner_cancel).await };
+    // Created here, so it is a child of the caller's span (a worker's, an agent step's).
+    let span = crate::telemetry::task_span(backend.name(), &session);
+    sink.trace_tools(span.clone());
+    let task_span = span.clone();
+    let run = async move {
+        let result = run_to_end(backend, session, task, opts, locks, sink, runner_cancel).await;
+        crate::telemetry::record_result(&task_span, &result);
+        result
+    };
+    let run = tracing::Instrument::instrument(run, span);
     let handle = match tracker {
         Some(tracker) => tracker.spawn(run),
         None => tokio::spawn(run),

@@ -6,6 +6,7 @@
 //!   isolated environment each one runs in.
 //! * [`git_server`]: a git smart-HTTP server on 127.0.0.1 that demands basic auth (the system
 //!   `git http-backend` behind axum), plus git fixtures.
+//! * [`otlp`]: an OTLP/HTTP receiver on 127.0.0.1 that records spans and metrics.
 //! * [`process`]: whether any process of a group is still alive.
 //! * [`conformance`]: checks every [`CodingBackend`](station_core::CodingBackend) runs against itself.
 #![warn(missing_docs)]
@@ -13,5 +14,6 @@
 pub mod conformance;
 pub mod git_server;
 pub mod model_server;
+pub mod otlp;
 pub mod peers;
 pub mod process;

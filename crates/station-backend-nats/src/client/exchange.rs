@@ -104,11 +104,30 @@ impl Exchange {
 
     async fn publish(&self, backend: &NatsBackend, payload: bytes::Bytes) -> Result<()> {
         let subject = &backend.subjects.task;
-        backend
-            .client
-            .publish_with_reply(subject.clone(), self.ack_inbox.clone(), payload)
-            .await
-            .map_err(|e| unavailable(format!("publishing the task on {subject}: {e}")))?;
+        // The task span's W3C trace context, so the worker's spans join this trace. Only
+        // set when stn exports traces; a plugin worker ignores headers.
+        let trace = station_core::telemetry::current_context();
+        let published = if trace.is_empty() {
+            backend
+                .client
+                .publish_with_reply(subject.clone(), self.ack_inbox.clone(), payload)
+                .await
+        } else {
+            let mut headers = async_nats::HeaderMap::new();
+            for (name, value) in &trace {
+                headers.insert(name.as_str(), value.as_str());
+            }
+            backend
+                .client
+                .publish_with_reply_and_headers(
+                    subject.clone(),
+                    self.ack_inbox.clone(),
+                    headers,
+                    payload,
+                )
+                .await
+        };
+        published.map_err(|e| unavailable(format!("publishing the task on {subject}: {e}")))?;
         tokio::time::timeout(Duration::from_secs(5), backend.client.flush())
             .await
             .map_err(|_| unavailable(format!("publishing the task on {subject} timed out")))?

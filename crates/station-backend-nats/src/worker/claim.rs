@@ -92,9 +92,12 @@ impl Shared {
         let _stop_heartbeat = AbortOnDrop(heartbeat);
         let started = Instant::now();
         let mut session_put = None;
-        let mut result = self
-            .run_task(&task, stored_session, &stream, signal, &mut session_put)
-            .await;
+        let span = worker_span(&m, &task, &self.id);
+        let mut result = tracing::Instrument::instrument(
+            self.run_task(&task, stored_session, &stream, signal, &mut session_put),
+            span,
+        )
+        .await;
         result.metrics.stream_events = stream.published();
         if result.metrics.duration == 0 {
             result.metrics.duration = started.elapsed().as_millis() as u64;
@@ -149,4 +152,26 @@ impl Shared {
             self.publish_json(&callback.result_subject, &result).await;
         }
     }
+}
+
+/// The worker's span of one task: a child of the client's span when the message carries a
+/// W3C `traceparent` header (see PROTOCOL.md), so client and worker share one trace.
+fn worker_span(m: &Message, task: &TaskMessage, worker: &str) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: station_core::telemetry::TARGET,
+        "nats.worker.task",
+        station.task_id = %station_core::redact::redact(&task.task_id),
+        station.worker = %station_core::redact::redact(worker),
+    );
+    if let Some(headers) = &m.headers {
+        let carrier: std::collections::BTreeMap<String, String> = ["traceparent", "tracestate"]
+            .into_iter()
+            .filter_map(|name| {
+                let value = headers.get(name)?.as_str();
+                Some((name.to_string(), value.to_string()))
+            })
+            .collect();
+        station_core::telemetry::set_remote_parent(&span, &carrier);
+    }
+    span
 }

@@ -10,4 +10,5 @@ mod hardening;
 mod mcp;
 mod nats;
 mod support;
+mod telemetry;
 mod worktree;
