@@ -68,6 +68,7 @@ impl Agent {
 pub struct AcpBackend {
     config: AcpConfig,
     workspace_base: PathBuf,
+    env_remove: Vec<String>,
     agent: tokio::sync::Mutex<Option<Arc<Agent>>>,
 }
 
@@ -77,6 +78,7 @@ impl AcpBackend {
         AcpBackend {
             config,
             workspace_base: std::env::temp_dir().join("station-workspaces"),
+            env_remove: Vec::new(),
             agent: tokio::sync::Mutex::new(None),
         }
     }
@@ -84,6 +86,12 @@ impl AcpBackend {
     /// Where sessions without a workspace get one.
     pub fn with_workspace_base(mut self, base: PathBuf) -> Self {
         self.workspace_base = base;
+        self
+    }
+
+    /// Variables the agent must not inherit (on top of Station's secrets).
+    pub fn with_env_remove(mut self, names: Vec<String>) -> Self {
+        self.env_remove = names;
         self
     }
 
@@ -108,7 +116,15 @@ impl AcpBackend {
 
     /// Start the agent in `cwd` and initialize it.
     async fn start_agent(&self, cwd: &Path) -> Result<Arc<Agent>> {
-        let child = self.config.command_spec(cwd)?.spawn()?;
+        let mut spec = self.config.command_spec(cwd)?;
+        for name in &self.env_remove {
+            spec = spec.env_remove(name);
+        }
+        // The configured environment wins over a removal.
+        for (key, value) in &self.config.env {
+            spec = spec.env(key, value.expose());
+        }
+        let child = spec.spawn()?;
         let (tx, rx) = mpsc::unbounded_channel();
         let max =
             usize::try_from(self.config.max_message_mb.max(1) * 1024 * 1024).unwrap_or(usize::MAX);
