@@ -538,10 +538,19 @@ impl CodingBackend for AcpBackend {
             None => Outcome::failed(StopReason::Cancelled, "the task was cancelled"),
         };
         if outcome.stop_reason == StopReason::Cancelled
-            || outcome
-                .error
-                .as_deref()
-                .is_some_and(|e| e.contains("out of step"))
+            && ctx.cancel.reason() == Some(StopReason::Timeout)
+        {
+            outcome.stop_reason = StopReason::Timeout;
+            outcome.error = Some("the task's deadline passed".into());
+        }
+        let out_of_step = outcome
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("out of step"));
+        if matches!(
+            outcome.stop_reason,
+            StopReason::Cancelled | StopReason::Timeout
+        ) || out_of_step
         {
             if idle {
                 // A fresh process next time: no leftovers, and no out-of-step answers.

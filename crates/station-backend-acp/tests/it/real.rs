@@ -74,9 +74,15 @@ async fn cancel_then_next_task(make: fn(&Path, &ScriptedModel) -> AcpBackend) {
     let run = service.execute(&session, Task::new("Tell the slow story"));
     let deadline = Instant::now() + Duration::from_secs(120);
     while !model.requests().iter().any(|r| {
-        !r.side_call && r.prompt.as_deref().is_some_and(|p| p.contains("slow story"))
+        !r.side_call
+            && r.prompt
+                .as_deref()
+                .is_some_and(|p| p.contains("slow story"))
     }) {
-        assert!(Instant::now() < deadline, "the model never got the slow task");
+        assert!(
+            Instant::now() < deadline,
+            "the model never got the slow task"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let pid = acp.agent_pid().await.expect("the agent runs");

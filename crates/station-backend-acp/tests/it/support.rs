@@ -12,7 +12,10 @@ use station_testkit::peers::{
 };
 
 fn secret_env(pairs: Vec<(String, String)>) -> BTreeMap<String, Secret> {
-    pairs.into_iter().map(|(k, v)| (k, Secret::new(v))).collect()
+    pairs
+        .into_iter()
+        .map(|(k, v)| (k, Secret::new(v)))
+        .collect()
 }
 
 /// `opencode acp` against `model`, in an isolated home under `root`.
