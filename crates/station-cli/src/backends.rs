@@ -28,6 +28,10 @@ pub(crate) fn registry() -> BackendRegistry {
     let registry = registry.with(station_backend_claude::ClaudeFactory);
     #[cfg(not(feature = "claude"))]
     let registry = registry.compiled_out("claudecode", "claudecode", "claude");
+    #[cfg(feature = "acp")]
+    let registry = registry.with(station_backend_acp::AcpFactory);
+    #[cfg(not(feature = "acp"))]
+    let registry = registry.compiled_out("acp", "acp", "acp");
     registry
 }
 

@@ -683,6 +683,33 @@ mod stn_code {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_acp_opencode() {
+        create_and_continue(
+            "acp",
+            &format!(
+                "  acp:\n    agent: opencode\n    binary: {}\n",
+                bin(peers::opencode_bin())
+            ),
+            false,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_acp_claude_agent() {
+        create_and_continue(
+            "acp",
+            &format!(
+                "  acp:\n    agent: claude\n    binary: {}\n    claude_binary: {}\n",
+                bin(peers::claude_agent_acp_bin()),
+                bin(peers::claude_bin())
+            ),
+            true,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_backend_that_is_down_is_a_clear_error() {
         let model = ScriptedModel::start(Script::new()).await.unwrap();
         let env = Env::new(
