@@ -559,7 +559,11 @@ mod stn_code {
     }
 
     /// `stn code --workspace W` writes in W and reports it; `--session <title part>` continues.
-    async fn create_and_continue(backend: &str, coding_yaml: &str, expect_cost: bool) {
+    async fn create_and_continue(
+        backend: &str,
+        coding_yaml: &str,
+        expect_cost: bool,
+    ) -> (Env, ScriptedModel, String) {
         let model = ScriptedModel::start(script()).await.unwrap();
         let env = Env::new(&model, coding_yaml);
         let ws = env.home.path().join("project");
@@ -646,6 +650,7 @@ mod stn_code {
                 .contains("Create hello.py printing Hello World"),
             "the backend saw the first task"
         );
+        (env, model, backend_id)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -684,7 +689,7 @@ mod stn_code {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn with_acp_opencode() {
-        create_and_continue(
+        let (env, _model, backend_id) = create_and_continue(
             "acp",
             &format!(
                 "  acp:\n    agent: opencode\n    binary: {}\n",
@@ -693,6 +698,26 @@ mod stn_code {
             false,
         )
         .await;
+        // The agent's own session/list has the session.
+        let out = env
+            .stn()
+            .args(["session", "list", "--backend", "acp", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["id"] == backend_id.as_str()),
+            "{listed:#}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
