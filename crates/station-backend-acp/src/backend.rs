@@ -628,7 +628,7 @@ impl CodingBackend for AcpBackend {
                 })
             })
             .collect();
-        sessions.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+        sessions.sort_by_key(|s| std::cmp::Reverse(s.updated_at));
         Ok(sessions)
     }
 }
