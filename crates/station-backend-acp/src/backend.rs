@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use station_core::redact;
 use station_core::workspace::Tracker;
 use station_core::{
     BackendSession, Capabilities, CodingBackend, Error, EventKind, ExecContext, Health,
@@ -279,10 +280,17 @@ impl AcpBackend {
                 self.remember(agent, id, workspace);
                 self.select_model(agent, id, &result).await
             }
-            Err(RpcError::Remote { .. }) => Err(Error::NotFound {
-                what: "ACP session",
-                id: id.to_string(),
-            }),
+            Err(e @ RpcError::Remote { .. }) => {
+                tracing::warn!(
+                    session = id,
+                    "the agent could not continue the session: {}",
+                    redact::redact(&e.to_string())
+                );
+                Err(Error::NotFound {
+                    what: "ACP session",
+                    id: id.to_string(),
+                })
+            }
             Err(e) => Err(Error::backend(NAME, format!("`{method}` failed: {e}"))),
         }
     }
@@ -523,7 +531,7 @@ impl CodingBackend for AcpBackend {
                 .to_string();
                 Outcome::failed(
                     StopReason::Error,
-                    format!("the agent failed the task: {detail}"),
+                    redact::redact(&format!("the agent failed the task: {detail}")),
                 )
             }
             Some(Err(RpcError::Closed(reason))) => {
