@@ -123,12 +123,28 @@ pub fn inside_workspace(workspace: &Path, path: &Path) -> bool {
     resolved.starts_with(&root)
 }
 
+/// A command the agent runs through `terminal/*`.
 #[derive(Debug)]
 struct Terminal {
-    child: ChildProcess,
+    pid: u32,
+    child: tokio::sync::Mutex<ChildProcess>,
     output: Arc<Mutex<(Vec<u8>, bool)>>,
-    exit: Option<Value>,
+    collector: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    exit: Mutex<Option<Value>>,
 }
+
+impl Terminal {
+    fn kill(&self) {
+        if let Ok(pgid) = i32::try_from(self.pid) {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+type Terminals = tokio::sync::Mutex<HashMap<String, Arc<Terminal>>>;
 
 /// Serves one agent's requests until its connection ends.
 pub(crate) async fn serve(
@@ -136,7 +152,7 @@ pub(crate) async fn serve(
     sessions: Sessions,
     mut incoming: mpsc::UnboundedReceiver<Incoming>,
 ) {
-    let terminals: Arc<tokio::sync::Mutex<HashMap<String, Terminal>>> = Arc::default();
+    let terminals: Arc<Terminals> = Arc::default();
     let mut next_terminal = 0u64;
     while let Some(req) = incoming.recv().await {
         let Some(conn) = conn.upgrade() else { break };
@@ -150,7 +166,9 @@ pub(crate) async fn serve(
         });
     }
     // The agent is gone: its terminals go with it.
-    terminals.lock().await.clear();
+    for (_, term) in terminals.lock().await.drain() {
+        term.kill();
+    }
 }
 
 fn session_of(sessions: &Sessions, params: &Value) -> Result<SessionState, (i64, String)> {
@@ -190,7 +208,7 @@ fn checked_path(
 async fn handle(
     req: &Incoming,
     sessions: &Sessions,
-    terminals: &tokio::sync::Mutex<HashMap<String, Terminal>>,
+    terminals: &Terminals,
     terminal_id: String,
 ) -> Result<Value, (i64, String)> {
     let p = &req.params;
@@ -265,23 +283,29 @@ async fn handle(
                 .spawn()
                 .map_err(|e| (INVALID_PARAMS, format!("starting the command: {e}")))?;
             let output = Arc::new(Mutex::new((Vec::new(), false)));
-            if let Some(stdout) = child.take_stdout() {
-                tokio::spawn(collect_output(stdout, output.clone(), limit));
-            }
-            terminals.lock().await.insert(
-                terminal_id.clone(),
-                Terminal {
-                    child,
-                    output,
-                    exit: None,
-                },
-            );
+            let collector = child
+                .take_stdout()
+                .map(|stdout| tokio::spawn(collect_output(stdout, output.clone(), limit)));
+            let term = Terminal {
+                pid: child.pid(),
+                child: tokio::sync::Mutex::new(child),
+                output,
+                collector: Mutex::new(collector),
+                exit: Mutex::new(None),
+            };
+            terminals
+                .lock()
+                .await
+                .insert(terminal_id.clone(), Arc::new(term));
             Ok(json!({"terminalId": terminal_id}))
         }
         "terminal/output" | "terminal/wait_for_exit" | "terminal/kill" | "terminal/release" => {
             let id = p["terminalId"].as_str().unwrap_or_default().to_string();
-            let mut map = terminals.lock().await;
-            let Some(term) = map.get_mut(&id) else {
+            let term = match req.method.as_str() {
+                "terminal/release" => terminals.lock().await.remove(&id),
+                _ => terminals.lock().await.get(&id).cloned(),
+            };
+            let Some(term) = term else {
                 return Err((INVALID_PARAMS, format!("unknown terminal `{id}`")));
             };
             match req.method.as_str() {
@@ -293,33 +317,37 @@ async fn handle(
                         .clone();
                     let mut out =
                         json!({"output": String::from_utf8_lossy(&bytes), "truncated": truncated});
-                    if let Some(exit) = &term.exit {
-                        out["exitStatus"] = exit.clone();
+                    if let Some(exit) = term.exit.lock().unwrap_or_else(|e| e.into_inner()).clone()
+                    {
+                        out["exitStatus"] = exit;
                     }
                     Ok(out)
                 }
                 "terminal/wait_for_exit" => {
                     let status = term
                         .child
+                        .lock()
+                        .await
                         .wait()
                         .await
                         .map_err(|e| (INVALID_PARAMS, e.to_string()))?;
+                    // All output is in once the command has exited and its pipe is drained.
+                    let collector = term
+                        .collector
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .take();
+                    if let Some(collector) = collector {
+                        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), collector)
+                            .await;
+                    }
                     let exit = exit_json(status);
-                    term.exit = Some(exit.clone());
+                    *term.exit.lock().unwrap_or_else(|e| e.into_inner()) = Some(exit.clone());
                     Ok(exit)
                 }
-                "terminal/kill" => {
-                    if let Some(status) = term
-                        .child
-                        .terminate(std::time::Duration::from_secs(2))
-                        .await
-                    {
-                        term.exit = Some(exit_json(status));
-                    }
-                    Ok(Value::Null)
-                }
                 _ => {
-                    map.remove(&id);
+                    // kill, or release (which also kills a command still running).
+                    term.kill();
                     Ok(Value::Null)
                 }
             }

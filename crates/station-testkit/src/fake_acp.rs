@@ -10,6 +10,7 @@
 //! | `storm` | a prompt sends `FAKE_ACP_STORM` (default 500) permission requests, then answers how many were allowed |
 //! | `huge` | a prompt gets one 10 MB update |
 //! | `unknown` | a prompt gets an update of an unknown kind, then `after unknown` |
+//! | `terminal` | a prompt runs `printf 0123456789` through `terminal/*` with a 4-byte output limit and answers what it got |
 //! | `write_outside` | a prompt asks the client to write `FAKE_ACP_PATH` and answers with the result |
 
 use std::path::PathBuf;

@@ -209,3 +209,15 @@ async fn fs_write_text_file_outside_the_workspace_is_refused() {
         "nothing was written outside the workspace"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn terminal_commands_run_with_their_output_limit() {
+    let f = fake("terminal", &[]);
+    let session = f.open().await;
+    let outcome = f
+        .run(&session, Task::new("run it"))
+        .await
+        .expect("an outcome");
+    assert!(outcome.success, "{outcome:#?}");
+    assert_eq!(outcome.summary, "exit 0 output 6789 truncated true");
+}

@@ -95,6 +95,37 @@ impl Agent {
                 update(session, chunk("after unknown"));
                 end("end_turn");
             }
+            "terminal" => {
+                let created = self.call(
+                    "terminal/create",
+                    json!({"sessionId": session,
+                    "command": "sh", "args": ["-c", "printf 0123456789"], "outputByteLimit": 4}),
+                );
+                let term = created["result"]["terminalId"].clone();
+                let exit = self.call(
+                    "terminal/wait_for_exit",
+                    json!({"sessionId": session, "terminalId": term}),
+                );
+                let out = self.call(
+                    "terminal/output",
+                    json!({"sessionId": session, "terminalId": term}),
+                );
+                self.call(
+                    "terminal/release",
+                    json!({"sessionId": session, "terminalId": term}),
+                );
+                let r = &out["result"];
+                update(
+                    session,
+                    chunk(&format!(
+                        "exit {} output {} truncated {}",
+                        exit["result"]["exitCode"],
+                        r["output"].as_str().unwrap_or("?"),
+                        r["truncated"]
+                    )),
+                );
+                end("end_turn");
+            }
             "write_outside" => {
                 let path = std::env::var("FAKE_ACP_PATH").unwrap_or_default();
                 let answer = self.call(
