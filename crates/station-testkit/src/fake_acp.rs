@@ -3,7 +3,7 @@
 //!
 //! | mode | what it does |
 //! |---|---|
-//! | `ok` | answers everything; a prompt gets `fake answer` and `end_turn` |
+//! | `ok` | answers everything; a prompt gets `fake answer` and `end_turn`; the model option refuses `no-such-model` |
 //! | `garbage` | prints lines that are not JSON-RPC and never answers `initialize` |
 //! | `crash` | a prompt gets one chunk, then the agent exits 3 with a message on stderr |
 //! | `hang` | a prompt is never answered, and `session/cancel` is ignored |

@@ -24,6 +24,10 @@ struct Fake {
 }
 
 fn fake(mode: &str, extra_env: &[(&str, String)]) -> Fake {
+    fake_with(mode, extra_env, None)
+}
+
+fn fake_with(mode: &str, extra_env: &[(&str, String)], model: Option<&str>) -> Fake {
     let root = tempfile::tempdir().unwrap();
     let mut env = std::collections::BTreeMap::new();
     env.insert("FAKE_ACP_MODE".to_string(), station_core::Secret::new(mode));
@@ -35,6 +39,7 @@ fn fake(mode: &str, extra_env: &[(&str, String)]) -> Fake {
         env,
         startup_timeout_sec: 3,
         cancel_grace_sec: 1,
+        model: model.map(str::to_string),
         ..AcpConfig::default()
     };
     let acp = Arc::new(AcpBackend::new(config).with_workspace_base(root.path().join("ws")));
@@ -220,4 +225,38 @@ async fn terminal_commands_run_with_their_output_limit() {
         .expect("an outcome");
     assert!(outcome.success, "{outcome:#?}");
     assert_eq!(outcome.summary, "exit 0 output 6789 truncated true");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_agent_process_serves_several_sessions() {
+    let f = fake_with("ok", &[], Some("fake-model"));
+    let first = f.open().await;
+    let pid = f.acp.agent_pid().await.expect("the agent runs");
+    let second = f.open().await;
+    assert_ne!(first.backend_session_id, second.backend_session_id);
+    assert_eq!(f.acp.agent_pid().await, Some(pid), "the same process");
+    for session in [&first, &second] {
+        let outcome = f.run(session, Task::new("hi")).await.expect("an outcome");
+        assert_eq!(outcome.summary, "fake answer");
+        assert_eq!(outcome.model.as_deref(), Some("fake-model"));
+    }
+    assert_eq!(f.acp.agent_pid().await, Some(pid));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_the_agent_refuses_names_the_setting() {
+    let f = fake_with("ok", &[], Some("no-such-model"));
+    let err = f
+        .service
+        .open(OpenSpec {
+            workspace: Some(f.root.path().join("workspace")),
+            ..OpenSpec::default()
+        })
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("coding.acp.model") && text.contains("unknown model no-such-model"),
+        "{text}"
+    );
 }

@@ -172,9 +172,17 @@ fn main() {
                 "agentInfo": {"name": "fake-acp-agent", "version": "0.0.1"}, "authMethods": []}),
             "session/new" => {
                 sessions += 1;
-                json!({"sessionId": format!("fake-{sessions}")})
+                json!({"sessionId": format!("fake-{sessions}"),
+                       "configOptions": [{"id": "model", "type": "select", "currentValue": "fake-model"}]})
             }
             "session/resume" | "session/load" => json!({}),
+            "session/set_config_option" if params["value"] == "no-such-model" => {
+                send(
+                    &json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32602, "message": "unknown model no-such-model"}}),
+                );
+                continue;
+            }
+            "session/set_config_option" => json!({"configOptions": []}),
             "session/list" => json!({"sessions": []}),
             "session/prompt" => {
                 let session = params["sessionId"].clone();
