@@ -114,7 +114,7 @@ fn ci(root: &Path) -> Result<()> {
     )?;
     tidy::run(root)?;
     // Each backend can be compiled alone.
-    for feature in ["http", "nats", "cli", "claude", "gemini", "codex"] {
+    for feature in ["http", "nats", "cli", "claude", "gemini", "codex", "acp"] {
         run(
             root,
             "cargo",

@@ -36,6 +36,10 @@ pub(crate) fn registry() -> BackendRegistry {
     let registry = registry.with(station_backend_codex::CodexFactory);
     #[cfg(not(feature = "codex"))]
     let registry = registry.compiled_out("codex", "codex", "codex");
+    #[cfg(feature = "acp")]
+    let registry = registry.with(station_backend_acp::AcpFactory);
+    #[cfg(not(feature = "acp"))]
+    let registry = registry.compiled_out("acp", "acp", "acp");
     registry
 }
 

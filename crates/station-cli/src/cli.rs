@@ -194,7 +194,18 @@ pub(crate) struct CodeArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum SessionCommand {
     /// List coding sessions, most recently used first.
-    List(JsonFlag),
+    List(SessionListArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SessionListArgs {
+    /// List the sessions this backend itself keeps (e.g. an ACP agent's `session/list`)
+    /// instead of Station's index.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) backend: Option<String>,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -96,6 +96,11 @@ pub enum EventKind {
         /// The decision.
         record: crate::policy::PermissionRecord,
     },
+    /// The agent's plan for the task; each event replaces the previous plan as a whole.
+    Plan {
+        /// The steps, in order.
+        entries: Vec<PlanEntry>,
+    },
     /// Something worth telling the user that is not an error (a malformed line skipped, a retry).
     Notice {
         /// The message.
@@ -113,6 +118,19 @@ pub enum EventKind {
         /// Error message.
         message: String,
     },
+}
+
+/// One step of an agent's [`EventKind::Plan`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanEntry {
+    /// What the step does.
+    pub content: String,
+    /// `high`, `medium` or `low`, as the agent said.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub priority: String,
+    /// `pending`, `in_progress` or `completed`, as the agent said.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub status: String,
 }
 
 impl EventKind {

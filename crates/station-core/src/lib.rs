@@ -40,7 +40,7 @@ mod yaml;
 pub use backend::{BackendSession, Capabilities, CodingBackend, ExecContext, Health};
 pub use claim::{FileLock, SessionClaim};
 pub use error::{Error, ErrorKind, InputError, Result};
-pub use event::{Event, EventKind, EventSink};
+pub use event::{Event, EventKind, EventSink, PlanEntry};
 pub use model::{
     FileAction, FileChange, OpenRequest, Outcome, RepoSpec, Session, SessionId, SessionWorktree,
     StopReason, Task, ToolCall, Usage,

@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod conformance;
+pub mod fake_acp;
 pub mod git_server;
 pub mod model_server;
 pub mod otlp;

@@ -115,6 +115,13 @@ pub fn claude_bin() -> PathBuf {
     peer_bin("STN_TEST_CLAUDE", "claude", CLAUDE_VERSION)
 }
 
+/// The `claude-agent-acp` binary (ACP adapter for Claude Code):
+/// `$STN_TEST_CLAUDE_AGENT_ACP`, else `<repo>/.tools/peers/node_modules/.bin/claude-agent-acp`.
+/// Panics with how to install it when missing.
+pub fn claude_agent_acp_bin() -> PathBuf {
+    peer_bin("STN_TEST_CLAUDE_AGENT_ACP", "claude-agent-acp", "0.23.1")
+}
+
 /// The `nats-server` binary: `$STN_TEST_NATS_SERVER`, else the one on PATH. Panics with how
 /// to install it when missing.
 pub fn nats_server_bin() -> PathBuf {

@@ -40,7 +40,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config::show(&load_config(config_path.as_deref())?, args.json)
         }
         Command::Code(args) => code::run(&load_config(config_path.as_deref())?, args).await,
-        Command::Session(SessionCommand::List(args)) => session::list(args.json),
+        Command::Session(SessionCommand::List(args)) => match args.backend.as_deref() {
+            Some(name) => {
+                session::list_backend(&load_config(config_path.as_deref())?, name, args.json).await
+            }
+            None => session::list(args.json),
+        },
         Command::Doctor(args) => doctor::run(&load_config(config_path.as_deref())?, args).await,
         Command::Worker(args) => worker::run(load_config(config_path.as_deref())?, args).await,
         Command::Mcp(args) => mcp::run(&load_config(config_path.as_deref())?, args).await,

@@ -559,8 +559,12 @@ pub(crate) mod stn_code {
     }
 
     /// `stn code --workspace W` writes in W and reports it; `--session <title part>` continues.
-    async fn create_and_continue(backend: &str, coding_yaml: &str, expect_cost: bool) {
-        create_and_continue_in(Env::new, backend, coding_yaml, expect_cost).await;
+    async fn create_and_continue(
+        backend: &str,
+        coding_yaml: &str,
+        expect_cost: bool,
+    ) -> (Env, ScriptedModel, String) {
+        create_and_continue_in(Env::new, backend, coding_yaml, expect_cost).await
     }
 
     /// [`create_and_continue`] in the environment `make_env` builds.
@@ -569,7 +573,7 @@ pub(crate) mod stn_code {
         backend: &str,
         coding_yaml: &str,
         expect_cost: bool,
-    ) {
+    ) -> (Env, ScriptedModel, String) {
         let model = ScriptedModel::start(script()).await.unwrap();
         let env = make_env(&model, coding_yaml);
         let ws = env.home.path().join("project");
@@ -656,6 +660,7 @@ pub(crate) mod stn_code {
                 .contains("Create hello.py printing Hello World"),
             "the backend saw the first task"
         );
+        (env, model, backend_id)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -688,6 +693,53 @@ pub(crate) mod stn_code {
             "opencode",
             &format!("  opencode:\n    url: http://127.0.0.1:9\n    managed: always\n    binary: {}\n    model: {}\n", bin(peers::opencode_bin()), peers::OPENCODE_MODEL),
             false,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_acp_opencode() {
+        let (env, _model, backend_id) = create_and_continue(
+            "acp",
+            &format!(
+                "  acp:\n    agent: opencode\n    binary: {}\n",
+                bin(peers::opencode_bin())
+            ),
+            false,
+        )
+        .await;
+        // The agent's own session/list has the session.
+        let out = env
+            .stn()
+            .args(["session", "list", "--backend", "acp", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["id"] == backend_id.as_str()),
+            "{listed:#}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_acp_claude_agent() {
+        create_and_continue(
+            "acp",
+            &format!(
+                "  acp:\n    agent: claude\n    binary: {}\n    claude_binary: {}\n",
+                bin(peers::claude_agent_acp_bin()),
+                bin(peers::claude_bin())
+            ),
+            true,
         )
         .await;
     }

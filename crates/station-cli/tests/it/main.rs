@@ -1,5 +1,6 @@
 //! End-to-end tests of the `stn` binary.
 
+mod acp;
 mod agent;
 mod agent_run;
 mod codex;
