@@ -106,6 +106,7 @@ pub(crate) fn build(messages: &[MessageWithParts], stream_errors: &[ErrorInfo]) 
         duration_ms: 0,
         backend_session_id: None,
         model: assistants.iter().rev().find_map(|m| m.info.model()),
+        patch: None,
     }
 }
 
@@ -133,6 +134,7 @@ pub(crate) fn files_from_diff(diff: &[FileDiff], workspace: Option<&Path>) -> Ve
                 action,
                 lines_added: d.additions,
                 lines_removed: d.deletions,
+                ..Default::default()
             }
         })
         .collect();
@@ -223,7 +225,8 @@ mod tests {
                 path: "a.py".into(),
                 action: FileAction::Created,
                 lines_added: 2,
-                lines_removed: 0
+                lines_removed: 0,
+                ..Default::default()
             }
         );
         assert_eq!(files[1].action, FileAction::Modified);

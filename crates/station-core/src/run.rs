@@ -13,6 +13,7 @@ use crate::claim::SessionLocks;
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, EventSink};
 use crate::model::{Outcome, Session, StopReason, Task};
+use crate::workspace::{Checkpoints, Tracker};
 
 /// A cancellation that remembers why it fired (cancel or timeout).
 #[derive(Debug, Clone, Default)]
@@ -146,11 +147,12 @@ pub fn start_task(
     task: Task,
     opts: &RunOptions,
 ) -> TaskRun {
-    start_claimed_task(backend, session, task, opts, None, None)
+    start_claimed_task(backend, session, task, opts, None, None, None)
 }
 
 /// [`start_task`], first claiming the session in `locks` (see [`crate::claim`]; the deadline
-/// starts once the claim is held), and tracked by `tracker` until it has fully stopped.
+/// starts once the claim is held), and tracked by `tracker` until it has fully stopped. With
+/// `checkpoints`, a local workspace's changes are recorded there (else in a throwaway store).
 pub(crate) fn start_claimed_task(
     backend: Arc<dyn CodingBackend>,
     session: Session,
@@ -158,13 +160,16 @@ pub(crate) fn start_claimed_task(
     opts: &RunOptions,
     locks: Option<SessionLocks>,
     tracker: Option<&TaskTracker>,
+    checkpoints: Option<Checkpoints>,
 ) -> TaskRun {
     let (sink, rx) = EventSink::channel();
     let cancel = CancelSignal::new();
     let opts = opts.clone();
     let runner_cancel = cancel.clone();
-    let run =
-        async move { run_to_end(backend, session, task, opts, locks, sink, runner_cancel).await };
+    let run = async move {
+        let places = Places { locks, checkpoints };
+        run_to_end(backend, session, task, opts, places, sink, runner_cancel).await
+    };
     let handle = match tracker {
         Some(tracker) => tracker.spawn(run),
         None => tokio::spawn(run),
@@ -176,15 +181,34 @@ pub(crate) fn start_claimed_task(
     }
 }
 
+/// Where a task's claim and change records live.
+struct Places {
+    locks: Option<SessionLocks>,
+    checkpoints: Option<Checkpoints>,
+}
+
+/// Start tracking the changes of a backend whose workspace is on this machine.
+async fn track(backend: &dyn CodingBackend, session: &Session, places: &Places) -> Tracker {
+    let dir = match &session.workspace {
+        Some(dir) if backend.capabilities().local_workspace => dir,
+        _ => return Tracker::none(),
+    };
+    match &places.checkpoints {
+        Some(checkpoints) => Tracker::start_checkpoint(checkpoints, &session.id, dir).await,
+        None => Tracker::start(dir).await,
+    }
+}
+
 async fn run_to_end(
     backend: Arc<dyn CodingBackend>,
     session: Session,
     task: Task,
     opts: RunOptions,
-    locks: Option<SessionLocks>,
+    places: Places,
     sink: EventSink,
     cancel: CancelSignal,
 ) -> Result<Outcome> {
+    let locks = &places.locks;
     sink.emit(EventKind::Started {
         session_id: session.id.clone(),
         backend: backend.name().to_string(),
@@ -210,6 +234,7 @@ async fn run_to_end(
         events: sink.clone(),
         cancel: cancel.clone(),
     };
+    let tracker = track(backend.as_ref(), &session, &places).await;
     let result = {
         let fut = backend.execute(&session, &task, ctx);
         tokio::pin!(fut);
@@ -247,7 +272,12 @@ async fn run_to_end(
         }
         (Err(e), None) => Err(e),
     };
+    let changes = tracker.finish_with_patch().await;
     let result = result.map(|mut outcome| {
+        if let Some(changes) = changes {
+            outcome.files_changed = changes.files;
+            outcome.patch = Some(changes.patch);
+        }
         // A task stopped by the deadline or the caller says so, whatever the backend wrote.
         if let Some(reason) = reason.filter(|_| !outcome.success) {
             let why = match reason {

@@ -14,6 +14,7 @@ use crate::model::{OpenRequest, RepoSpec, Session, SessionId, Task, default_titl
 use crate::redact;
 use crate::run::{RunOptions, TaskRun, start_claimed_task};
 use crate::store::SessionIndex;
+use crate::workspace::{Checkpoints, Rewound};
 
 /// What to open, as a user or a tool says it.
 #[derive(Debug, Clone, Default)]
@@ -202,7 +203,32 @@ impl SessionService {
             &run,
             Some(self.locks.clone()),
             Some(&self.running),
+            Some(self.checkpoints()),
         )
+    }
+
+    /// Where this service records each task's changes (under the index's data dir).
+    pub fn checkpoints(&self) -> Checkpoints {
+        Checkpoints::new(self.index.dir())
+    }
+
+    /// Restore `session`'s workspace to the state before task `to_task` (default: its last
+    /// task); see [`Checkpoints::rewind`]. Waits for the session like a task does, so a rewind
+    /// never runs under a working agent.
+    pub async fn rewind(
+        &self,
+        session: &Session,
+        to_task: Option<u32>,
+        force: bool,
+    ) -> Result<Rewound> {
+        let _claim = self
+            .locks
+            .claim(&session.id, &crate::run::CancelSignal::new())
+            .await?;
+        let (checkpoints, id) = (self.checkpoints(), session.id.clone());
+        tokio::task::spawn_blocking(move || checkpoints.rewind(&id, to_task, force))
+            .await
+            .map_err(|e| Error::backend("workspace", format!("rewind failed: {e}")))?
     }
 
     /// Wait up to `deadline` until every task this service (or a clone) started has stopped;

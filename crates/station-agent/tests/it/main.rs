@@ -72,6 +72,7 @@ impl CodingBackend for WritingBackend {
             action: FileAction::Created,
             lines_added: 1,
             lines_removed: 0,
+            ..Default::default()
         }];
         o.backend_session_id = Some(
             session

@@ -215,6 +215,7 @@ impl ResultMessage {
             duration_ms: self.metrics.duration,
             backend_session_id: Some(backend_session_id.to_string()),
             model: self.model.clone(),
+            patch: None,
         }
     }
 }

@@ -20,6 +20,7 @@ fn sample_outcome() -> Outcome {
             action: FileAction::Created,
             lines_added: 1,
             lines_removed: 0,
+            ..Default::default()
         }],
         usage: Usage {
             input_tokens: 100,
@@ -40,6 +41,7 @@ fn sample_outcome() -> Outcome {
         duration_ms: 1234,
         backend_session_id: Some("ses_abc".into()),
         model: Some("fake/fake-model".into()),
+        patch: None,
     }
 }
 
