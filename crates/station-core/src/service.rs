@@ -29,6 +29,43 @@ pub struct OpenSpec {
     pub session: Option<String>,
 }
 
+/// Restore `session`'s workspace to the state before task `to_task` (default: its last task)
+/// without a backend (`stn session rewind`): claims the session under `index`'s data dir like
+/// a task, waiting up to `busy_wait`, then [`Checkpoints::rewind`].
+pub async fn rewind(
+    index: &SessionIndex,
+    session: &Session,
+    to_task: Option<u32>,
+    force: bool,
+    busy_wait: std::time::Duration,
+) -> Result<Rewound> {
+    let locks = SessionLocks::new(index.dir().join("locks"), busy_wait);
+    rewind_claimed(
+        &locks,
+        Checkpoints::new(index.dir()),
+        session,
+        to_task,
+        force,
+    )
+    .await
+}
+
+async fn rewind_claimed(
+    locks: &SessionLocks,
+    checkpoints: Checkpoints,
+    session: &Session,
+    to_task: Option<u32>,
+    force: bool,
+) -> Result<Rewound> {
+    let _claim = locks
+        .claim(&session.id, &crate::run::CancelSignal::new())
+        .await?;
+    let id = session.id.clone();
+    tokio::task::spawn_blocking(move || checkpoints.rewind(&id, to_task, force))
+        .await
+        .map_err(|e| Error::backend("workspace", format!("rewind failed: {e}")))?
+}
+
 /// How long a task waits for its session when another task runs on it, unless set.
 const DEFAULT_BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -221,14 +258,7 @@ impl SessionService {
         to_task: Option<u32>,
         force: bool,
     ) -> Result<Rewound> {
-        let _claim = self
-            .locks
-            .claim(&session.id, &crate::run::CancelSignal::new())
-            .await?;
-        let (checkpoints, id) = (self.checkpoints(), session.id.clone());
-        tokio::task::spawn_blocking(move || checkpoints.rewind(&id, to_task, force))
-            .await
-            .map_err(|e| Error::backend("workspace", format!("rewind failed: {e}")))?
+        rewind_claimed(&self.locks, self.checkpoints(), session, to_task, force).await
     }
 
     /// Wait up to `deadline` until every task this service (or a clone) started has stopped;

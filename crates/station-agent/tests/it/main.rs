@@ -15,6 +15,8 @@ use station_core::{
 };
 use station_testkit::model_server::{Fault, Script, ScriptedModel, Step};
 
+mod rewind;
+
 /// Writes `hello.py` into the session workspace for any instruction mentioning it.
 #[derive(Debug)]
 struct WritingBackend;

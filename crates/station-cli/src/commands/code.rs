@@ -143,6 +143,7 @@ pub(crate) fn outcome_json(session: &Session, outcome: &Outcome) -> serde_json::
         "stop_reason": outcome.stop_reason,
         "error": outcome.error,
         "files_changed": outcome.files_changed,
+        "patch": outcome.patch,
         "usage": outcome.usage,
         "cost_usd": outcome.cost_usd,
         "tool_calls": outcome.tool_calls,

@@ -150,6 +150,49 @@ impl Checkpoints {
         Ok(out)
     }
 
+    /// Write the patch of task `task` of `session` to `out`, or with `None` the session's whole
+    /// change (from before its first recorded task to after its last). Returns the records
+    /// it covers.
+    pub fn write_patch(
+        &self,
+        session: &SessionId,
+        task: Option<u32>,
+        out: &mut dyn std::io::Write,
+    ) -> Result<Vec<CheckpointRecord>> {
+        let records = self.list(session)?;
+        let (first, last) = match task {
+            Some(_) => {
+                let one = pick(session, &records, task)?;
+                (one, one)
+            }
+            None => (
+                records.first().ok_or_else(|| no_tasks(session))?,
+                pick(session, &records, None)?,
+            ),
+        };
+        let store = ShadowStore::open(&last.store, &last.workspace)?;
+        let oid = |s: &str| git2::Oid::from_str(s).map_err(git_err("reading a checkpoint"));
+        store.write_patch(oid(&first.before_tree)?, oid(&last.after_tree)?, out)?;
+        Ok(records
+            .iter()
+            .filter(|r| r.task >= first.task && r.task <= last.task)
+            .cloned()
+            .collect())
+    }
+
+    /// The files changed by task `task` of `session`, or with `None` by the whole session.
+    pub fn files_changed(&self, session: &SessionId, task: Option<u32>) -> Result<Vec<FileChange>> {
+        let records = self.list(session)?;
+        let last = pick(session, &records, task)?;
+        let first = match task {
+            Some(_) => last,
+            None => records.first().ok_or_else(|| no_tasks(session))?,
+        };
+        let store = ShadowStore::open(&last.store, &last.workspace)?;
+        let oid = |s: &str| git2::Oid::from_str(s).map_err(git_err("reading a checkpoint"));
+        store.changes(oid(&first.before_tree)?, oid(&last.after_tree)?)
+    }
+
     /// Task `task` of `session`, or its last task.
     pub fn get(&self, session: &SessionId, task: Option<u32>) -> Result<CheckpointRecord> {
         let records = self.list(session)?;
@@ -217,11 +260,7 @@ fn pick<'a>(
             .join(", ")
     };
     match task {
-        None => records.last().ok_or_else(|| {
-            InputError::new(format!("session {session} has no recorded tasks"))
-                .hint("checkpoints are recorded for tasks run by `stn code` on a local workspace")
-                .into()
-        }),
+        None => records.last().ok_or_else(|| no_tasks(session)),
         Some(n) => records.iter().find(|r| r.task == n).ok_or_else(|| {
             InputError::new(format!("session {session} has no recorded task {n}"))
                 .field("task")
@@ -233,6 +272,12 @@ fn pick<'a>(
                 .into()
         }),
     }
+}
+
+fn no_tasks(session: &SessionId) -> Error {
+    InputError::new(format!("session {session} has no recorded tasks"))
+        .hint("tasks are recorded when they run on a workspace on this machine (opencode-cli, claudecode, a local opencode server)")
+        .into()
 }
 
 fn task_numbers(dir: &Path) -> Vec<u32> {

@@ -391,6 +391,11 @@ async fn no_phantom_changes_on_a_large_workspace(git_repo: bool) {
         }
     }
     write(ws, "node_modules/dep/index.js", "module.exports = 1;\n");
+    // Past the old tracker's 1 MiB text limit it compared by size and mtime; a directory named
+    // `target` was skipped by name even when no ignore rule says so.
+    let big: Vec<u8> = (0..2 * 1024 * 1024).map(|i| b"abcdefgh\n"[i % 9]).collect();
+    write(ws, "assets/big.txt", &big);
+    write(ws, "tools/target/config.rs", "fn a() {}\n");
     if git_repo {
         git(ws, &["init", "-q"]).await;
         git(ws, &["add", "-A"]).await;
@@ -400,10 +405,25 @@ async fn no_phantom_changes_on_a_large_workspace(git_repo: bool) {
     let session = SessionId::from("stn_big");
     let tracker = Tracker::start_checkpoint(&checkpoints, &session, ws).await;
     write(ws, "pkg150/mod7.rs", "// edited\n");
+    // Rewritten with the same bytes (new mtime): not a change.
+    for rel in ["assets/big.txt", "pkg3/mod3.rs"] {
+        let bytes = std::fs::read(ws.join(rel)).unwrap();
+        write(ws, rel, &bytes);
+        let later = std::time::SystemTime::now() + Duration::from_secs(10);
+        let file = std::fs::File::options()
+            .write(true)
+            .open(ws.join(rel))
+            .unwrap();
+        file.set_modified(later).unwrap();
+    }
+    write(ws, "tools/target/config.rs", "fn b() {}\n");
     let changes = finish(tracker).await;
     assert_eq!(
         changes.files,
-        vec![change("pkg150/mod7.rs", FileAction::Modified, 1, 2)]
+        vec![
+            change("pkg150/mod7.rs", FileAction::Modified, 1, 2),
+            change("tools/target/config.rs", FileAction::Modified, 1, 1),
+        ]
     );
     // A second task that changes nothing reports nothing.
     let tracker = Tracker::start_checkpoint(&checkpoints, &session, ws).await;
