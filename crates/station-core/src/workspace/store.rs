@@ -120,8 +120,13 @@ impl ShadowStore {
         index
             .update_all(["*"], None)
             .map_err(git_err("recording changed and deleted files"))?;
+        // A nested repository shows up as one directory entry (`dir/`), which cannot be added
+        // as a file; it is left out, as git leaves it out of a parent's tree without a commit.
+        let mut skip_nested = |path: &Path, _: &[u8]| -> i32 {
+            i32::from(path.as_os_str().as_encoded_bytes().ends_with(b"/"))
+        };
         index
-            .add_all(["*"], IndexAddOption::DEFAULT, None)
+            .add_all(["*"], IndexAddOption::DEFAULT, Some(&mut skip_nested))
             .map_err(git_err("recording new files"))?;
         let tree = index
             .write_tree()

@@ -116,3 +116,22 @@ async fn throwaway_store_is_removed_after_the_task() {
     assert!(!store.exists(), "{}", store.display());
     assert_eq!((changes.patch.path, changes.patch.task), (None, None));
 }
+
+#[tokio::test]
+async fn a_nested_repository_does_not_stop_tracking() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs::create_dir_all(root.join("vendor/lib/.git/objects")).unwrap();
+    fs::write(root.join("vendor/lib/.git/HEAD"), "ref: refs/heads/main\n").unwrap();
+    fs::write(root.join("vendor/lib/a.txt"), "a\n").unwrap();
+    fs::write(root.join("top.txt"), "1\n").unwrap();
+    let tracker = Tracker::start(root).await;
+    fs::write(root.join("top.txt"), "2\n").unwrap();
+    fs::write(root.join("vendor/lib/.git/HEAD"), "ref: refs/heads/other\n").unwrap();
+    let changes = tracker.finish().await;
+    assert_eq!(
+        changes.iter().map(|c| c.path.as_str()).collect::<Vec<_>>(),
+        ["top.txt"],
+        "{changes:#?}"
+    );
+}
