@@ -96,6 +96,19 @@ pub(crate) struct PushArgs {
     pub(crate) set_upstream: bool,
 }
 
+// coding_rewind
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RewindArgs {
+    pub(crate) session_id: Option<String>,
+    /// Restore the workspace files to their state before this task of the session (1 is its first; default: its last task).
+    #[schemars(range(min = 1))]
+    pub(crate) to_task: Option<u32>,
+    /// Rewind even if the workspace changed since the session's last task ended; those changes are lost (default false).
+    #[serde(default)]
+    pub(crate) force: bool,
+}
+
 // coding_branch
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

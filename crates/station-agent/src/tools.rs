@@ -1,5 +1,5 @@
 //! The coding tools an orchestrating model (or an MCP client) calls: `coding_open`, `code`,
-//! `coding_close`, `coding_commit`, `coding_push`, `coding_branch`. One implementation, bound to
+//! `coding_close`, `coding_commit`, `coding_push`, `coding_branch`, `coding_rewind`. One implementation, bound to
 //! the one station-level backend through a [`SessionService`]. Every result is JSON a model can
 //! read; a failure is a result with `success: false`, an `error` and a `fix`, never a crash.
 
@@ -15,7 +15,9 @@ use station_core::{Error, Event, FileChange, RepoSpec, Session, SessionService, 
 use crate::args::{ArgError, advertise_required, parse_args, schema_for};
 use crate::git::GitOps;
 use crate::llm::ToolSpec;
-use crate::tool_args::{BranchArgs, CloseArgs, CodeArgs, CommitArgs, OpenArgs, PushArgs};
+use crate::tool_args::{
+    BranchArgs, CloseArgs, CodeArgs, CommitArgs, OpenArgs, PushArgs, RewindArgs,
+};
 
 /// Receives the live events of coding tasks while a tool runs.
 pub type ProgressFn = Arc<dyn Fn(&Event) + Send + Sync>;
@@ -58,13 +60,14 @@ fn spec<T: schemars::JsonSchema>(name: &str, description: &str) -> ToolSpec {
 }
 
 /// Names of the tools.
-pub const TOOL_NAMES: [&str; 6] = [
+pub const TOOL_NAMES: [&str; 7] = [
     "coding_open",
     "code",
     "coding_close",
     "coding_commit",
     "coding_push",
     "coding_branch",
+    "coding_rewind",
 ];
 
 impl CodingTools {
@@ -150,6 +153,10 @@ impl CodingTools {
                 "coding_branch",
                 "Create and/or switch to a git branch in the session's workspace. Returns the previous branch.",
             ),
+            spec::<RewindArgs>(
+                "coding_rewind",
+                "Undo code tasks: restore the session's workspace files to their state before a task (default: the last one). Refuses if the workspace changed since the last task, unless force. Ignored files are never touched. Returns the files restored.",
+            ),
         ]
     }
 
@@ -197,6 +204,10 @@ impl CodingTools {
                     };
                     self.git_tool(a.session_id, request).await
                 }
+                Err(e) => Err(e.into()),
+            },
+            "coding_rewind" => match parse_args::<RewindArgs>(name, args) {
+                Ok(a) => self.rewind(a).await,
                 Err(e) => Err(e.into()),
             },
             other => Err(ToolError::new(
@@ -349,10 +360,27 @@ impl CodingTools {
             "stop_reason": outcome.stop_reason,
             "error": outcome.error,
             "files_changed": outcome.files_changed,
+            // The number coding_rewind takes to undo this task.
+            "task": outcome.patch.as_ref().and_then(|p| p.task),
             "usage": outcome.usage,
             "cost_usd": outcome.cost_usd,
             "cost_estimated": outcome.cost_estimated,
             "duration_ms": outcome.duration_ms,
+        }))
+    }
+
+    async fn rewind(&self, args: RewindArgs) -> Result<Value, ToolError> {
+        let session = self.session(args.session_id.as_deref())?;
+        let rewound = self
+            .service
+            .rewind(&session, args.to_task, args.force)
+            .await
+            .map_err(ToolError::from_core)?;
+        Ok(json!({
+            "success": true,
+            "session_id": session.id,
+            "restored_to_before_task": rewound.to_task,
+            "files": rewound.files,
         }))
     }
 
@@ -458,10 +486,11 @@ impl ToolError {
                 "credentials are missing or wrong; tell the user to check the station config (coding.git.token_env)"
             }
             Error::Timeout { .. } => "split the task into smaller steps or raise the timeout",
+            Error::Config(input) if input.hint.is_some() => input.hint.as_deref().unwrap_or(""),
             Error::Config(_) => "fix the arguments as the error says",
             _ => "report the error to the user",
         };
-        ToolError::new(e.to_string(), fix)
+        ToolError::new(e.to_string(), fix.to_string())
     }
 }
 
@@ -547,6 +576,7 @@ mod tests {
                 "coding_commit" => generated_from::<CommitArgs>(spec),
                 "coding_push" => generated_from::<PushArgs>(spec),
                 "coding_branch" => generated_from::<BranchArgs>(spec),
+                "coding_rewind" => generated_from::<RewindArgs>(spec),
                 other => panic!("no argument type for {other}"),
             }
         }

@@ -7,7 +7,6 @@ use station_core::agent_process::{AgentEnd, AgentProcess, StdoutParser};
 
 use crate::ClaudeConfig;
 use station_core::process::{CommandSpec, describe_status};
-use station_core::workspace::Tracker;
 use station_core::{
     BackendSession, Capabilities, CodingBackend, Error, EventKind, ExecContext, Health, InputError,
     OpenRequest, Outcome, Result, Session, Task,
@@ -329,6 +328,7 @@ impl CodingBackend for ClaudeBackend {
             list_sessions: true,
             usage: true,
             cost: true,
+            local_workspace: true,
             ..Capabilities::NONE
         }
     }
@@ -426,7 +426,6 @@ impl CodingBackend for ClaudeBackend {
             });
         }
         let spec = self.task_command(&workspace, resume, &task.prompt());
-        let tracker = Tracker::start(&workspace).await;
         let run = AgentProcess::new("claude", spec)
             .linger(EXIT_GRACE_AFTER_RESULT)
             .kill_grace(self.kill_grace)
@@ -479,7 +478,6 @@ impl CodingBackend for ClaudeBackend {
             // The result came before the stop: the work is done, report it.
             AgentEnd::Stopped(_) | AgentEnd::Lingered => {}
         }
-        outcome.files_changed = tracker.finish().await;
         if outcome.backend_session_id.is_none() {
             outcome.backend_session_id = resume.map(str::to_string);
         }

@@ -23,8 +23,8 @@
 //!   default), end the whole process group (SIGTERM, then SIGKILL); when `claude` exits,
 //!   anything it left running in its group is killed too. A `claude` that prints its `result`
 //!   but does not exit within 5 s is stopped the same way, and its result kept.
-//! * **Files changed** are found by snapshotting the workspace before and after the task
-//!   ([`station_core::workspace::Snapshot`]).
+//! * **Files changed** are recorded by the runner for every local workspace
+//!   ([`station_core::workspace`], `Capabilities::local_workspace`).
 //!
 //! # Authentication
 //!

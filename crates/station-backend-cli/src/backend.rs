@@ -14,7 +14,6 @@ use station_core::agent_process::{AgentEnd, AgentProcess, StdoutParser};
 use station_core::model::default_title;
 use station_core::policy::{AuditedParser, Policy, PolicyConfig};
 use station_core::process::{CommandSpec, describe_status};
-use station_core::workspace::Tracker;
 use station_core::{
     BackendSession, Capabilities, CodingBackend, Error, EventKind, ExecContext, Health,
     OpenRequest, Outcome, Result, Session, SessionId, StopReason, Task,
@@ -293,6 +292,7 @@ impl CodingBackend for CliBackend {
             list_sessions: true,
             usage: true,
             cost: true,
+            local_workspace: true,
             ..Capabilities::NONE
         }
     }
@@ -412,7 +412,6 @@ impl CodingBackend for CliBackend {
             Some(dir) => FirstStart::begin(&dir, &ctx.cancel).await?,
             None => None,
         };
-        let tracker = Tracker::start(&workspace).await;
         let spec = self
             .command(&workspace)
             .args(self.run_args(session, task, backend_id.as_deref()))
@@ -474,14 +473,12 @@ impl CodingBackend for CliBackend {
                 None => (StopReason::Completed, None),
             },
         };
-        let files_changed = tracker.finish().await;
         let mut outcome = Outcome::new(error.is_none(), stop_reason);
         outcome.error = error.map(|e| station_core::redact::redact(&e));
         outcome.summary = report.summary;
         outcome.usage = report.usage;
         outcome.cost_usd = report.cost_usd;
         outcome.tool_calls = report.tool_calls;
-        outcome.files_changed = files_changed;
         outcome.backend_session_id = report.session_id.or(backend_id);
         outcome.model = self.config.model.clone();
         outcome.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);

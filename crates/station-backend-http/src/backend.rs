@@ -10,7 +10,6 @@ use reqwest::Url;
 use serde_json::{Value, json};
 use station_core::config::CodingConfig;
 use station_core::git::{GitRequest, GitResponse};
-use station_core::workspace::Tracker;
 use station_core::{
     BackendSession, Capabilities, CodingBackend, Error, EventKind, ExecContext, FileChange, Health,
     InputError, OpenRequest, Outcome, Redactor, Result, Secret, Session, SessionId, StopReason,
@@ -466,6 +465,7 @@ impl CodingBackend for HttpBackend {
             remote_workspace: !self.is_local(),
             usage: true,
             cost: true,
+            local_workspace: self.is_local(),
         }
     }
 

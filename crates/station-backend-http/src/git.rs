@@ -236,6 +236,7 @@ fn status_files(text: &str) -> Vec<FileChange> {
                 action,
                 lines_added,
                 lines_removed,
+                ..Default::default()
             }
         })
         .collect();

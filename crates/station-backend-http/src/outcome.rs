@@ -108,6 +108,7 @@ pub(crate) fn build(messages: &[MessageWithParts], stream_errors: &[ErrorInfo]) 
         backend_session_id: None,
         model: assistants.iter().rev().find_map(|m| m.info.model()),
         permissions: Vec::new(),
+        patch: None,
     }
 }
 
@@ -135,6 +136,7 @@ pub(crate) fn files_from_diff(diff: &[FileDiff], workspace: Option<&Path>) -> Ve
                 action,
                 lines_added: d.additions,
                 lines_removed: d.deletions,
+                ..Default::default()
             }
         })
         .collect();
@@ -225,7 +227,8 @@ mod tests {
                 path: "a.py".into(),
                 action: FileAction::Created,
                 lines_added: 2,
-                lines_removed: 0
+                lines_removed: 0,
+                ..Default::default()
             }
         );
         assert_eq!(files[1].action, FileAction::Modified);

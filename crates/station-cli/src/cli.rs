@@ -195,6 +195,10 @@ pub(crate) struct CodeArgs {
 pub(crate) enum SessionCommand {
     /// List coding sessions, most recently used first.
     List(SessionListArgs),
+    /// Show what a session's tasks changed in its workspace, as a patch.
+    Diff(SessionDiffArgs),
+    /// Restore a session's workspace files to their state before a task.
+    Rewind(SessionRewindArgs),
 }
 
 #[derive(Debug, Args)]
@@ -204,6 +208,34 @@ pub(crate) struct SessionListArgs {
     #[arg(long, value_name = "NAME")]
     pub(crate) backend: Option<String>,
     /// Print JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SessionDiffArgs {
+    /// The session: its id, backend id, title, or a unique part of its title.
+    pub(crate) session: String,
+    /// Only this task (1 is the session's first; default: all its tasks together).
+    #[arg(long, value_name = "N")]
+    pub(crate) task: Option<u32>,
+    /// Print the files changed and the patch as JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SessionRewindArgs {
+    /// The session: its id, backend id, title, or a unique part of its title.
+    pub(crate) session: String,
+    /// Restore the state before this task (default: the session's last task).
+    #[arg(long, value_name = "N")]
+    pub(crate) to_task: Option<u32>,
+    /// Rewind even though the workspace changed since the session's last task ended (those
+    /// changes are lost; ignored files are never touched).
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Print what was restored as JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,
 }

@@ -30,6 +30,10 @@ pub struct Capabilities {
     pub usage: bool,
     /// Cost in USD is reported.
     pub cost: bool,
+    /// The session's workspace is a directory on this machine that the agent edits: the
+    /// runner records each task's exact changes there (files changed, patch, checkpoint).
+    #[serde(default)]
+    pub local_workspace: bool,
 }
 
 impl Capabilities {
@@ -43,6 +47,7 @@ impl Capabilities {
         remote_workspace: false,
         usage: false,
         cost: false,
+        local_workspace: false,
     };
 }
 

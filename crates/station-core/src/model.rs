@@ -217,19 +217,22 @@ pub enum StopReason {
 }
 
 /// What happened to a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FileAction {
     /// New file.
     Created,
     /// Changed file.
+    #[default]
     Modified,
     /// Removed file.
     Deleted,
+    /// Moved from [`FileChange::from`] (possibly also changed).
+    Renamed,
 }
 
 /// One changed file.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FileChange {
     /// Path relative to the workspace.
     pub path: String,
@@ -239,6 +242,42 @@ pub struct FileChange {
     pub lines_added: u64,
     /// Lines removed.
     pub lines_removed: u64,
+    /// For a rename: the path before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Binary contents: compared exactly, no line counts.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub binary: bool,
+    /// Git file mode before (`100644` file, `100755` executable, `120000` symlink), when it
+    /// changed or is not a plain file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old_mode: Option<String>,
+    /// Git file mode after, as [`FileChange::old_mode`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_mode: Option<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// The patch of one task: what it changed, as a git-format diff that `git apply` takes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskPatch {
+    /// The patch, cut at a size cap (see `truncated`); binary files as git binary patches.
+    pub text: String,
+    /// Whether `text` is only the start of the patch.
+    #[serde(default)]
+    pub truncated: bool,
+    /// Size of the whole patch in bytes.
+    #[serde(default)]
+    pub bytes: u64,
+    /// Where the whole patch is stored, when the task was recorded as a checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// The task's number in its session (`stn session diff --task N`), when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<u32>,
 }
 
 /// Token counts.
@@ -349,6 +388,9 @@ pub struct Outcome {
     /// Every permission decision of the task, in order (the policy's audit trail).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub permissions: Vec<crate::policy::PermissionRecord>,
+    /// What the task changed as a patch, for workspaces whose changes are tracked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<TaskPatch>,
 }
 
 impl Outcome {
@@ -368,6 +410,7 @@ impl Outcome {
             backend_session_id: None,
             model: None,
             permissions: Vec::new(),
+            patch: None,
         }
     }
 

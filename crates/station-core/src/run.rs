@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, EventSink};
 use crate::model::{Outcome, Session, StopReason, Task};
 use crate::pricing::PriceTable;
+use crate::workspace::{Checkpoints, Tracker};
 
 /// A cancellation that remembers why it fired (cancel or timeout).
 #[derive(Debug, Clone, Default)]
@@ -155,11 +156,12 @@ pub fn start_task(
     task: Task,
     opts: &RunOptions,
 ) -> TaskRun {
-    start_claimed_task(backend, session, task, opts, None, None)
+    start_claimed_task(backend, session, task, opts, None, None, None)
 }
 
 /// [`start_task`], first claiming the session in `locks` (see [`crate::claim`]; the deadline
-/// starts once the claim is held), and tracked by `tracker` until it has fully stopped.
+/// starts once the claim is held), and tracked by `tracker` until it has fully stopped. With
+/// `checkpoints`, a local workspace's changes are recorded there (else in a throwaway store).
 pub(crate) fn start_claimed_task(
     backend: Arc<dyn CodingBackend>,
     session: Session,
@@ -167,6 +169,7 @@ pub(crate) fn start_claimed_task(
     opts: &RunOptions,
     locks: Option<SessionLocks>,
     tracker: Option<&TaskTracker>,
+    checkpoints: Option<Checkpoints>,
 ) -> TaskRun {
     let (sink, rx) = EventSink::channel();
     let cancel = CancelSignal::new();
@@ -177,7 +180,8 @@ pub(crate) fn start_claimed_task(
     sink.trace_tools(span.clone());
     let task_span = span.clone();
     let run = async move {
-        let result = run_to_end(backend, session, task, opts, locks, sink, runner_cancel).await;
+        let places = Places { locks, checkpoints };
+        let result = run_to_end(backend, session, task, opts, places, sink, runner_cancel).await;
         crate::telemetry::record_result(&task_span, &result);
         result
     };
@@ -193,15 +197,34 @@ pub(crate) fn start_claimed_task(
     }
 }
 
+/// Where a task's claim and change records live.
+struct Places {
+    locks: Option<SessionLocks>,
+    checkpoints: Option<Checkpoints>,
+}
+
+/// Start tracking the changes of a backend whose workspace is on this machine.
+async fn track(backend: &dyn CodingBackend, session: &Session, places: &Places) -> Tracker {
+    let dir = match &session.workspace {
+        Some(dir) if backend.capabilities().local_workspace => dir,
+        _ => return Tracker::none(),
+    };
+    match &places.checkpoints {
+        Some(checkpoints) => Tracker::start_checkpoint(checkpoints, &session.id, dir).await,
+        None => Tracker::start(dir).await,
+    }
+}
+
 async fn run_to_end(
     backend: Arc<dyn CodingBackend>,
     session: Session,
     task: Task,
     opts: RunOptions,
-    locks: Option<SessionLocks>,
+    places: Places,
     sink: EventSink,
     cancel: CancelSignal,
 ) -> Result<Outcome> {
+    let locks = &places.locks;
     sink.emit(EventKind::Started {
         session_id: session.id.clone(),
         backend: backend.name().to_string(),
@@ -240,6 +263,7 @@ async fn run_to_end(
         events: sink.clone(),
         cancel: cancel.clone(),
     };
+    let tracker = track(backend.as_ref(), &session, &places).await;
     let result = {
         let fut = backend.execute(&session, &task, ctx);
         tokio::pin!(fut);
@@ -277,7 +301,12 @@ async fn run_to_end(
         }
         (Err(e), None) => Err(e),
     };
+    let changes = tracker.finish_with_patch().await;
     let result = result.map(|mut outcome| {
+        if let Some(changes) = changes {
+            outcome.files_changed = changes.files;
+            outcome.patch = Some(changes.patch);
+        }
         // A task stopped by the deadline or the caller says so, whatever the backend wrote.
         if let Some(reason) = reason.filter(|_| !outcome.success) {
             let why = match reason {

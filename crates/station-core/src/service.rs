@@ -18,6 +18,7 @@ use crate::policy::BudgetConfig;
 use crate::redact;
 use crate::run::{RunOptions, TaskRun, start_claimed_task};
 use crate::store::SessionIndex;
+use crate::workspace::{Checkpoints, Rewound};
 
 /// What to open, as a user or a tool says it.
 #[derive(Debug, Clone, Default)]
@@ -30,6 +31,43 @@ pub struct OpenSpec {
     pub title: Option<String>,
     /// A session to continue: station id, backend id, title, or a unique part of a title.
     pub session: Option<String>,
+}
+
+/// Restore `session`'s workspace to the state before task `to_task` (default: its last task)
+/// without a backend (`stn session rewind`): claims the session under `index`'s data dir like
+/// a task, waiting up to `busy_wait`, then [`Checkpoints::rewind`].
+pub async fn rewind(
+    index: &SessionIndex,
+    session: &Session,
+    to_task: Option<u32>,
+    force: bool,
+    busy_wait: std::time::Duration,
+) -> Result<Rewound> {
+    let locks = SessionLocks::new(index.dir().join("locks"), busy_wait);
+    rewind_claimed(
+        &locks,
+        Checkpoints::new(index.dir()),
+        session,
+        to_task,
+        force,
+    )
+    .await
+}
+
+async fn rewind_claimed(
+    locks: &SessionLocks,
+    checkpoints: Checkpoints,
+    session: &Session,
+    to_task: Option<u32>,
+    force: bool,
+) -> Result<Rewound> {
+    let _claim = locks
+        .claim(&session.id, &crate::run::CancelSignal::new())
+        .await?;
+    let id = session.id.clone();
+    tokio::task::spawn_blocking(move || checkpoints.rewind(&id, to_task, force))
+        .await
+        .map_err(|e| Error::backend("workspace", format!("rewind failed: {e}")))?
 }
 
 /// How long a task waits for its session when another task runs on it, unless set.
@@ -255,7 +293,25 @@ impl SessionService {
             &run,
             Some(self.locks.clone()),
             Some(&self.running),
+            Some(self.checkpoints()),
         )
+    }
+
+    /// Where this service records each task's changes (under the index's data dir).
+    pub fn checkpoints(&self) -> Checkpoints {
+        Checkpoints::new(self.index.dir())
+    }
+
+    /// Restore `session`'s workspace to the state before task `to_task` (default: its last
+    /// task); see [`Checkpoints::rewind`]. Waits for the session like a task does, so a rewind
+    /// never runs under a working agent.
+    pub async fn rewind(
+        &self,
+        session: &Session,
+        to_task: Option<u32>,
+        force: bool,
+    ) -> Result<Rewound> {
+        rewind_claimed(&self.locks, self.checkpoints(), session, to_task, force).await
     }
 
     /// Wait up to `deadline` until every task this service (or a clone) started has stopped;

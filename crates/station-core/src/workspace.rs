@@ -1,371 +1,259 @@
-//! File-change detection for a local workspace: capture a snapshot before a task and diff it
-//! with one taken after. Works in any directory, git repository or not.
+//! What a task changed in a local workspace, exactly: before a task the workspace state
+//! (tracked and untracked files, honouring `.gitignore` and `.git/info/exclude`, never `.git`)
+//! is written as a git tree into a private object store; after the task it is written again,
+//! and libgit2 diffs the two trees (renames, binary files, modes, exact line counts). Works in
+//! any directory, git repository or not.
+//!
+//! Why a private store (a bare repository under the data dir, one per workspace path) rather
+//! than the workspace repository's own object database: nothing is ever written into the
+//! user's `.git` (no objects, no index, no refs, no config), so a `git gc` there cannot drop a
+//! checkpoint and a non-git workspace works the same way. Its index is the stat cache: files
+//! whose size and times did not change are not read again. No file contents are held in
+//! memory while a task runs; libgit2 reads one file at a time.
+//!
+//! With a [`Checkpoints`] directory each task is also recorded (see [`checkpoint`]): its
+//! before/after trees and its patch, which `stn session diff` shows and
+//! [`Checkpoints::rewind`] restores from.
 
-use std::collections::BTreeMap;
+pub mod checkpoint;
+mod store;
+
 use std::path::{Path, PathBuf};
 
+use chrono::{DateTime, Utc};
+
+pub use checkpoint::{CheckpointRecord, Checkpoints, Rewound};
+
 use crate::error::{Error, Result};
-use crate::model::{FileAction, FileChange};
+use crate::model::{FileChange, SessionId, TaskPatch};
+use store::ShadowStore;
 
-/// Files larger than this are compared by size and mtime only (line counts are not computed).
-const MAX_TEXT_BYTES: u64 = 1024 * 1024;
-/// A snapshot keeps at most this many bytes of contents (it is held for the whole task, once
-/// per concurrent task); later files are compared by metadata only.
-const MAX_TOTAL_BYTES: u64 = 64 * 1024 * 1024;
-/// A file with a NUL byte in its first bytes is binary: compared by size and mtime, its contents
-/// not kept (line counts mean nothing there).
-const BINARY_SNIFF_BYTES: usize = 8 * 1024;
-/// A snapshot looks at no more than this many files.
-const MAX_FILES: usize = 50_000;
-/// Directories never descended into.
-const SKIPPED_DIRS: &[&str] = &[".git", "node_modules", "target", ".venv", "__pycache__"];
+/// The outcome carries at most this many bytes of a task's patch; the rest is in the file.
+pub const PATCH_INLINE_CAP: usize = 256 * 1024;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Content {
-    /// Text (or bytes) kept for line diffs.
-    Bytes(Vec<u8>),
-    /// Binary: its length and a hash of its bytes (contents are not kept).
-    Digest { len: u64, hash: u64 },
-    /// Too large to keep: size and modification time.
-    Meta {
-        len: u64,
-        modified: Option<std::time::SystemTime>,
-    },
-}
-
-/// The files of a directory at one moment.
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
-    root: PathBuf,
-    files: BTreeMap<String, Content>,
-    truncated: bool,
-}
-
-impl Snapshot {
-    /// Read `root` (blocking; call from `spawn_blocking` in async code). A missing directory
-    /// is an empty snapshot.
-    pub fn capture(root: &Path) -> Result<Snapshot> {
-        let mut snap = Snapshot {
-            root: root.to_path_buf(),
-            files: BTreeMap::new(),
-            truncated: false,
-        };
-        if !root.is_dir() {
-            return Ok(snap);
-        }
-        let mut budget = MAX_TOTAL_BYTES;
-        let mut stack = vec![root.to_path_buf()];
-        while let Some(dir) = stack.pop() {
-            let entries = std::fs::read_dir(&dir)
-                .map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let Ok(ft) = entry.file_type() else { continue };
-                if ft.is_dir() {
-                    if !SKIPPED_DIRS.contains(&entry.file_name().to_string_lossy().as_ref()) {
-                        stack.push(path);
-                    }
-                    continue;
-                }
-                if !ft.is_file() {
-                    continue;
-                }
-                if snap.files.len() >= MAX_FILES {
-                    snap.truncated = true;
-                    return Ok(snap);
-                }
-                let Ok(rel) = path.strip_prefix(root) else {
-                    continue;
-                };
-                let rel = rel.to_string_lossy().replace('\\', "/");
-                let Ok(meta) = entry.metadata() else { continue };
-                let content = if meta.len() <= MAX_TEXT_BYTES && meta.len() <= budget {
-                    match std::fs::read(&path) {
-                        Ok(bytes) if is_binary(&bytes) => Content::Digest {
-                            len: bytes.len() as u64,
-                            hash: digest(&bytes),
-                        },
-                        Ok(bytes) => {
-                            budget -= bytes.len() as u64;
-                            Content::Bytes(bytes)
-                        }
-                        Err(_) => continue,
-                    }
-                } else {
-                    Content::Meta {
-                        len: meta.len(),
-                        modified: meta.modified().ok(),
-                    }
-                };
-                snap.files.insert(rel, content);
-            }
-        }
-        Ok(snap)
-    }
-
-    /// Capture on a blocking thread.
-    pub async fn capture_async(root: PathBuf) -> Result<Snapshot> {
-        tokio::task::spawn_blocking(move || Snapshot::capture(&root))
-            .await
-            .map_err(|e| Error::backend("workspace", format!("snapshot task failed: {e}")))?
-    }
-
-    /// The directory this snapshot is of.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// Number of files seen.
-    pub fn len(&self) -> usize {
-        self.files.len()
-    }
-
-    /// Whether no files were seen.
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
-    }
-
-    /// What changed from `self` (before) to `after`, sorted by path.
-    pub fn diff(&self, after: &Snapshot) -> Vec<FileChange> {
-        let mut out = Vec::new();
-        for (path, new) in &after.files {
-            match self.files.get(path) {
-                None => {
-                    let added = match new {
-                        Content::Bytes(b) => count_lines(b),
-                        Content::Digest { .. } | Content::Meta { .. } => 0,
-                    };
-                    out.push(FileChange {
-                        path: path.clone(),
-                        action: FileAction::Created,
-                        lines_added: added,
-                        lines_removed: 0,
-                    });
-                }
-                Some(old) if old != new => {
-                    let (added, removed) = match (old, new) {
-                        (Content::Bytes(a), Content::Bytes(b)) => line_delta(a, b),
-                        _ => (0, 0),
-                    };
-                    out.push(FileChange {
-                        path: path.clone(),
-                        action: FileAction::Modified,
-                        lines_added: added,
-                        lines_removed: removed,
-                    });
-                }
-                Some(_) => {}
-            }
-        }
-        for (path, old) in &self.files {
-            if !after.files.contains_key(path) {
-                let removed = match old {
-                    Content::Bytes(b) => count_lines(b),
-                    Content::Digest { .. } | Content::Meta { .. } => 0,
-                };
-                out.push(FileChange {
-                    path: path.clone(),
-                    action: FileAction::Deleted,
-                    lines_added: 0,
-                    lines_removed: removed,
-                });
-            }
-        }
-        out.sort();
-        out
-    }
-}
-
-fn is_binary(bytes: &[u8]) -> bool {
-    bytes[..bytes.len().min(BINARY_SNIFF_BYTES)].contains(&0)
-}
-
-/// Change detection only (not a security boundary).
-fn digest(bytes: &[u8]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    bytes.hash(&mut h);
-    h.finish()
-}
-
-/// Lines in `bytes` (a last line without a newline counts).
-pub fn count_lines(bytes: &[u8]) -> u64 {
-    if bytes.is_empty() {
-        return 0;
-    }
-    let newlines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
-    if bytes.last() == Some(&b'\n') {
-        newlines
-    } else {
-        newlines + 1
-    }
-}
-
-/// Lines added and removed between two versions of a file.
-pub fn line_delta(old: &[u8], new: &[u8]) -> (u64, u64) {
-    let (old, new) = (String::from_utf8_lossy(old), String::from_utf8_lossy(new));
-    let diff = similar::TextDiff::configure()
-        .timeout(std::time::Duration::from_secs(2))
-        .diff_lines(old.as_ref(), new.as_ref());
-    let (mut added, mut removed) = (0, 0);
-    for change in diff.iter_all_changes() {
-        match change.tag() {
-            similar::ChangeTag::Insert => added += 1,
-            similar::ChangeTag::Delete => removed += 1,
-            similar::ChangeTag::Equal => {}
-        }
-    }
-    (added, removed)
-}
-
-/// The files a task changed in a local workspace: the one before/after tracking every backend
-/// uses. [`Tracker::start`] records the workspace before the task; [`Tracker::finish`] compares
-/// it with the workspace after. A workspace that cannot be read is logged and reported as no
+/// Tracks one task's changes: [`Tracker::start`] records the workspace before the task,
+/// [`Tracker::finish`] after it. A workspace that cannot be read is logged and reported as no
 /// changes, never as an error of the task.
 #[derive(Debug)]
 pub struct Tracker {
-    before: Option<Snapshot>,
+    begun: Option<Begun>,
+}
+
+#[derive(Debug)]
+struct Begun {
+    git_dir: PathBuf,
+    workspace: PathBuf,
+    before: git2::Oid,
+    started_at: DateTime<Utc>,
+    /// Where this task's record goes (`None`: a throwaway store, removed after the task).
+    record: Option<(Checkpoints, SessionId, u32)>,
+}
+
+/// What [`Tracker::finish_with_patch`] found.
+#[derive(Debug, Clone, Default)]
+pub struct TaskChanges {
+    /// The files changed.
+    pub files: Vec<FileChange>,
+    /// The patch (cut at [`PATCH_INLINE_CAP`]) and where the whole one is.
+    pub patch: TaskPatch,
 }
 
 impl Tracker {
-    /// Record `dir` before a task (off the async threads).
+    /// Record `dir` before a task in a throwaway store (no checkpoint is kept). Used when no
+    /// data dir is known (a bare [`crate::start_task`]).
     pub async fn start(dir: &Path) -> Tracker {
-        Tracker {
-            before: capture_or_warn(dir).await,
-        }
+        let git_dir =
+            std::env::temp_dir().join(format!("stn-changes-{}", uuid::Uuid::now_v7().simple()));
+        Self::begin(git_dir, dir.to_path_buf(), None).await
+    }
+
+    /// Record `dir` before a task of `session`, as a checkpoint under `checkpoints`.
+    pub async fn start_checkpoint(
+        checkpoints: &Checkpoints,
+        session: &SessionId,
+        dir: &Path,
+    ) -> Tracker {
+        let reserved = {
+            let (checkpoints, session) = (checkpoints.clone(), session.clone());
+            tokio::task::spawn_blocking(move || checkpoints.reserve(&session)).await
+        };
+        let task = match reserved {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                tracing::warn!(session = %session, "cannot record a checkpoint for this task: {e}");
+                return Tracker::none();
+            }
+            Err(e) => {
+                tracing::warn!("checkpoint reservation failed: {e}");
+                return Tracker::none();
+            }
+        };
+        let git_dir = checkpoints.store_dir(dir);
+        Self::begin(
+            git_dir,
+            dir.to_path_buf(),
+            Some((checkpoints.clone(), session.clone(), task)),
+        )
+        .await
     }
 
     /// A tracker that reports no changes (no local workspace).
     pub fn none() -> Tracker {
-        Tracker { before: None }
+        Tracker { begun: None }
+    }
+
+    async fn begin(
+        git_dir: PathBuf,
+        workspace: PathBuf,
+        record: Option<(Checkpoints, SessionId, u32)>,
+    ) -> Tracker {
+        let started_at = Utc::now();
+        let (dir, ws) = (git_dir.clone(), workspace.clone());
+        let before = blocking(move || {
+            std::fs::create_dir_all(&ws)
+                .map_err(|e| Error::io(format!("creating workspace {}", ws.display()), e))?;
+            ShadowStore::open(&dir, &ws)?.snapshot()
+        })
+        .await;
+        match before {
+            Ok(before) => Tracker {
+                begun: Some(Begun {
+                    git_dir,
+                    workspace,
+                    before,
+                    started_at,
+                    record,
+                }),
+            },
+            Err(e) => {
+                tracing::warn!(workspace = %workspace.display(), "cannot record the workspace; files changed will not be reported: {e}");
+                if record.is_none() {
+                    let _ = std::fs::remove_dir_all(&git_dir);
+                }
+                Tracker::none()
+            }
+        }
     }
 
     /// The files changed since [`Tracker::start`].
     pub async fn finish(self) -> Vec<FileChange> {
-        let Some(before) = self.before else {
-            return Vec::new();
-        };
-        match capture_or_warn(before.root()).await {
-            Some(after) => before.diff(&after),
-            None => Vec::new(),
+        self.finish_with_patch()
+            .await
+            .map(|c| c.files)
+            .unwrap_or_default()
+    }
+
+    /// The files changed since the start and the task's patch; `None` when the workspace
+    /// could not be recorded.
+    pub async fn finish_with_patch(self) -> Option<TaskChanges> {
+        let begun = self.begun?;
+        let workspace = begun.workspace.clone();
+        let result = blocking(move || finish_blocking(begun)).await;
+        match result {
+            Ok(changes) => Some(changes),
+            Err(e) => {
+                tracing::warn!(workspace = %workspace.display(), "cannot compare the workspace with its state before the task: {e}");
+                None
+            }
         }
     }
 }
 
-async fn capture_or_warn(dir: &Path) -> Option<Snapshot> {
-    match Snapshot::capture_async(dir.to_path_buf()).await {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(workspace = %dir.display(), "cannot read the workspace; files changed will not be reported: {e}");
-            None
+fn finish_blocking(begun: Begun) -> Result<TaskChanges> {
+    let throwaway = begun.record.is_none();
+    let result = (|| {
+        let store = ShadowStore::open(&begun.git_dir, &begun.workspace)?;
+        let after = store.snapshot()?;
+        let files = store.changes(begun.before, after)?;
+        let patch_path = match &begun.record {
+            Some((checkpoints, session, task)) => {
+                checkpoints.task_dir(session, *task).join("patch.diff")
+            }
+            None => begun.git_dir.join("patch.diff"),
+        };
+        let mut writer = CappedTee::create(&patch_path)?;
+        let bytes = store.write_patch(begun.before, after, &mut writer)?;
+        let text = writer.finish()?;
+        let mut patch = TaskPatch {
+            truncated: bytes > text.len() as u64,
+            text: String::from_utf8_lossy(&text).into_owned(),
+            bytes,
+            path: None,
+            task: None,
+        };
+        if let Some((checkpoints, session, task)) = &begun.record {
+            patch.path = Some(patch_path.clone());
+            patch.task = Some(*task);
+            checkpoints.write_record(&CheckpointRecord {
+                task: *task,
+                session_id: session.clone(),
+                workspace: begun.workspace.clone(),
+                store: begun.git_dir.clone(),
+                before_tree: begun.before.to_string(),
+                after_tree: after.to_string(),
+                patch: patch_path,
+                patch_bytes: bytes,
+                files_changed: files.clone(),
+                started_at: begun.started_at,
+                finished_at: Utc::now(),
+            })?;
         }
+        Ok(TaskChanges { files, patch })
+    })();
+    if throwaway {
+        let _ = std::fs::remove_dir_all(&begun.git_dir);
     }
+    result
+}
+
+/// Writes everything to a file and keeps the first [`PATCH_INLINE_CAP`] bytes.
+struct CappedTee {
+    file: std::io::BufWriter<std::fs::File>,
+    head: Vec<u8>,
+    path: PathBuf,
+}
+
+impl CappedTee {
+    fn create(path: &Path) -> Result<CappedTee> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+        }
+        let file = std::fs::File::create(path)
+            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        Ok(CappedTee {
+            file: std::io::BufWriter::new(file),
+            head: Vec::new(),
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn finish(mut self) -> Result<Vec<u8>> {
+        use std::io::Write;
+        self.file
+            .flush()
+            .map_err(|e| Error::io(format!("writing {}", self.path.display()), e))?;
+        Ok(self.head)
+    }
+}
+
+impl std::io::Write for CappedTee {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = PATCH_INLINE_CAP.saturating_sub(self.head.len());
+        self.head.extend_from_slice(&buf[..buf.len().min(room)]);
+        self.file.write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::backend("workspace", format!("change tracking failed: {e}")))?
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::fs;
-
-    #[test]
-    fn created_modified_deleted_with_line_counts() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        fs::write(root.join("keep.txt"), "same\n").unwrap();
-        fs::write(root.join("edit.py"), "a\nb\nc\n").unwrap();
-        fs::write(root.join("gone.txt"), "1\n2\n").unwrap();
-        fs::create_dir_all(root.join(".git")).unwrap();
-        fs::write(root.join(".git/HEAD"), "ref").unwrap();
-        let before = Snapshot::capture(root).unwrap();
-        fs::write(root.join("edit.py"), "a\nB\nc\nd\n").unwrap();
-        fs::remove_file(root.join("gone.txt")).unwrap();
-        fs::create_dir_all(root.join("src")).unwrap();
-        fs::write(root.join("src/hello.py"), "print('Hello World')").unwrap();
-        fs::write(root.join(".git/HEAD"), "changed").unwrap();
-        let after = Snapshot::capture(root).unwrap();
-        assert_eq!(
-            before.diff(&after),
-            vec![
-                FileChange {
-                    path: "edit.py".into(),
-                    action: FileAction::Modified,
-                    lines_added: 2,
-                    lines_removed: 1
-                },
-                FileChange {
-                    path: "gone.txt".into(),
-                    action: FileAction::Deleted,
-                    lines_added: 0,
-                    lines_removed: 2
-                },
-                FileChange {
-                    path: "src/hello.py".into(),
-                    action: FileAction::Created,
-                    lines_added: 1,
-                    lines_removed: 0
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn binary_files_are_compared_by_digest_and_not_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        let image = |fill: u8| {
-            let mut b = vec![0u8, 1, 2, 3];
-            b.extend(std::iter::repeat_n(fill, 4096));
-            b
-        };
-        fs::write(root.join("logo.png"), image(7)).unwrap();
-        fs::write(root.join("same.bin"), image(9)).unwrap();
-        let before = Snapshot::capture(root).unwrap();
-        assert!(
-            before
-                .files
-                .values()
-                .all(|c| matches!(c, Content::Digest { .. })),
-            "binary contents are not held"
-        );
-        // Same length, different bytes: found even if the mtime did not move.
-        fs::write(root.join("logo.png"), image(8)).unwrap();
-        let after = Snapshot::capture(root).unwrap();
-        assert_eq!(
-            before.diff(&after),
-            vec![FileChange {
-                path: "logo.png".into(),
-                action: FileAction::Modified,
-                lines_added: 0,
-                lines_removed: 0
-            }]
-        );
-    }
-
-    #[test]
-    fn missing_directory_is_empty_and_then_everything_is_created() {
-        let dir = tempfile::tempdir().unwrap();
-        let ws = dir.path().join("later");
-        let before = Snapshot::capture(&ws).unwrap();
-        assert!(before.is_empty());
-        fs::create_dir_all(&ws).unwrap();
-        fs::write(ws.join("x"), "1\n2\n3\n").unwrap();
-        let changes = before.diff(&Snapshot::capture(&ws).unwrap());
-        assert_eq!(
-            changes,
-            vec![FileChange {
-                path: "x".into(),
-                action: FileAction::Created,
-                lines_added: 3,
-                lines_removed: 0
-            }]
-        );
-    }
-
-    #[test]
-    fn counting_lines() {
-        assert_eq!(count_lines(b""), 0);
-        assert_eq!(count_lines(b"a"), 1);
-        assert_eq!(count_lines(b"a\n"), 1);
-        assert_eq!(count_lines(b"a\nb"), 2);
-    }
-}
+mod tests;

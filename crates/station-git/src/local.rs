@@ -160,6 +160,7 @@ pub(crate) fn status(path: &Path) -> Result<Vec<FileChange>> {
             action,
             lines_added,
             lines_removed,
+            ..Default::default()
         });
     }
     changes.sort();

@@ -51,7 +51,8 @@ pub(crate) fn tools_markdown(
         "\n## Workflow\n\n\
          1. `coding_open` a workspace directory or a repository (or continue a session from `coding_sessions`).\n\
          2. `code` with the `session_id` and an `instruction`. The result lists the files changed.\n\
-         3. Optionally `coding_branch`, `coding_commit`, `coding_push`.\n\
+         3. Optionally `coding_branch`, `coding_commit`, `coding_push`; `coding_rewind` undoes \
+         `code` tasks on a local workspace.\n\
          4. `coding_close` when done; the session can be continued later by id or title.\n\n\
          ## Long tasks\n\n\
          Coding tasks often take minutes. While `code` runs, the server sends a progress \

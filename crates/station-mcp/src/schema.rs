@@ -161,6 +161,7 @@ mod tests {
                 "coding_commit",
                 "coding_push",
                 "coding_branch",
+                "coding_rewind",
                 "coding_sessions",
                 "coding_status",
                 "coding_wait",

@@ -15,6 +15,7 @@ use station_core::{
 };
 use station_testkit::model_server::{Fault, Script, ScriptedModel, Step};
 
+mod rewind;
 mod worktree;
 
 /// Writes `hello.py` into the session workspace for any instruction mentioning it.
@@ -74,6 +75,7 @@ impl CodingBackend for WritingBackend {
             action: FileAction::Created,
             lines_added: 1,
             lines_removed: 0,
+            ..Default::default()
         }];
         o.backend_session_id = Some(
             session

@@ -32,6 +32,30 @@ async fn run(
     (result, drain(rx))
 }
 
+/// Run `task` through the runner, as every caller does (the runner records the workspace's
+/// changes); its outcome and the events between `Started` and the terminal event.
+async fn run_through_runner(
+    fake: &Fake,
+    backend: ClaudeBackend,
+    task: Task,
+) -> (station_core::Result<Outcome>, Vec<EventKind>) {
+    let mut events = Vec::new();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(60),
+        start_task(
+            Arc::new(backend),
+            fake.session(),
+            task,
+            &RunOptions::default(),
+        )
+        .follow(|e| events.push(e.kind.clone())),
+    )
+    .await
+    .expect("the task ends");
+    events.retain(|e| !matches!(e, EventKind::Started { .. }) && !e.is_terminal());
+    (outcome, events)
+}
+
 fn drain(mut rx: UnboundedReceiver<station_core::Event>) -> Vec<EventKind> {
     let mut out = Vec::new();
     while let Ok(event) = rx.try_recv() {
@@ -75,7 +99,7 @@ head -6 "$FIXTURES/claude-stream-create-then-resume.jsonl"
         .backend(config)
         .with_env_remove(vec!["CARGO_PKG_NAME".into()]);
     let prompt = "-rf --version: create hello.py";
-    let (outcome, events) = run(&fake, &backend, Task::new(prompt)).await;
+    let (outcome, events) = run_through_runner(&fake, backend, Task::new(prompt)).await;
     let outcome = outcome.unwrap();
 
     let argv: Vec<String> = fake.record("argv").lines().map(str::to_string).collect();

@@ -89,7 +89,8 @@ async fn happy_run_streams_events_and_builds_the_outcome() {
             path: "hello.py".into(),
             action: FileAction::Created,
             lines_added: 2,
-            lines_removed: 0
+            lines_removed: 0,
+            ..Default::default()
         }]
     );
     assert_eq!(outcome.backend_session_id.as_deref(), Some("ses_fake1"));

@@ -76,7 +76,8 @@ async fn real_opencode_creates_a_file_and_continues_by_id_and_by_title() {
             path: "hello.py".into(),
             action: FileAction::Created,
             lines_added: 1,
-            lines_removed: 0
+            lines_removed: 0,
+            ..Default::default()
         }]
     );
     assert_eq!(

@@ -42,20 +42,15 @@ impl Execution<'_> {
     }
 
     pub(super) async fn run(&mut self, prompt: Value) -> Result<Outcome> {
-        // Three independent steps at once (one round trip instead of three): the transcript so
-        // far (the outcome covers this task's messages only), the local workspace, and the
-        // event stream (subscribed before the prompt so its first events are not missed).
-        let tracker = async {
-            match &self.local_dir {
-                Some(d) => Tracker::start(d).await,
-                None => Tracker::none(),
-            }
-        };
-        let (before, tracker, sub) = self
+        // Two independent steps at once (one round trip instead of two): the transcript so
+        // far (the outcome covers this task's messages only) and the event stream (subscribed
+        // before the prompt so its first events are not missed). A local workspace's changes
+        // are recorded by the runner (`Capabilities::local_workspace`).
+        let (before, sub) = self
             .cancellable(async {
-                let (before, tracker, sub) =
-                    tokio::join!(self.messages(), tracker, self.client.subscribe(self.dir()));
-                Ok((before, tracker, sub))
+                let (before, sub) =
+                    tokio::join!(self.messages(), self.client.subscribe(self.dir()));
+                Ok((before, sub))
             })
             .await?;
         let (before, mut sub) = (before?, sub?);
@@ -89,13 +84,13 @@ impl Execution<'_> {
                 }
                 self.mapper.reconcile(&new, &self.ctx.events);
                 let mut result = outcome::build(&new, self.mapper.errors());
-                result.files_changed = self.files_changed(&new, tracker).await;
+                result.files_changed = self.files_changed(&new).await;
                 Ok(result)
             }
             Ok(WaitEnd::Cancelled) => {
                 let reason = self.ctx.cancel.reason().unwrap_or(StopReason::Cancelled);
                 let budget = self.tuning.stop_budget;
-                match tokio::time::timeout(budget, self.stop(&mut sub, tracker, reason)).await {
+                match tokio::time::timeout(budget, self.stop(&mut sub, reason)).await {
                     Ok(outcome) => Ok(outcome),
                     Err(_) => Ok(Outcome::failed(reason, stop_message(false))),
                 }
@@ -262,12 +257,7 @@ impl Execution<'_> {
     }
 
     /// Abort on the server, collect what the task did, and say why it stopped.
-    async fn stop(
-        &mut self,
-        sub: &mut Subscription,
-        tracker: Tracker,
-        reason: StopReason,
-    ) -> Outcome {
+    async fn stop(&mut self, sub: &mut Subscription, reason: StopReason) -> Outcome {
         let abort = self
             .client
             .post_unit(
@@ -302,7 +292,7 @@ impl Execution<'_> {
                 let new = outcome::new_messages(all, &self.known);
                 self.mapper.reconcile(&new, &self.ctx.events);
                 let mut result = outcome::build(&new, &[]);
-                result.files_changed = self.files_changed(&new, tracker).await;
+                result.files_changed = self.files_changed(&new).await;
                 result
             }
             _ => {
@@ -320,8 +310,9 @@ impl Execution<'_> {
         result
     }
 
-    /// Files the task changed: the server's diff for this turn, else the local workspace's.
-    async fn files_changed(&self, new: &[MessageWithParts], tracker: Tracker) -> Vec<FileChange> {
+    /// Files the task changed: the server's diff for this turn (for a local workspace the
+    /// runner replaces it with the exact changes it recorded).
+    async fn files_changed(&self, new: &[MessageWithParts]) -> Vec<FileChange> {
         if let Some(user_message) = new
             .iter()
             .find(|m| m.info.role == "user")
@@ -344,7 +335,7 @@ impl Execution<'_> {
                 Err(e) => tracing::debug!("no diff from the server: {e}"),
             }
         }
-        tracker.finish().await
+        Vec::new()
     }
 }
 

@@ -35,6 +35,7 @@ impl CodingBackend for NatsBackend {
             remote_workspace: true,
             usage: true,
             cost: true,
+            local_workspace: false,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Worker → Station at the end: the one result of a task and its conversion to an outcome.
 
 use serde::{Deserialize, Serialize};
+use station_core::model::TaskPatch;
 use station_core::{FileChange, Outcome, StopReason, ToolCall, Usage};
 
 /// The one result of a task, on its result subject.
@@ -51,6 +52,9 @@ pub struct ResultMessage {
     /// Extension: the model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// Extension: the task's patch, made on the worker where the files are (size-capped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<TaskPatch>,
 }
 
 /// `session` of a result.
@@ -160,6 +164,7 @@ impl ResultMessage {
             cost: None,
             tool_calls: None,
             model: None,
+            patch: None,
         }
     }
 
@@ -217,6 +222,7 @@ impl ResultMessage {
             backend_session_id: Some(backend_session_id.to_string()),
             model: self.model.clone(),
             permissions: Vec::new(),
+            patch: self.patch.clone(),
         }
     }
 }

@@ -105,3 +105,33 @@ fn session_state_keeps_unknown_fields() {
     assert_eq!(out["future"], "kept");
     assert_eq!(out["messageCount"], 2);
 }
+
+#[test]
+fn the_workers_patch_travels_in_the_result() {
+    let r: ResultMessage = serde_json::from_str(
+            r#"{"taskID":"t","status":"completed","result":"done","session":{"name":"s","opencodeID":"ses_1","messageCount":2},"workspace":{"name":"w","path":"/srv/w"},"metrics":{"duration":5,"toolCalls":1,"streamEvents":3},"files_changed":[{"path":"a.txt","action":"created","lines_added":1,"lines_removed":0}],"patch":{"text":"diff --git a/a.txt b/a.txt\nnew file mode 100644\n","truncated":false,"bytes":42}}"#,
+        )
+        .unwrap();
+    let o = r.to_outcome("s", vec![]);
+    let patch = o.patch.expect("the patch is kept");
+    assert_eq!(
+        (
+            patch.text.as_str(),
+            patch.truncated,
+            patch.bytes,
+            patch.path
+        ),
+        (
+            "diff --git a/a.txt b/a.txt\nnew file mode 100644\n",
+            false,
+            42,
+            None
+        )
+    );
+    // A plugin result without the extension has no patch.
+    let plain: ResultMessage = serde_json::from_str(
+            r#"{"taskID":"t","status":"completed","session":{"name":"s","opencodeID":"","messageCount":0},"workspace":{"name":"w","path":""},"metrics":{"duration":0,"toolCalls":0,"streamEvents":0}}"#,
+        )
+        .unwrap();
+    assert_eq!(plain.to_outcome("s", vec![]).patch, None);
+}

@@ -5,7 +5,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use station_core::{
-    CancelSignal, EventKind, Outcome, RunOptions, Session, StopReason, Task, start_task,
+    CancelSignal, EventKind, Outcome, RunOptions, Session, StopReason, Task, model::TaskPatch,
+    start_task,
 };
 
 use super::session::{StoredSession, put_session};
@@ -198,6 +199,8 @@ impl Shared {
             cost: outcome.cost_usd,
             tool_calls: Some(outcome.tool_calls),
             model: outcome.model,
+            // Where the patch is stored means nothing on the client's machine.
+            patch: outcome.patch.map(|p| TaskPatch { path: None, ..p }),
         }
     }
 }

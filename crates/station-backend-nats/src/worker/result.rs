@@ -73,7 +73,21 @@ fn fit_result(mut result: ResultMessage, max: usize) -> ResultMessage {
     if size(&result) <= max {
         return result;
     }
+    if let Some(patch) = result.patch.as_mut() {
+        let cut = truncate(&patch.text, max / 4);
+        if cut.len() < patch.text.len() {
+            patch.text = cut;
+            patch.truncated = true;
+        }
+    }
+    if size(&result) <= max {
+        return result;
+    }
     result.tool_calls = None;
+    if size(&result) <= max {
+        return result;
+    }
+    result.patch = None;
     if size(&result) <= max {
         return result;
     }

@@ -25,6 +25,7 @@ fn one_change() -> FileChange {
         action: FileAction::Created,
         lines_added: 2,
         lines_removed: 0,
+        ..Default::default()
     }
 }
 

@@ -142,6 +142,7 @@ impl CodingBackend for FakeExecutor {
                     action: FileAction::Created,
                     lines_added: 1,
                     lines_removed: 0,
+                    ..Default::default()
                 }];
                 outcome.tool_calls = vec![ToolCall {
                     id: Some("call_1".into()),

@@ -57,7 +57,7 @@ pub(crate) fn validate(
         output::line(&format!(
             "  coding:      {}",
             if def.coding.enabled {
-                "enabled (coding_open, code, coding_close, coding_commit, coding_push, coding_branch)"
+                "enabled (coding_open, code, coding_close, coding_commit, coding_push, coding_branch, coding_rewind)"
             } else {
                 "disabled"
             }

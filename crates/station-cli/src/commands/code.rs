@@ -161,6 +161,7 @@ pub(crate) fn outcome_json(session: &Session, outcome: &Outcome) -> serde_json::
         "stop_reason": outcome.stop_reason,
         "error": outcome.error,
         "files_changed": outcome.files_changed,
+        "patch": outcome.patch,
         "usage": outcome.usage,
         "cost_usd": outcome.cost_usd,
         "cost_estimated": outcome.cost_estimated,
@@ -175,13 +176,19 @@ fn print_human(session: &Session, outcome: &Outcome) {
         output::line(outcome.summary.trim());
     }
     for f in &outcome.files_changed {
-        output::progress(
-            &format!(
-                "  {:?} {} (+{} -{})",
-                f.action, f.path, f.lines_added, f.lines_removed
-            )
-            .to_lowercase(),
-        );
+        let from = f
+            .from
+            .as_ref()
+            .map(|from| format!(" (from {from})"))
+            .unwrap_or_default();
+        let binary = if f.binary { " binary" } else { "" };
+        output::progress(&format!(
+            "  {} {}{from}{binary} (+{} -{})",
+            format!("{:?}", f.action).to_lowercase(),
+            f.path,
+            f.lines_added,
+            f.lines_removed
+        ));
     }
     let cost = outcome
         .cost_usd

@@ -6,6 +6,7 @@ mod config;
 mod doctor;
 mod mcp;
 mod session;
+mod session_diff;
 mod worker;
 
 use std::process::ExitCode;
@@ -46,6 +47,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             None => session::list(args.json),
         },
+        Command::Session(SessionCommand::Diff(args)) => session_diff::diff(&args),
+        Command::Session(SessionCommand::Rewind(args)) => {
+            let config = load_config(config_path.as_deref())?;
+            let busy_wait = config.config.coding.session_busy_wait();
+            session_diff::rewind(&args, busy_wait).await
+        }
         Command::Doctor(args) => doctor::run(&load_config(config_path.as_deref())?, args).await,
         Command::Worker(args) => worker::run(load_config(config_path.as_deref())?, args).await,
         Command::Mcp(args) => mcp::run(&load_config(config_path.as_deref())?, args).await,

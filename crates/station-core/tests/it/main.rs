@@ -1,4 +1,5 @@
 //! Integration tests of station-core: the runner contract and the data model's wire shape.
 
+mod changes;
 mod model;
 mod runner;

@@ -20,6 +20,7 @@ fn sample_outcome() -> Outcome {
             action: FileAction::Created,
             lines_added: 1,
             lines_removed: 0,
+            ..Default::default()
         }],
         usage: Usage {
             input_tokens: 100,
@@ -42,6 +43,7 @@ fn sample_outcome() -> Outcome {
         backend_session_id: Some("ses_abc".into()),
         model: Some("fake/fake-model".into()),
         permissions: Vec::new(),
+        patch: None,
     }
 }
 

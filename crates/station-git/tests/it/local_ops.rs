@@ -15,6 +15,7 @@ fn change(path: &str, action: FileAction, lines_added: u64, lines_removed: u64) 
         action,
         lines_added,
         lines_removed,
+        ..Default::default()
     }
 }
 

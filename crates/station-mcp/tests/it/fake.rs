@@ -12,13 +12,14 @@ use station_agent::CodingTools;
 
 use crate::support::*;
 
-const EXPECTED_TOOLS: [&str; 10] = [
+const EXPECTED_TOOLS: [&str; 11] = [
     "coding_open",
     "code",
     "coding_close",
     "coding_commit",
     "coding_push",
     "coding_branch",
+    "coding_rewind",
     "coding_sessions",
     "coding_status",
     "coding_wait",

@@ -38,7 +38,7 @@ async fn http_lists_tools_and_runs_a_task_with_progress() {
         .await
         .expect("the MCP handshake over HTTP");
     let tools = client.list_all_tools().await.unwrap();
-    assert_eq!(tools.len(), 10);
+    assert_eq!(tools.len(), 11);
     assert!(tools.iter().any(|t| t.name == "code"));
 
     let ws = f.workspace("ws");
@@ -125,7 +125,7 @@ async fn stateless_http_clients_get_progress_and_background_tasks() {
         )
         .await
         .expect("server/discover over HTTP");
-    assert_eq!(client.list_all_tools().await.unwrap().len(), 10);
+    assert_eq!(client.list_all_tools().await.unwrap().len(), 11);
 
     let ws = f.workspace("ws");
     let session = open(&client, &ws, "stateless").await;
@@ -388,7 +388,7 @@ async fn remote_access_needs_the_right_bearer_token_and_never_logs_it() {
         .serve(transport)
         .await
         .expect("the MCP handshake with the token");
-    assert_eq!(client.list_all_tools().await.unwrap().len(), 10);
+    assert_eq!(client.list_all_tools().await.unwrap().len(), 11);
     let ws = f.workspace("ws");
     let session = open(&client, &ws, "remote").await;
     let done = ok_json(

@@ -86,7 +86,7 @@ async fn stdio_serves_a_client_in_another_process() {
             child.final_stderr_tail().await
         ),
     };
-    assert_eq!(client.list_all_tools().await.unwrap().len(), 10);
+    assert_eq!(client.list_all_tools().await.unwrap().len(), 11);
     let session = open(&client, &ws, "stdio").await;
     let done = ok_json(
         &call(

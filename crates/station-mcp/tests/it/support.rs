@@ -168,6 +168,7 @@ impl CodingBackend for FakeBackend {
                 action: FileAction::Created,
                 lines_added: 1,
                 lines_removed: 0,
+                ..Default::default()
             });
         }
         if words.contains(&"fail") {

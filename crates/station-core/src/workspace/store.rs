@@ -1,0 +1,339 @@
+//! The private object store that change tracking writes workspace states into: a bare git
+//! repository under Station's data dir (one per workspace path), whose work tree is set to the
+//! workspace only in memory. It has its own index (the stat cache, so unchanged files are not
+//! hashed again) and its own config; the workspace's own `.git` (index, HEAD, refs, stash,
+//! config, objects) is never opened for writing.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use git2::{
+    Delta, DiffFindOptions, DiffFormat, DiffOptions, IndexAddOption, Oid, Patch, Repository,
+    RepositoryInitOptions,
+};
+
+use crate::error::{Error, Result};
+use crate::model::{FileAction, FileChange};
+
+/// Attributes that make blobs exactly the bytes on disk (no end-of-line or filter conversion),
+/// whatever the workspace's `.gitattributes` say; checked before them (`info/attributes`).
+const RAW_ATTRIBUTES: &str = "* -text -filter -ident\n";
+
+/// One workspace's object store, locked for the lifetime of this value.
+pub(crate) struct ShadowStore {
+    repo: Repository,
+    workspace: PathBuf,
+    _lock: File,
+}
+
+impl std::fmt::Debug for ShadowStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShadowStore")
+            .field("git_dir", &self.repo.path())
+            .field("workspace", &self.workspace)
+            .finish()
+    }
+}
+
+pub(crate) fn git_err(what: &str) -> impl Fn(git2::Error) -> Error + '_ {
+    move |e| Error::backend("workspace", format!("{what}: {}", e.message()))
+}
+
+impl ShadowStore {
+    /// Open (creating it if needed) the store at `git_dir` for `workspace`, and take its lock
+    /// (blocking) so two tasks on one workspace do not write its index at once.
+    pub(crate) fn open(git_dir: &Path, workspace: &Path) -> Result<ShadowStore> {
+        std::fs::create_dir_all(git_dir)
+            .map_err(|e| Error::io(format!("creating {}", git_dir.display()), e))?;
+        let lock_path = git_dir.join("stn.lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::io(format!("opening {}", lock_path.display()), e))?;
+        lock.lock()
+            .map_err(|e| Error::io(format!("locking {}", lock_path.display()), e))?;
+        let repo = match Repository::open_bare(git_dir) {
+            Ok(repo) => repo,
+            Err(_) => {
+                let mut init = RepositoryInitOptions::new();
+                init.bare(true).external_template(false);
+                let repo = Repository::init_opts(git_dir, &init)
+                    .map_err(git_err("creating the change-tracking store"))?;
+                let mut config = repo.config().map_err(git_err("reading store config"))?;
+                for (key, value) in [("core.autocrlf", false), ("core.filemode", true)] {
+                    config
+                        .set_bool(key, value)
+                        .map_err(git_err("writing store config"))?;
+                }
+                config
+                    .set_bool("core.symlinks", true)
+                    .map_err(git_err("writing store config"))?;
+                // No gc: checkpoints are unreferenced trees and must survive.
+                config
+                    .set_i32("gc.auto", 0)
+                    .map_err(git_err("writing store config"))?;
+                let info = git_dir.join("info");
+                std::fs::create_dir_all(&info)
+                    .map_err(|e| Error::io(format!("creating {}", info.display()), e))?;
+                std::fs::write(info.join("attributes"), RAW_ATTRIBUTES)
+                    .map_err(|e| Error::io("writing the store's attributes", e))?;
+                std::fs::write(
+                    git_dir.join("workspace"),
+                    workspace.as_os_str().as_encoded_bytes(),
+                )
+                .map_err(|e| Error::io("recording the store's workspace", e))?;
+                repo
+            }
+        };
+        repo.set_workdir(workspace, false)
+            .map_err(git_err("pointing the store at the workspace"))?;
+        // The workspace's own ignore rules: `.gitignore` files are read by libgit2 from the
+        // work tree; `.git/info/exclude` belongs to the workspace's repository, not ours.
+        let mut rules = String::from(".git\n");
+        if let Ok(exclude) = std::fs::read_to_string(workspace.join(".git/info/exclude")) {
+            rules.push_str(&exclude);
+        }
+        repo.add_ignore_rule(&rules)
+            .map_err(git_err("reading the workspace's ignore rules"))?;
+        Ok(ShadowStore {
+            repo,
+            workspace: workspace.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    /// Write the workspace as it is now (tracked and untracked files, ignored ones left out)
+    /// as a tree; files whose stat data did not change since the last snapshot are not read.
+    pub(crate) fn snapshot(&self) -> Result<Oid> {
+        let mut index = self
+            .repo
+            .index()
+            .map_err(git_err("opening the store index"))?;
+        // Bring the stat cache up to date with the file on disk first (another process may
+        // have written it since this one read it).
+        index
+            .read(false)
+            .map_err(git_err("reading the store index"))?;
+        index
+            .update_all(["*"], None)
+            .map_err(git_err("recording changed and deleted files"))?;
+        // A nested repository shows up as one directory entry (`dir/`), which cannot be added
+        // as a file; it is left out, as git leaves it out of a parent's tree without a commit.
+        let mut skip_nested = |path: &Path, _: &[u8]| -> i32 {
+            i32::from(path.as_os_str().as_encoded_bytes().ends_with(b"/"))
+        };
+        index
+            .add_all(["*"], IndexAddOption::DEFAULT, Some(&mut skip_nested))
+            .map_err(git_err("recording new files"))?;
+        let tree = index
+            .write_tree()
+            .map_err(git_err("writing the workspace tree"))?;
+        index.write().map_err(git_err("writing the store index"))?;
+        Ok(tree)
+    }
+
+    /// The files that differ from `before` to `after`, with renames and binary files found.
+    pub(crate) fn changes(&self, before: Oid, after: Oid) -> Result<Vec<FileChange>> {
+        let diff = self.diff(before, after)?;
+        let mut out = Vec::with_capacity(diff.deltas().len());
+        for idx in 0..diff.deltas().len() {
+            let patch = Patch::from_diff(&diff, idx).map_err(git_err("diffing a file"))?;
+            let Some(patch) = patch else { continue };
+            let delta = patch.delta();
+            let (old, new) = (delta.old_file(), delta.new_file());
+            let path_of = |f: &git2::DiffFile<'_>| {
+                f.path()
+                    .map(|p| p.to_string_lossy().replace('\\', "/"))
+                    .unwrap_or_default()
+            };
+            let (action, from) = match delta.status() {
+                Delta::Added | Delta::Copied | Delta::Untracked => (FileAction::Created, None),
+                Delta::Deleted => (FileAction::Deleted, None),
+                Delta::Renamed => (FileAction::Renamed, Some(path_of(&old))),
+                _ => (FileAction::Modified, None),
+            };
+            let path = match action {
+                FileAction::Deleted => path_of(&old),
+                _ => path_of(&new),
+            };
+            let binary = delta.flags().is_binary();
+            let (_, added, removed) = if binary {
+                (0, 0, 0)
+            } else {
+                patch.line_stats().map_err(git_err("counting lines"))?
+            };
+            let (old_mode, new_mode) = modes(action, old.mode(), new.mode());
+            out.push(FileChange {
+                path,
+                action,
+                lines_added: added as u64,
+                lines_removed: removed as u64,
+                from,
+                binary,
+                old_mode,
+                new_mode,
+            });
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Write the patch from `before` to `after` to `out` (git format: renames, modes, binary
+    /// files as git binary patches), one file at a time. Returns the bytes written.
+    pub(crate) fn write_patch(&self, before: Oid, after: Oid, out: &mut dyn Write) -> Result<u64> {
+        let diff = self.diff(before, after)?;
+        let mut written = 0u64;
+        let mut failure = None;
+        let printed = diff.print(DiffFormat::Patch, |_, _, line| {
+            let origin = line.origin();
+            let result = match origin {
+                '+' | '-' | ' ' => out
+                    .write_all(&[origin as u8])
+                    .and_then(|()| out.write_all(line.content())),
+                _ => out.write_all(line.content()),
+            };
+            match result {
+                Ok(()) => {
+                    written +=
+                        line.content().len() as u64 + u64::from(matches!(origin, '+' | '-' | ' '));
+                    true
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            }
+        });
+        if let Some(e) = failure {
+            return Err(Error::io("writing the task's patch", e));
+        }
+        printed.map_err(git_err("writing the task's patch"))?;
+        Ok(written)
+    }
+
+    fn diff(&self, before: Oid, after: Oid) -> Result<git2::Diff<'_>> {
+        let tree = |id| {
+            self.repo
+                .find_tree(id)
+                .map_err(git_err("reading a recorded workspace tree"))
+        };
+        let (old, new) = (tree(before)?, tree(after)?);
+        let mut opts = DiffOptions::new();
+        opts.include_typechange(true).show_binary(true);
+        let mut diff = self
+            .repo
+            .diff_tree_to_tree(Some(&old), Some(&new), Some(&mut opts))
+            .map_err(git_err("comparing workspace trees"))?;
+        let mut find = DiffFindOptions::new();
+        find.renames(true).copies(false);
+        diff.find_similar(Some(&mut find))
+            .map_err(git_err("finding renames"))?;
+        Ok(diff)
+    }
+
+    /// Make the workspace's files those of `target`, starting from `current` (the tree just
+    /// written of the workspace as it is): files only in `current` are removed, the others
+    /// written with their recorded mode. Ignored files are in neither tree and stay as they
+    /// are. Returns the paths written or removed.
+    pub(crate) fn restore(&self, current: Oid, target: Oid) -> Result<Vec<String>> {
+        let tree = |id| {
+            self.repo
+                .find_tree(id)
+                .map_err(git_err("reading a recorded workspace tree"))
+        };
+        let (now, then) = (tree(current)?, tree(target)?);
+        let mut opts = DiffOptions::new();
+        opts.include_typechange(true);
+        let diff = self
+            .repo
+            .diff_tree_to_tree(Some(&now), Some(&then), Some(&mut opts))
+            .map_err(git_err("comparing workspace trees"))?;
+        let mut touched = Vec::new();
+        for delta in diff.deltas() {
+            let (old, new) = (delta.old_file(), delta.new_file());
+            if delta.status() != Delta::Added
+                && let Some(rel) = old.path()
+            {
+                remove_path(&self.workspace, rel)?;
+            }
+            if delta.status() != Delta::Deleted
+                && let Some(rel) = new.path()
+            {
+                self.write_blob(rel, new.id(), new.mode())?;
+            }
+            if let Some(rel) = new.path().or(old.path()) {
+                touched.push(rel.to_string_lossy().into_owned());
+            }
+        }
+        Ok(touched)
+    }
+
+    fn write_blob(&self, rel: &Path, id: Oid, mode: git2::FileMode) -> Result<()> {
+        let path = self.workspace.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+        }
+        let blob = self
+            .repo
+            .find_blob(id)
+            .map_err(git_err("reading a recorded file"))?;
+        let io = |e| Error::io(format!("restoring {}", path.display()), e);
+        if path.symlink_metadata().is_ok() {
+            remove_path(&self.workspace, rel)?;
+        }
+        if mode == git2::FileMode::Link {
+            use std::os::unix::ffi::OsStrExt;
+            let target = std::ffi::OsStr::from_bytes(blob.content());
+            std::os::unix::fs::symlink(target, &path).map_err(io)?;
+            return Ok(());
+        }
+        std::fs::write(&path, blob.content()).map_err(io)?;
+        use std::os::unix::fs::PermissionsExt;
+        let bits = if mode == git2::FileMode::BlobExecutable {
+            0o755
+        } else {
+            0o644
+        };
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(bits)).map_err(io)
+    }
+}
+
+/// Remove a file (or symlink) of the workspace, then its parent directories that became empty.
+fn remove_path(workspace: &Path, rel: &Path) -> Result<()> {
+    let path = workspace.join(rel);
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(format!("removing {}", path.display()), e)),
+    }
+    let mut dir = path.parent();
+    while let Some(d) = dir.filter(|d| *d != workspace && d.starts_with(workspace)) {
+        if std::fs::remove_dir(d).is_err() {
+            break;
+        }
+        dir = d.parent();
+    }
+    Ok(())
+}
+
+/// Modes worth reporting: both when they differ, else the one mode of a file that is not a
+/// plain file (executable, symlink).
+fn modes(
+    action: FileAction,
+    old: git2::FileMode,
+    new: git2::FileMode,
+) -> (Option<String>, Option<String>) {
+    let text = |m: git2::FileMode| format!("{:06o}", u32::from(m));
+    let plain = |m: git2::FileMode| m == git2::FileMode::Blob;
+    match action {
+        FileAction::Created => (None, (!plain(new)).then(|| text(new))),
+        FileAction::Deleted => ((!plain(old)).then(|| text(old)), None),
+        _ if old != new => (Some(text(old)), Some(text(new))),
+        _ if !plain(new) => (None, Some(text(new))),
+        _ => (None, None),
+    }
+}
