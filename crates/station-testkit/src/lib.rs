@@ -13,5 +13,6 @@
 pub mod conformance;
 pub mod git_server;
 pub mod model_server;
+pub mod nats_cluster;
 pub mod peers;
 pub mod process;
