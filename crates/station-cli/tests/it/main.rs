@@ -7,4 +7,5 @@ mod e2e;
 mod hardening;
 mod mcp;
 mod nats;
+mod nats_cluster;
 mod support;
