@@ -243,3 +243,47 @@ async fn a_task_delivered_twice_through_two_nodes_runs_once() {
     );
     drop(workers);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_waits_for_a_reconnect_only_within_reconnect_wait() {
+    let mut server = station_testkit::peers::NatsServer::start().await;
+    let config = config(&server);
+    let base = tempfile::tempdir().unwrap();
+    let _worker = start_worker(
+        &config,
+        Arc::new(FakeExecutor::new(Arc::default())),
+        base.path().into(),
+        "w-stranded",
+        WorkerOptions::default(),
+    )
+    .await;
+    let c = Arc::new(
+        station_backend_nats::NatsBackend::connect(
+            &config,
+            station_backend_nats::NatsBackendOptions {
+                reconnect_wait: Duration::from_secs(2),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    wait_for_workers(&c, &["w-stranded"]).await;
+    let s = c.open(OpenRequest::default()).await.unwrap();
+    let mut task_run = start_task(c.clone(), s, Task::new("sleep 60000"), &run_options());
+    until_text_streams(&mut task_run).await;
+    // Every server of the list is gone and stays gone.
+    server.stop().await;
+    let outcome = tokio::time::timeout(Duration::from_secs(30), task_run.outcome())
+        .await
+        .expect("the wait for a reconnect is bounded");
+    match outcome {
+        Err(Error::Unavailable { message, .. }) => assert!(
+            message.contains("lost the connection to every NATS server")
+                && message.contains("coding.nats.url")
+                && message.contains("for 2s"),
+            "{message}"
+        ),
+        other => panic!("expected a lost-connection error, got {other:?}"),
+    }
+}
