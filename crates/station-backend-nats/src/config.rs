@@ -132,7 +132,8 @@ impl NatsTls {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NatsConfig {
-    /// Server URL (`nats://`, or `tls://` for TLS).
+    /// Server URL (`nats://`, or `tls://` for TLS); several comma-separated for a cluster
+    /// (client and worker fail over between them).
     pub url: String,
     /// A `.creds` file.
     #[serde(skip_serializing_if = "Option::is_none")]
