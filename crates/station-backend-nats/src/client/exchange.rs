@@ -316,6 +316,23 @@ impl Exchange {
                         }
                     }
                     if !acknowledged && !plugin_mode && capacity.retry_at.is_none() && now.duration_since(published_at) >= backend.options.ack_timeout {
+                        // Station workers are there but none acked: the message was lost on
+                        // the way (core NATS is at most once; a node died under it). Publish
+                        // again: a worker's claim keeps the task from running twice.
+                        if attempts < MAX_PUBLISH_ATTEMPTS
+                            && !backend.workers(PING_WAIT).await.unwrap_or_default().is_empty()
+                        {
+                            ctx.events.emit(EventKind::Notice {
+                                message: format!(
+                                    "no worker acknowledged the task within {}s; publishing it again",
+                                    backend.options.ack_timeout.as_secs()
+                                ),
+                            });
+                            self.publish(backend, payload.clone()).await?;
+                            attempts += 1;
+                            published_at = Instant::now();
+                            continue;
+                        }
                         if backend.options.require_ack {
                             return Err(unavailable(format!(
                                 "no worker acknowledged the task on {subject} within {}s; is `stn worker` running against {}?",

@@ -287,3 +287,71 @@ async fn a_task_waits_for_a_reconnect_only_within_reconnect_wait() {
         other => panic!("expected a lost-connection error, got {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_message_lost_on_the_way_is_published_again() {
+    use station_backend_nats::wire::WorkerInfo;
+    let server = station_testkit::peers::NatsServer::start().await;
+    let config = config(&server);
+    // A member of the queue group that answers pings but loses the first task it gets, as a
+    // worker whose node died under the message would.
+    let raw = async_nats::connect(&config.url).await.unwrap();
+    let mut tasks = raw
+        .queue_subscribe("station.coding.task", "station-coding-workers".to_string())
+        .await
+        .unwrap();
+    let mut pings = raw.subscribe("station.coding.task.ping").await.unwrap();
+    let pinger = raw.clone();
+    tokio::spawn(async move {
+        while let Some(m) = pings.next().await {
+            let info = WorkerInfo {
+                worker: "w-lossy".into(),
+                executor: "fake".into(),
+                running: 0,
+                version: "0".into(),
+                max_tasks: None,
+            };
+            if let Some(reply) = m.reply {
+                let _ = pinger
+                    .publish(reply, serde_json::to_vec(&info).unwrap().into())
+                    .await;
+            }
+        }
+    });
+    raw.flush().await.unwrap();
+    let c = Arc::new(
+        station_backend_nats::NatsBackend::connect(
+            &config,
+            station_backend_nats::NatsBackendOptions {
+                ack_timeout: Duration::from_secs(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap(),
+    );
+    let s = c.open(OpenRequest::default()).await.unwrap();
+    let agent = Arc::new(FakeAgent::default());
+    let task_run = start_task(c.clone(), s, Task::new("echo once"), &run_options());
+    let lost = tokio::time::timeout(Duration::from_secs(20), tasks.next())
+        .await
+        .expect("the task reaches the lossy member")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&lost.payload).contains("echo once"));
+    tasks.unsubscribe().await.unwrap();
+    let base = tempfile::tempdir().unwrap();
+    let _worker = start_worker(
+        &config,
+        Arc::new(FakeExecutor::new(agent.clone())),
+        base.path().into(),
+        "w-real",
+        WorkerOptions::default(),
+    )
+    .await;
+    let outcome = tokio::time::timeout(Duration::from_secs(40), task_run.outcome())
+        .await
+        .expect("the client publishes the task again instead of waiting for a plugin")
+        .unwrap();
+    assert_eq!(outcome.summary, "echo: echo once");
+    assert_eq!(agent.executions.load(Ordering::SeqCst), 1);
+}
