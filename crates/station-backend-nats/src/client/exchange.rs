@@ -236,6 +236,8 @@ impl Exchange {
                     let Some(m) = m else { return Err(self.closed(backend)) };
                     if let Ok(beat) = serde_json::from_slice::<Heartbeat>(&m.payload) {
                         last_heard = Instant::now();
+                        // A worker has the task (it beats while it claims it): no republish.
+                        acknowledged = true;
                         liveness.get_or_insert(backend.heartbeat * MISSED_BEATS);
                         self.worker.get_or_insert(beat.worker);
                     }

@@ -47,6 +47,16 @@ impl Shared {
             self.publish_json(&callback.result_subject, &r).await;
             return;
         }
+        // Beat from the start: a claim retried through a leader election can take seconds, and
+        // the client must not take that silence for a lost message or a dead worker.
+        let stream = TaskStream::new(self.clone(), &task.task_id, &callback.stream_subject);
+        let heartbeat = tokio::spawn(heartbeat_loop(
+            self.clone(),
+            task.task_id.clone(),
+            wire::heartbeat_subject(&callback.stream_subject),
+            stream.seq_counter(),
+        ));
+        let _stop_heartbeat = AbortOnDrop(heartbeat);
         // Claim the task id; a second delivery finds the claim and does not run it again.
         // The session state is read while the claim is made: two KV round trips in one.
         let (claimed, stored_session) = tokio::join!(
@@ -87,14 +97,6 @@ impl Shared {
         }
         let _unregister = Unregister(&self, task.task_id.clone());
 
-        let stream = TaskStream::new(self.clone(), &task.task_id, &callback.stream_subject);
-        let heartbeat = tokio::spawn(heartbeat_loop(
-            self.clone(),
-            task.task_id.clone(),
-            wire::heartbeat_subject(&callback.stream_subject),
-            stream.seq_counter(),
-        ));
-        let _stop_heartbeat = AbortOnDrop(heartbeat);
         let started = Instant::now();
         let mut session_put = None;
         let mut result = self
