@@ -132,7 +132,8 @@ impl NatsTls {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NatsConfig {
-    /// Server URL (`nats://`, or `tls://` for TLS).
+    /// Server URL (`nats://`, or `tls://` for TLS); several comma-separated for a cluster
+    /// (client and worker fail over between them).
     pub url: String,
     /// A `.creds` file.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -147,6 +148,27 @@ pub struct NatsConfig {
     /// Seconds between worker heartbeats; a worker silent for three is dead.
     #[serde(deserialize_with = "deadline_secs")]
     pub heartbeat_sec: u64,
+    /// Replica count of the KV buckets (sessions, tasks) this side creates; 3 on a 3-node
+    /// cluster keeps them through the loss of a node. Existing buckets are used as they are.
+    pub replicas: usize,
+    /// `coding.nats.worker`: settings of `stn worker`.
+    #[serde(skip_serializing_if = "NatsWorker::is_default")]
+    pub worker: NatsWorker,
+}
+
+/// `coding.nats.worker`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsWorker {
+    /// Most tasks one worker runs at once (unlimited when absent); `--max-tasks` overrides it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_tasks: Option<usize>,
+}
+
+impl NatsWorker {
+    fn is_default(&self) -> bool {
+        self == &NatsWorker::default()
+    }
 }
 
 impl Default for NatsConfig {
@@ -158,6 +180,8 @@ impl Default for NatsConfig {
             subjects: NatsSubjects::default(),
             kv: NatsKv::default(),
             heartbeat_sec: 5,
+            replicas: 1,
+            worker: NatsWorker::default(),
         }
     }
 }
@@ -188,7 +212,47 @@ impl NatsConfig {
         if section.url.contains('@') {
             ChildEnv::withhold_var(URL_ENV);
         }
+        section.check()?;
         Ok(section)
+    }
+
+    /// The servers of `url`: one URL, or several separated by commas (a cluster; the client
+    /// fails over between them).
+    pub fn server_urls(&self) -> Vec<String> {
+        self.url
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Check the values serde cannot: a server URL, replicas 1..=5, max_tasks at least 1.
+    pub fn check(&self) -> Result<()> {
+        if self.server_urls().is_empty() {
+            return Err(InputError::new("coding.nats.url names no server")
+                .field("coding.nats.url")
+                .hint("set it to nats://host:4222, or several comma-separated for a cluster")
+                .into());
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return Err(InputError::new(format!(
+                "coding.nats.replicas is {}; JetStream allows 1 to 5",
+                self.replicas
+            ))
+            .field("coding.nats.replicas")
+            .hint("use 1 on a single server, 3 on a 3-node cluster")
+            .into());
+        }
+        if self.worker.max_tasks == Some(0) {
+            return Err(InputError::new(
+                "coding.nats.worker.max_tasks is 0: the worker would take no task",
+            )
+            .field("coding.nats.worker.max_tasks")
+            .hint("set at least 1, or remove it for no limit")
+            .into());
+        }
+        Ok(())
     }
 }
 

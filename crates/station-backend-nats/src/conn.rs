@@ -34,7 +34,10 @@ pub(crate) fn unavailable(message: impl Into<String>) -> Error {
 }
 
 /// Connect with a bounded first attempt; later reconnects are unlimited and handled by
-/// async-nats (subscriptions are restored on reconnect).
+/// async-nats (subscriptions are restored on reconnect). `config.url` may list several
+/// servers (comma-separated): the first connection tries each, and a reconnect goes to any
+/// of them or to a cluster member the server announced. Waits on a reconnect are bounded
+/// where a task waits (see the client's `reconnect_wait`).
 pub(crate) async fn connect(
     config: &NatsConfig,
     connection_name: &str,
@@ -68,7 +71,8 @@ pub(crate) async fn connect(
             ))
         })?;
     }
-    let attempt = async_nats::connect_with_options(config.url.as_str(), options);
+    let servers = server_addrs(config)?;
+    let attempt = async_nats::connect_with_options(servers, options);
     let client = match tokio::time::timeout(timeout + Duration::from_secs(1), attempt).await {
         Ok(Ok(client)) => client,
         Ok(Err(e)) => {
@@ -100,6 +104,23 @@ pub(crate) async fn connect(
         }
     };
     Ok(client)
+}
+
+/// The parsed servers of `coding.nats.url` (comma-separated).
+fn server_addrs(config: &NatsConfig) -> Result<Vec<async_nats::ServerAddr>> {
+    config.check()?;
+    config
+        .server_urls()
+        .iter()
+        .map(|url| {
+            url.parse::<async_nats::ServerAddr>().map_err(|e| {
+                InputError::new(format!("invalid NATS server URL {}: {e}", shown_url(url)))
+                    .field("coding.nats.url")
+                    .hint("use nats://host:port (tls:// for TLS), several separated by commas")
+                    .into()
+            })
+        })
+        .collect()
 }
 
 /// Check `coding.nats.tls` before connecting: cert and key come together, and every file
@@ -262,11 +283,46 @@ fn rejected_client_certificate(alert: rustls::AlertDescription) -> bool {
     )
 }
 
-/// Open `bucket`, creating it (history 1, `max_age`, file storage) when missing.
+/// A bucket opened by [`open_bucket`], and a warning when it exists with another replica
+/// count than `coding.nats.replicas`.
+pub(crate) struct OpenedBucket {
+    pub(crate) store: kv::Store,
+    pub(crate) warning: Option<String>,
+}
+
+/// Open `bucket`, creating it (history 1, `max_age`, file storage, `replicas` copies) when
+/// missing. An existing bucket is used as it is; a different replica count is a warning
+/// (logged, and kept for health checks).
 pub(crate) async fn open_bucket(
     js: &jetstream::Context,
     bucket: &str,
     max_age: Duration,
+    replicas: usize,
+) -> Result<OpenedBucket> {
+    let opened = open_or_create_bucket(js, bucket, max_age, replicas).await?;
+    let warning = match opened.status().await {
+        Ok(status) if status.info.config.num_replicas != replicas => Some(format!(
+            "the JetStream KV bucket `{bucket}` has {} replica(s) but coding.nats.replicas is {replicas}; \
+             it is used as it is (change it with `nats stream edit KV_{bucket} --replicas {replicas}`, \
+             or set coding.nats.replicas to match)",
+            status.info.config.num_replicas
+        )),
+        _ => None,
+    };
+    if let Some(w) = &warning {
+        tracing::warn!("{w}");
+    }
+    Ok(OpenedBucket {
+        store: opened,
+        warning,
+    })
+}
+
+async fn open_or_create_bucket(
+    js: &jetstream::Context,
+    bucket: &str,
+    max_age: Duration,
+    replicas: usize,
 ) -> Result<kv::Store> {
     if let Ok(store) = js.get_key_value(bucket).await {
         return Ok(store);
@@ -284,7 +340,7 @@ pub(crate) async fn open_bucket(
             deny_purge: false,
             allow_direct: true,
             discard: jetstream::stream::DiscardPolicy::New,
-            num_replicas: 1,
+            num_replicas: replicas,
             ..jetstream::stream::Config::default()
         })
         .await;

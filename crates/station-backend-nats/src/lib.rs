@@ -52,7 +52,7 @@ mod worker;
 
 pub use client::{NatsBackend, NatsBackendOptions, meta};
 pub use config::{
-    NatsConfig, NatsFactory, NatsKv, NatsSubjects, NatsTls, TLS_CA_ENV, TLS_CERT_ENV, TLS_KEY_ENV,
-    URL_ENV,
+    NatsConfig, NatsFactory, NatsKv, NatsSubjects, NatsTls, NatsWorker, TLS_CA_ENV, TLS_CERT_ENV,
+    TLS_KEY_ENV, URL_ENV,
 };
 pub use worker::{BoundWorker, PrepareWorkspace, Worker, WorkerOptions};

@@ -17,6 +17,7 @@ mod blocks;
 mod cli;
 mod http;
 mod nats;
+mod nats_soak;
 mod parallel;
 mod parse;
 mod report;
@@ -144,6 +145,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         };
         results.extend(nats::run(plan).await.context("NATS benchmark")?);
+        eprintln!("== NATS soak (3-node cluster, one node restarted)");
+        let soak = nats_soak::SoakPlan {
+            sessions: 50,
+            tasks: 1000,
+        };
+        results.extend(nats_soak::run(soak).await.context("NATS soak")?);
     }
     if wants(Bench::Parse) {
         eprintln!("== stream parsing");

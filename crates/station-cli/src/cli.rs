@@ -277,6 +277,10 @@ pub(crate) struct WorkerArgs {
     /// This worker's identity in acks, heartbeats and results.
     #[arg(long, value_name = "ID")]
     pub(crate) id: Option<String>,
+    /// Most tasks this worker runs at once; others go to workers with free capacity
+    /// (default: coding.nats.worker.max_tasks, else no limit).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_tasks: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -15,6 +15,7 @@ pub mod conformance;
 pub mod fake_acp;
 pub mod git_server;
 pub mod model_server;
+pub mod nats_cluster;
 pub mod otlp;
 pub mod peers;
 pub mod process;

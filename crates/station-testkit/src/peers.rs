@@ -775,7 +775,7 @@ async fn wait_for_port(child: &ChildProcess) -> u16 {
     );
 }
 
-async fn wait_accepting(port: u16, child: &ChildProcess) {
+pub(crate) async fn wait_accepting(port: u16, child: &ChildProcess) {
     let deadline = tokio::time::Instant::now() + NATS_START_DEADLINE;
     while tokio::time::Instant::now() < deadline {
         let connect = tokio::net::TcpStream::connect(("127.0.0.1", port));

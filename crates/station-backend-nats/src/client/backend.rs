@@ -68,13 +68,18 @@ impl CodingBackend for NatsBackend {
             let names: Vec<&str> = workers.iter().map(|w| w.worker.as_str()).collect();
             format!("{} worker(s): {}", workers.len(), names.join(", "))
         };
+        let mut detail = format!(
+            "NATS at {}; tasks on `{}`; {who}",
+            self.url, self.subjects.task
+        );
+        for warning in &self.bucket_warnings {
+            detail.push_str("; warning: ");
+            detail.push_str(warning);
+        }
         Ok(Health {
             ok: true,
             version,
-            detail: format!(
-                "NATS at {}; tasks on `{}`; {who}",
-                self.url, self.subjects.task
-            ),
+            detail,
         })
     }
 
@@ -153,7 +158,7 @@ impl CodingBackend for NatsBackend {
             )));
         }
         let exchange = Exchange::open(self, &task_id, &name, &callback).await?;
-        exchange.run(self, payload.into(), ctx).await
+        exchange.run(self, payload.into(), ctx, timeout).await
     }
 
     async fn close(&self, _session: &Session) -> Result<()> {

@@ -63,6 +63,31 @@ const MISSED_BEATS: u32 = 3;
 const TICK: Duration = Duration::from_millis(200);
 /// How often the stored result is checked while waiting.
 const STORE_POLL: Duration = Duration::from_secs(5);
+/// How long to collect worker pings after "no responders" (busy workers still answer).
+const PING_WAIT: Duration = Duration::from_millis(300);
+
+/// Waiting for a worker with free capacity.
+#[derive(Debug)]
+struct CapacityWait {
+    started: Instant,
+    limit: Duration,
+    retries: u32,
+    announced: bool,
+    /// When to publish the task again.
+    retry_at: Option<Instant>,
+}
+
+impl CapacityWait {
+    fn new(limit: Duration) -> Self {
+        CapacityWait {
+            started: Instant::now(),
+            limit,
+            retries: 0,
+            announced: false,
+            retry_at: None,
+        }
+    }
+}
 
 impl Exchange {
     /// Subscribe to the task's stream, heartbeat, result and ack subjects, all before the task
@@ -134,13 +159,18 @@ impl Exchange {
             .map_err(|e| unavailable(format!("publishing the task on {subject}: {e}")))
     }
 
+    /// Publish the task and follow it to its result. `deadline` is the task's own: a task no
+    /// worker has room for within it (or within `capacity_wait`) fails with "no capacity".
     pub(super) async fn run(
         mut self,
         backend: &NatsBackend,
         payload: bytes::Bytes,
         ctx: ExecContext,
+        deadline: Duration,
     ) -> Result<Outcome> {
         let subject = backend.subjects.task.clone();
+        let mut capacity = CapacityWait::new(backend.options.capacity_wait.unwrap_or(deadline));
+        let mut disconnected_since: Option<Instant> = None;
         self.publish(backend, payload.clone()).await?;
         let mut attempts = 1;
         let mut published_at = Instant::now();
@@ -166,11 +196,18 @@ impl Exchange {
                 m = self.acks.next() => {
                     let Some(m) = m else { return Err(self.closed(backend)) };
                     if m.status == Some(StatusCode::NO_RESPONDERS) {
-                        self.ended = true;
-                        return Err(unavailable(format!(
-                            "no worker is listening on {subject}; start one with `stn worker` (or run OpenCode with the Station plugin) against {}",
-                            backend.url
-                        )));
+                        // Workers at their max_tasks leave the task subject but answer pings.
+                        let workers = backend.workers(PING_WAIT).await.unwrap_or_default();
+                        if workers.is_empty() {
+                            self.ended = true;
+                            return Err(unavailable(format!(
+                                "no worker is listening on {subject}; start one with `stn worker` (or run OpenCode with the Station plugin) against {}",
+                                backend.url
+                            )));
+                        }
+                        let busy = workers.iter().map(|w| format!("`{}` {}/{}", w.worker, w.running, w.max_tasks.map_or("∞".into(), |n| n.to_string()))).collect::<Vec<_>>().join(", ");
+                        self.wait_for_capacity(&mut capacity, &ctx, &busy)?;
+                        continue;
                     }
                     let Ok(ack) = serde_json::from_slice::<Ack>(&m.payload) else { continue };
                     match ack.status {
@@ -194,6 +231,10 @@ impl Exchange {
                                 self.worker = Some(ack.worker);
                             }
                         }
+                        AckStatus::Rejected if !acknowledged && ack.busy => {
+                            let busy = format!("`{}`: {}", ack.worker, ack.reason.unwrap_or_default());
+                            self.wait_for_capacity(&mut capacity, &ctx, &busy)?;
+                        }
                         AckStatus::Rejected if !acknowledged => {
                             if attempts >= MAX_PUBLISH_ATTEMPTS {
                                 return Err(unavailable(format!(
@@ -214,6 +255,8 @@ impl Exchange {
                     let Some(m) = m else { return Err(self.closed(backend)) };
                     if let Ok(beat) = serde_json::from_slice::<Heartbeat>(&m.payload) {
                         last_heard = Instant::now();
+                        // A worker has the task (it beats while it claims it): no republish.
+                        acknowledged = true;
                         liveness.get_or_insert(backend.heartbeat * MISSED_BEATS);
                         self.worker.get_or_insert(beat.worker);
                     }
@@ -243,6 +286,11 @@ impl Exchange {
                 }
                 _ = tick.tick() => {
                     let now = Instant::now();
+                    if capacity.retry_at.is_some_and(|at| now >= at) && !acknowledged {
+                        capacity.retry_at = None;
+                        self.publish(backend, payload.clone()).await?;
+                        published_at = Instant::now();
+                    }
                     if let Some((at, reason)) = cancel_sent
                         && now.duration_since(at) >= backend.options.cancel_grace
                     {
@@ -260,11 +308,24 @@ impl Exchange {
                             });
                     }
                     if backend.client.connection_state() != async_nats::connection::State::Connected {
-                        // Our own link is down: silence is not the worker's fault.
+                        // Our own link is down: silence is not the worker's fault. The wait
+                        // for a reconnect (to any server of the list) is bounded.
                         was_disconnected = true;
                         last_heard = now;
+                        let since = *disconnected_since.get_or_insert(now);
+                        if now.duration_since(since) >= backend.options.reconnect_wait {
+                            self.send_cancel(backend, StopReason::Cancelled).await;
+                            self.ended = true;
+                            return Err(unavailable(format!(
+                                "lost the connection to every NATS server of coding.nats.url ({}) for {}s while task {} was running; check that the servers are up (its result stays in the tasks bucket for 24 h)",
+                                backend.url,
+                                backend.options.reconnect_wait.as_secs(),
+                                self.task_id
+                            )));
+                        }
                         continue;
                     }
+                    disconnected_since = None;
                     if was_disconnected {
                         was_disconnected = false;
                         last_heard = now;
@@ -275,7 +336,24 @@ impl Exchange {
                             return Ok(self.finish(r, &ctx));
                         }
                     }
-                    if !acknowledged && !plugin_mode && now.duration_since(published_at) >= backend.options.ack_timeout {
+                    if !acknowledged && !plugin_mode && capacity.retry_at.is_none() && now.duration_since(published_at) >= backend.options.ack_timeout {
+                        // Station workers are there but none acked: the message was lost on
+                        // the way (core NATS is at most once; a node died under it). Publish
+                        // again: a worker's claim keeps the task from running twice.
+                        if attempts < MAX_PUBLISH_ATTEMPTS
+                            && !backend.workers(PING_WAIT).await.unwrap_or_default().is_empty()
+                        {
+                            ctx.events.emit(EventKind::Notice {
+                                message: format!(
+                                    "no worker acknowledged the task within {}s; publishing it again",
+                                    backend.options.ack_timeout.as_secs()
+                                ),
+                            });
+                            self.publish(backend, payload.clone()).await?;
+                            attempts += 1;
+                            published_at = Instant::now();
+                            continue;
+                        }
                         if backend.options.require_ack {
                             return Err(unavailable(format!(
                                 "no worker acknowledged the task on {subject} within {}s; is `stn worker` running against {}?",
@@ -316,6 +394,39 @@ impl Exchange {
                 }
             }
         }
+    }
+
+    /// Every worker is at its `max_tasks`: publish again after a back-off, or fail with "no
+    /// capacity" once the capacity deadline has passed.
+    fn wait_for_capacity(
+        &mut self,
+        capacity: &mut CapacityWait,
+        ctx: &ExecContext,
+        busy: &str,
+    ) -> Result<()> {
+        let waited = capacity.started.elapsed();
+        if waited >= capacity.limit {
+            self.ended = true;
+            return Err(unavailable(format!(
+                "no capacity: no worker could take task {} within {}s; every worker is at its max_tasks ({busy}); start more workers, raise --max-tasks / coding.nats.worker.max_tasks, or submit later",
+                self.task_id,
+                capacity.limit.as_secs()
+            )));
+        }
+        if !capacity.announced {
+            capacity.announced = true;
+            ctx.events.emit(EventKind::Notice {
+                message: format!(
+                    "every worker is busy ({busy}); waiting up to {}s for free capacity",
+                    capacity.limit.as_secs()
+                ),
+            });
+        }
+        capacity.retries += 1;
+        let backoff = Duration::from_millis(50 * u64::from(capacity.retries.min(20)));
+        let left = capacity.limit.saturating_sub(waited);
+        capacity.retry_at = Some(Instant::now() + backoff.min(left));
+        Ok(())
     }
 
     fn closed(&self, backend: &NatsBackend) -> Error {

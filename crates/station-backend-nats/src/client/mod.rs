@@ -43,6 +43,13 @@ pub struct NatsBackendOptions {
     pub cancel_grace: Duration,
     /// The bucket with task claims and stored results (shared with the workers).
     pub tasks_bucket: String,
+    /// How long a task may wait for a worker with free capacity (every worker answers pings
+    /// but is at its `max_tasks`) before it fails with "no capacity"; `None`: the task's
+    /// own deadline.
+    pub capacity_wait: Option<Duration>,
+    /// How long a running task waits for this client to reconnect to any server of
+    /// `coding.nats.url` before it fails (the connection itself keeps retrying).
+    pub reconnect_wait: Duration,
 }
 
 impl Default for NatsBackendOptions {
@@ -54,6 +61,8 @@ impl Default for NatsBackendOptions {
             require_ack: false,
             cancel_grace: Duration::from_secs(5),
             tasks_bucket: wire::TASKS_BUCKET.into(),
+            capacity_wait: None,
+            reconnect_wait: Duration::from_secs(60),
         }
     }
 }
@@ -73,6 +82,8 @@ pub struct NatsBackend {
     heartbeat: Duration,
     url: String,
     options: NatsBackendOptions,
+    /// Buckets that exist with another replica count than `coding.nats.replicas`.
+    bucket_warnings: Vec<String>,
 }
 
 impl NatsBackend {
@@ -82,12 +93,30 @@ impl NatsBackend {
     pub async fn connect(config: &NatsConfig, options: NatsBackendOptions) -> Result<NatsBackend> {
         let client = conn::connect(config, "station-coding", options.connect_timeout).await?;
         let js = conn::jetstream(&client);
-        let sessions = conn::open_bucket(&js, &config.kv.sessions, conn::SESSIONS_MAX_AGE).await?;
-        let tasks = conn::open_bucket(&js, &options.tasks_bucket, conn::TASKS_MAX_AGE).await?;
+        let sessions = conn::open_bucket(
+            &js,
+            &config.kv.sessions,
+            conn::SESSIONS_MAX_AGE,
+            config.replicas,
+        )
+        .await?;
+        let tasks = conn::open_bucket(
+            &js,
+            &options.tasks_bucket,
+            conn::TASKS_MAX_AGE,
+            config.replicas,
+        )
+        .await?;
+        let bucket_warnings = [&sessions.warning, &tasks.warning]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
         Ok(NatsBackend {
             client,
-            sessions,
-            tasks,
+            sessions: sessions.store,
+            tasks: tasks.store,
+            bucket_warnings,
             subjects: Subjects::from_config(&config.subjects),
             heartbeat: Duration::from_secs(config.heartbeat_sec.max(1)),
             url: conn::shown_url(&config.url),
@@ -98,6 +127,12 @@ impl NatsBackend {
     /// The NATS connection.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// Warnings about the KV buckets found at connect (a replica count other than
+    /// `coding.nats.replicas`); also in [`health`](station_core::CodingBackend::health).
+    pub fn bucket_warnings(&self) -> &[String] {
+        &self.bucket_warnings
     }
 
     /// The Station workers that answer a ping within `wait` (plugins do not answer).

@@ -115,3 +115,43 @@ fn heartbeats_are_bounded_with_the_field_and_line() {
         "{err}"
     );
 }
+
+#[test]
+fn cluster_urls_replicas_and_worker_capacity_parse() {
+    let text = "coding:\n  nats:\n    url: nats://127.0.0.1:4222, nats://127.0.0.1:4223 ,nats://127.0.0.1:4224\n    replicas: 3\n    worker:\n      max_tasks: 2\n";
+    let c = NatsConfig::from_loaded(&loaded(text, &[])).unwrap();
+    assert_eq!(
+        c.server_urls(),
+        [
+            "nats://127.0.0.1:4222",
+            "nats://127.0.0.1:4223",
+            "nats://127.0.0.1:4224"
+        ]
+    );
+    assert_eq!(c.replicas, 3);
+    assert_eq!(c.worker.max_tasks, Some(2));
+    let d = NatsConfig::from_loaded(&LoadedConfig::defaults("/tmp")).unwrap();
+    assert_eq!((d.replicas, d.worker.max_tasks), (1, None));
+}
+
+#[test]
+fn bad_replicas_and_zero_capacity_name_their_field() {
+    for (text, field) in [
+        (
+            "coding:\n  nats:\n    replicas: 7\n",
+            "coding.nats.replicas",
+        ),
+        (
+            "coding:\n  nats:\n    replicas: 0\n",
+            "coding.nats.replicas",
+        ),
+        (
+            "coding:\n  nats:\n    worker:\n      max_tasks: 0\n",
+            "coding.nats.worker.max_tasks",
+        ),
+        ("coding:\n  nats:\n    url: ' , '\n", "coding.nats.url"),
+    ] {
+        let err = NatsConfig::from_loaded(&loaded(text, &[])).unwrap_err();
+        assert!(format!("{err:?}").contains(field), "{text}: {err:?}");
+    }
+}

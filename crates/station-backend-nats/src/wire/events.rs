@@ -116,6 +116,10 @@ pub struct Ack {
     /// Why, for `rejected` and `duplicate`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// A `rejected` task because the worker is at its `max_tasks`: the client publishes it
+    /// again (to a worker with free capacity) until its capacity deadline.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub busy: bool,
 }
 
 /// [`Ack::status`].
@@ -141,4 +145,7 @@ pub struct WorkerInfo {
     pub running: usize,
     /// Crate version.
     pub version: String,
+    /// Most tasks it runs at once (absent: no limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tasks: Option<usize>,
 }

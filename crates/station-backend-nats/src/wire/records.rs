@@ -65,6 +65,10 @@ pub struct TaskRecord {
     /// The result, once done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<ResultMessage>,
+    /// A nonce of the claim, so a worker whose claim attempt failed ambiguously (stored, but
+    /// the reply lost in a leader election) recognises its own claim when it retries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<String>,
 }
 
 /// [`TaskRecord::state`].

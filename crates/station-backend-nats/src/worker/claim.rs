@@ -1,7 +1,7 @@
 //! Taking a task: parse, validate, claim its id in the tasks bucket (dedupe), then run it.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_nats::Message;
 use async_nats::jetstream::kv;
@@ -10,6 +10,17 @@ use station_core::CancelSignal;
 use super::shared::{Shared, Unregister};
 use super::stream::{AbortOnDrop, TaskStream, heartbeat_loop};
 use crate::wire::{self, AckStatus, Callback, ResultMessage, TaskMessage, TaskRecord, TaskState};
+
+/// How long a worker retries a KV call that failed (a JetStream leader election after a node
+/// restart takes a few seconds).
+pub(super) const KV_RETRY_WINDOW: Duration = Duration::from_secs(20);
+const KV_RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// Whose claim a task id carries.
+enum Claim {
+    Ours,
+    Taken,
+}
 
 impl Shared {
     pub(super) async fn handle_task(self: Arc<Self>, m: Message) {
@@ -36,22 +47,25 @@ impl Shared {
             self.publish_json(&callback.result_subject, &r).await;
             return;
         }
+        // Beat from the start: a claim retried through a leader election can take seconds, and
+        // the client must not take that silence for a lost message or a dead worker.
+        let stream = TaskStream::new(self.clone(), &task.task_id, &callback.stream_subject);
+        let heartbeat = tokio::spawn(heartbeat_loop(
+            self.clone(),
+            task.task_id.clone(),
+            wire::heartbeat_subject(&callback.stream_subject),
+            stream.seq_counter(),
+        ));
+        let _stop_heartbeat = AbortOnDrop(heartbeat);
         // Claim the task id; a second delivery finds the claim and does not run it again.
-        let claim = TaskRecord {
-            state: TaskState::Running,
-            worker: self.id.clone(),
-            updated_at: wire::now_iso(),
-            result: None,
-        };
-        let claim_bytes = serde_json::to_vec(&claim).unwrap_or_default();
         // The session state is read while the claim is made: two KV round trips in one.
         let (claimed, stored_session) = tokio::join!(
-            self.tasks.create(&task.task_id, claim_bytes.into()),
-            self.read_session(&task.session.name)
+            self.claim(&task.task_id),
+            self.read_session_retrying(&task.session.name)
         );
         match claimed {
-            Ok(_) => {}
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+            Ok(Claim::Ours) => {}
+            Ok(Claim::Taken) => {
                 self.on_duplicate(&m, &task, &callback).await;
                 return;
             }
@@ -61,8 +75,9 @@ impl Shared {
                     &task.session.name,
                     &task.workspace.name,
                     &format!(
-                        "worker `{}` cannot record the task in JetStream KV: {e}",
-                        self.id
+                        "worker `{}` cannot record the task in JetStream KV (tried for {}s): {e}",
+                        self.id,
+                        KV_RETRY_WINDOW.as_secs()
                     ),
                 );
                 r.worker = Some(self.id.clone());
@@ -82,14 +97,6 @@ impl Shared {
         }
         let _unregister = Unregister(&self, task.task_id.clone());
 
-        let stream = TaskStream::new(self.clone(), &task.task_id, &callback.stream_subject);
-        let heartbeat = tokio::spawn(heartbeat_loop(
-            self.clone(),
-            task.task_id.clone(),
-            wire::heartbeat_subject(&callback.stream_subject),
-            stream.seq_counter(),
-        ));
-        let _stop_heartbeat = AbortOnDrop(heartbeat);
         let started = Instant::now();
         let mut session_put = None;
         let span = worker_span(&m, &task, &self.id);
@@ -105,6 +112,66 @@ impl Shared {
         result.worker = Some(self.id.clone());
         self.deliver(&task.task_id, &callback.result_subject, result, session_put)
             .await;
+    }
+
+    /// Create the task's claim. A transient failure (a JetStream leader election while a
+    /// node restarts) is retried within [`KV_RETRY_WINDOW`]; an attempt that failed but was
+    /// stored anyway is recognised by its nonce, so the task is neither lost nor run twice.
+    async fn claim(&self, task_id: &str) -> std::result::Result<Claim, String> {
+        let record = TaskRecord {
+            state: TaskState::Running,
+            worker: self.id.clone(),
+            updated_at: wire::now_iso(),
+            result: None,
+            claim: Some(uuid::Uuid::now_v7().simple().to_string()),
+        };
+        let bytes = bytes::Bytes::from(serde_json::to_vec(&record).unwrap_or_default());
+        let deadline = Instant::now() + KV_RETRY_WINDOW;
+        let mut retried = false;
+        loop {
+            let failure = match self.tasks.create(task_id, bytes.clone()).await {
+                Ok(_) => return Ok(Claim::Ours),
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists && !retried => {
+                    return Ok(Claim::Taken);
+                }
+                Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
+                    // Ours from an earlier attempt, or another delivery's.
+                    match self.tasks.get(task_id).await {
+                        Ok(Some(stored)) => {
+                            let theirs = serde_json::from_slice::<TaskRecord>(&stored).ok();
+                            return Ok(if theirs.and_then(|r| r.claim) == record.claim {
+                                Claim::Ours
+                            } else {
+                                Claim::Taken
+                            });
+                        }
+                        Ok(None) => "the claim vanished".to_string(),
+                        Err(e) => e.to_string(),
+                    }
+                }
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() >= deadline {
+                return Err(failure);
+            }
+            tracing::debug!(worker = %self.id, task = %task_id, "claiming the task failed, retrying: {failure}");
+            retried = true;
+            tokio::time::sleep(KV_RETRY_PAUSE).await;
+        }
+    }
+
+    /// [`Shared::read_session`], retried within [`KV_RETRY_WINDOW`] when the read fails.
+    async fn read_session_retrying(&self, name: &str) -> super::session::StoredSession {
+        let deadline = Instant::now() + KV_RETRY_WINDOW;
+        loop {
+            match self.read_session(name).await {
+                Err(e) if Instant::now() < deadline => {
+                    tracing::debug!(worker = %self.id, session = %name, "{e}; retrying");
+                    tokio::time::sleep(KV_RETRY_PAUSE).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     pub(super) async fn answer_malformed(&self, m: &Message, why: &str) {

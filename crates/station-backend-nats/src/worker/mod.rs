@@ -71,6 +71,9 @@ pub struct WorkerOptions {
     /// Keep retrying the first connection (every 2 s, until shutdown) instead of failing, for a
     /// worker that may start before its NATS server.
     pub wait_for_server: bool,
+    /// Most tasks run at once (`None`: no limit). At the limit the worker leaves the queue
+    /// group until a task ends, so the server hands tasks to workers with free capacity.
+    pub max_tasks: Option<usize>,
 }
 
 impl Default for WorkerOptions {
@@ -85,6 +88,7 @@ impl Default for WorkerOptions {
             tasks_bucket: wire::TASKS_BUCKET.into(),
             git: None,
             wait_for_server: false,
+            max_tasks: None,
         }
     }
 }
@@ -160,9 +164,23 @@ impl Worker {
             }
         };
         let js = conn::jetstream(&client);
-        let sessions =
-            conn::open_bucket(&js, &self.config.kv.sessions, conn::SESSIONS_MAX_AGE).await?;
-        let tasks = conn::open_bucket(&js, &self.options.tasks_bucket, conn::TASKS_MAX_AGE).await?;
+        let replicas = self.config.replicas;
+        let sessions = conn::open_bucket(
+            &js,
+            &self.config.kv.sessions,
+            conn::SESSIONS_MAX_AGE,
+            replicas,
+        )
+        .await?
+        .store;
+        let tasks = conn::open_bucket(
+            &js,
+            &self.options.tasks_bucket,
+            conn::TASKS_MAX_AGE,
+            replicas,
+        )
+        .await?
+        .store;
         let subjects = Subjects::from_config(&self.config.subjects);
         let subscribe_err = |s: &str, e: async_nats::SubscribeError| {
             unavailable(format!("subscribing to {s}: {e}"))
@@ -189,6 +207,14 @@ impl Worker {
             .map_err(|e| unavailable(format!("registering subscriptions: {e}")))?;
         tracing::info!(worker = %self.id, subject = %subjects.task, group = %self.options.queue_group, "worker ready");
 
+        let mut options = self.options;
+        options.max_tasks = options.max_tasks.or(self.config.worker.max_tasks);
+        if options.max_tasks == Some(0) {
+            return Err(Error::config(
+                "max_tasks is 0: the worker would take no task; set --max-tasks / coding.nats.worker.max_tasks to at least 1",
+            ));
+        }
+        let queue_group = options.queue_group.clone();
         let shared = Arc::new(Shared {
             client: client.clone(),
             sessions,
@@ -197,7 +223,7 @@ impl Worker {
             base: self.workspace_base,
             subjects,
             heartbeat: Duration::from_secs(self.config.heartbeat_sec.max(1)),
-            options: self.options,
+            options,
             id: self.id,
             cancels: Mutex::new(Cancels::default()),
             shutting_down: AtomicBool::new(false),
@@ -205,10 +231,11 @@ impl Worker {
         Ok(BoundWorker {
             client,
             shared,
-            task_sub,
+            task_sub: Some(task_sub),
             cancel_sub,
             ping_sub,
             git_sub,
+            queue_group,
         })
     }
 }

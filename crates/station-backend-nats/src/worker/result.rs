@@ -25,6 +25,7 @@ impl Shared {
             worker: self.id.clone(),
             updated_at: wire::now_iso(),
             result: Some(result.clone()),
+            claim: None,
         };
         let store = async {
             let deadline = Instant::now() + STORE_DEADLINE;

@@ -1,10 +1,11 @@
-//! A bound worker's serve loop and its graceful shutdown.
+//! A bound worker's serve loop (with its capacity limit) and its graceful shutdown.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_nats::Client;
+use async_nats::{Client, Subscriber};
 use futures_util::{FutureExt, StreamExt};
 use station_core::{CancelSignal, Result};
 use tokio::task::JoinSet;
@@ -18,15 +19,30 @@ use crate::conn::unavailable;
 pub struct BoundWorker {
     pub(super) client: Client,
     pub(super) shared: Arc<Shared>,
-    pub(super) task_sub: async_nats::Subscriber,
-    pub(super) cancel_sub: async_nats::Subscriber,
-    pub(super) ping_sub: async_nats::Subscriber,
-    pub(super) git_sub: async_nats::Subscriber,
+    /// `None` while the worker is at its `max_tasks` (out of the queue group).
+    pub(super) task_sub: Option<Subscriber>,
+    pub(super) cancel_sub: Subscriber,
+    pub(super) ping_sub: Subscriber,
+    pub(super) git_sub: Subscriber,
+    pub(super) queue_group: String,
+}
+
+/// The next message of an optional subscription (pending forever when there is none).
+async fn next_of(sub: &mut Option<Subscriber>) -> Option<async_nats::Message> {
+    match sub {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 impl BoundWorker {
     /// Serve tasks until `shutdown` fires, then shut down gracefully (see
     /// [`Worker::run`](super::Worker::run)).
+    ///
+    /// With `max_tasks`, a worker that reaches it unsubscribes from the task subject (the
+    /// queue group then hands tasks to the other members) and answers tasks already on their
+    /// way to it with a `busy` rejection, which the client publishes again; it subscribes
+    /// again as soon as a task ends.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         let BoundWorker {
             client,
@@ -35,15 +51,54 @@ impl BoundWorker {
             mut cancel_sub,
             mut ping_sub,
             mut git_sub,
+            queue_group,
         } = self;
+        let max_tasks = shared.options.max_tasks.unwrap_or(usize::MAX);
         let mut handlers: JoinSet<()> = JoinSet::new();
+        // Handlers that run tasks (not git requests): they count against `max_tasks`.
+        let mut task_handlers: HashSet<tokio::task::Id> = HashSet::new();
+        // The subscription left at capacity: messages already delivered to it are refused.
+        let mut draining: Option<Subscriber> = None;
         let mut closed = false;
         loop {
+            if task_sub.is_none() && task_handlers.len() < max_tasks {
+                match client
+                    .queue_subscribe(shared.subjects.task.clone(), queue_group.clone())
+                    .await
+                {
+                    Ok(sub) => {
+                        tracing::debug!(worker = %shared.id, "free capacity: back in the queue group");
+                        task_sub = Some(sub);
+                    }
+                    Err(e) => {
+                        tracing::warn!(worker = %shared.id, "cannot subscribe to {} again: {e}", shared.subjects.task);
+                        closed = true;
+                        break;
+                    }
+                }
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                m = task_sub.next() => match m {
-                    Some(m) => { handlers.spawn(shared.clone().handle_task(m)); }
+                m = next_of(&mut task_sub) => match m {
+                    Some(m) => {
+                        let handle = handlers.spawn(shared.clone().handle_task(m));
+                        task_handlers.insert(handle.id());
+                        if task_handlers.len() >= max_tasks
+                            && let Some(mut full) = task_sub.take()
+                        {
+                            tracing::debug!(worker = %shared.id, running = task_handlers.len(), "at max_tasks: leaving the queue group");
+                            let _ = full.unsubscribe().await;
+                            draining = Some(full);
+                        }
+                    }
                     None => { closed = true; break; }
+                },
+                m = next_of(&mut draining) => match m {
+                    Some(m) => {
+                        let why = format!("at capacity ({max_tasks} task(s) running)");
+                        shared.refuse(m, &why, true).await;
+                    }
+                    None => draining = None,
                 },
                 m = cancel_sub.next() => match m {
                     Some(m) => shared.on_cancel(&m),
@@ -57,14 +112,22 @@ impl BoundWorker {
                     Some(m) => { handlers.spawn(shared.clone().handle_git(m)); }
                     None => { closed = true; break; }
                 },
-                Some(_) = handlers.join_next(), if !handlers.is_empty() => {}
+                Some(done) = handlers.join_next_with_id(), if !handlers.is_empty() => {
+                    let id = match &done {
+                        Ok((id, ())) => *id,
+                        Err(e) => e.id(),
+                    };
+                    task_handlers.remove(&id);
+                }
             }
         }
 
         // Take no new tasks; answer the ones already delivered to us so nobody waits for them.
-        let _ = task_sub.unsubscribe().await;
-        while let Some(Some(m)) = task_sub.next().now_or_never() {
-            shared.refuse(m, "the worker is shutting down").await;
+        for mut sub in [task_sub, draining].into_iter().flatten() {
+            let _ = sub.unsubscribe().await;
+            while let Some(Some(m)) = sub.next().now_or_never() {
+                shared.refuse(m, "the worker is shutting down", false).await;
+            }
         }
         let deadline = tokio::time::Instant::now() + shared.options.shutdown_grace;
         let mut cancels_open = true;

@@ -201,10 +201,23 @@ pub(super) async fn put_session(sessions: kv::Store, worker: String, state: Sess
     let Ok(bytes) = serde_json::to_vec(&state) else {
         return;
     };
-    if let Err(e) = sessions
-        .put(state.session_name.as_str(), bytes.into())
-        .await
-    {
-        tracing::warn!(%worker, session = %state.session_name, "could not store the session: {e}");
+    // Retried like the claim: a leader election must not cost the session its state.
+    let bytes = bytes::Bytes::from(bytes);
+    let deadline = std::time::Instant::now() + super::claim::KV_RETRY_WINDOW;
+    loop {
+        match sessions
+            .put(state.session_name.as_str(), bytes.clone())
+            .await
+        {
+            Ok(_) => return,
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::debug!(%worker, session = %state.session_name, "storing the session failed, retrying: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => {
+                tracing::warn!(%worker, session = %state.session_name, "could not store the session: {e}");
+                return;
+            }
+        }
     }
 }

@@ -81,6 +81,7 @@ impl Shared {
             executor: self.executor.name().to_string(),
             running: self.lock_cancels().running.len(),
             version: env!("CARGO_PKG_VERSION").into(),
+            max_tasks: self.options.max_tasks,
         };
         if let Ok(payload) = serde_json::to_vec(&info) {
             let _ = self.client.publish(reply, payload.into()).await;
@@ -109,6 +110,17 @@ impl Shared {
         status: AckStatus,
         reason: Option<String>,
     ) {
+        self.send_ack(reply, task_id, status, reason, false).await;
+    }
+
+    pub(super) async fn send_ack(
+        &self,
+        reply: Option<&async_nats::Subject>,
+        task_id: &str,
+        status: AckStatus,
+        reason: Option<String>,
+        busy: bool,
+    ) {
         let Some(reply) = reply else { return };
         let ack = Ack {
             task_id: task_id.to_string(),
@@ -116,6 +128,7 @@ impl Shared {
             worker: self.id.clone(),
             heartbeat_sec: self.heartbeat.as_secs(),
             reason,
+            busy,
         };
         self.publish_json(reply.as_str(), &ack).await;
         let _ = tokio::time::timeout(Duration::from_secs(5), self.client.flush()).await;
@@ -123,16 +136,17 @@ impl Shared {
 
     /// A delivered task this worker will not run: a client that asked for an ack publishes it
     /// again (to another worker); an old client gets a failed result instead of silence.
-    pub(super) async fn refuse(&self, m: Message, why: &str) {
+    pub(super) async fn refuse(&self, m: Message, why: &str, busy: bool) {
         let Ok(task) = serde_json::from_slice::<TaskMessage>(&m.payload) else {
             return;
         };
         if m.reply.is_some() {
-            self.ack(
+            self.send_ack(
                 m.reply.as_ref(),
                 &task.task_id,
                 AckStatus::Rejected,
                 Some(why.into()),
+                busy,
             )
             .await;
         } else {

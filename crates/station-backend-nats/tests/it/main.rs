@@ -1,5 +1,7 @@
 //! Integration tests: a real nats-server, real workers, fake executors.
 
+mod capacity;
+mod cluster;
 mod compat;
 mod creds;
 mod faults;

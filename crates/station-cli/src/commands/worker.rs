@@ -41,6 +41,9 @@ pub(crate) async fn run(mut loaded: LoadedConfig, args: WorkerArgs) -> anyhow::R
     if let Some(key) = args.tls_key {
         nats.tls.key_file = Some(key);
     }
+    if let Some(max) = args.max_tasks {
+        nats.worker.max_tasks = Some(usize::try_from(max).unwrap_or(usize::MAX));
+    }
     if let Some(url) = args.opencode_url {
         opencode.url = url;
         opencode.managed = ManagedServer::Never;
@@ -79,8 +82,12 @@ pub(crate) async fn run(mut loaded: LoadedConfig, args: WorkerArgs) -> anyhow::R
         bound = worker.bind() => bound?,
     };
     // Printed once subscribed: from here on, tasks reach this worker.
+    let capacity = nats.worker.max_tasks.map_or_else(
+        || "no task limit".to_string(),
+        |n| format!("at most {n} task(s) at once"),
+    );
     output::progress(&format!(
-        "stn worker {id} serving {} from {} (workspaces under {})",
+        "stn worker {id} serving {} from {} (workspaces under {}; {capacity})",
         nats.subjects.task,
         station_core::redact::redact(&nats.url),
         base.display()

@@ -10,6 +10,7 @@ mod gemini;
 mod hardening;
 mod mcp;
 mod nats;
+mod nats_cluster;
 mod session_diff;
 mod support;
 mod telemetry;
