@@ -22,6 +22,7 @@ mod error;
 pub mod event;
 pub mod fsutil;
 pub mod git;
+pub mod history;
 pub mod model;
 pub mod process;
 pub mod redact;

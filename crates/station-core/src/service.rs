@@ -165,6 +165,7 @@ impl SessionService {
             tracing::warn!(session = %session.id, "could not record the session in the index: {e}");
         }
         let index = self.index.clone();
+        let history = crate::history::TaskHistory::new(self.index.dir());
         let mut run = self.run.clone();
         let previous_hook = run.on_outcome.take();
         run.on_outcome = Some(Arc::new(
@@ -190,6 +191,9 @@ impl SessionService {
                     tracing::warn!(session = %s.id, "could not record the session in the index: {e}");
                     s.clone()
                 });
+                if let Err(e) = history.append(&s.id, t, outcome) {
+                    tracing::warn!(session = %s.id, "could not record the task in the session history: {e}");
+                }
                 if let Some(h) = &previous_hook {
                     h(&updated, t, outcome);
                 }

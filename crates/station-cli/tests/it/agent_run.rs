@@ -40,14 +40,14 @@ fn create_list_show_delete() {
     stn(home.path())
         .args(["agent", "create", "coder", "-d", "x", "-p", "y"])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains("already exists"));
     stn(home.path())
         .args([
             "agent", "create", "bad", "-d", "x", "-p", "y", "--coding", "{nope",
         ])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains("invalid --coding JSON"));
     let out = stn(home.path())
         .args(["agent", "list", "--json"])
@@ -68,7 +68,7 @@ fn create_list_show_delete() {
     stn(home.path())
         .args(["agent", "show", "coder"])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains("agent not found: coder"));
 }
 
@@ -120,7 +120,7 @@ async fn unknown_agent_and_model_errors_exit_non_zero() {
     stn(home.path())
         .args(["agent", "run", "ghost", "x"])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains("agent not found: ghost"));
     write_agent(
         home.path(),
@@ -137,7 +137,7 @@ async fn unknown_agent_and_model_errors_exit_non_zero() {
     stn(home.path())
         .args(["agent", "run", "plain", "hi"])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains("OPENAI_API_KEY"));
 }
 
@@ -172,6 +172,6 @@ async fn max_steps_exhaustion_exits_non_zero() {
         .args(["agent", "run", "looper", "loop forever"])
         .env("STN_AI_BASE_URL", model.base_url())
         .assert()
-        .code(1)
+        .code(4)
         .stderr(predicate::str::contains("max_steps"));
 }

@@ -691,7 +691,7 @@ mod stn_code {
         );
         let out = env.stn().args(["code", "hello"]).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(out.status.code(), Some(3), "backend unavailable: {stderr}");
         assert!(
             stderr.contains("opencode serve"),
             "says how to start the server: {stderr}"
@@ -716,7 +716,7 @@ mod stn_code {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(out.status.code(), Some(3), "backend unavailable: {stderr}");
         assert!(
             stderr.contains("not usable") && stderr.contains("stn doctor"),
             "{stderr}"

@@ -3,8 +3,10 @@
 mod agent;
 mod agent_run;
 mod config;
+mod conventions;
 mod e2e;
 mod hardening;
 mod mcp;
 mod nats;
+mod sessions;
 mod support;
