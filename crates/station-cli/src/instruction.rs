@@ -27,16 +27,14 @@ pub(crate) fn read(
         }
         (None, None) => {
             return Err(InputError::new(format!("no {what} given"))
-                .hint(format!(
-                    "pass it as an argument, `-` for stdin, or --file PATH"
-                ))
+                .hint("pass it as an argument, `-` for stdin, or --file PATH")
                 .into());
         }
     };
     if text.trim().is_empty() {
         return Err(
             InputError::new(format!("the {what} from {source} is empty"))
-                .hint(format!("say what the coding agent should do"))
+                .hint("say what the coding agent should do")
                 .into(),
         );
     }

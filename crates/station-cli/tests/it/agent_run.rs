@@ -175,3 +175,58 @@ async fn max_steps_exhaustion_exits_non_zero() {
         .code(4)
         .stderr(predicate::str::contains("max_steps"));
 }
+
+/// `stn agent run NAME -` reads the task from stdin, `--file PATH` from a file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_comes_from_stdin_or_a_file() {
+    let model = ScriptedModel::start(
+        Script::new()
+            .on("from stdin", vec![Step::text("Read stdin.")])
+            .on("from a file", vec![Step::text("Read the file.")]),
+    )
+    .await
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    write_agent(
+        home.path(),
+        "echo",
+        "---\nmetadata:\n  name: echo\nmodel: openai/gpt-4o-mini\nmax_steps: 2\n---\n{{userInput}}\n",
+    );
+    let task_file = home.path().join("task.md");
+    std::fs::write(&task_file, "Summarise this, from a file\nwith two lines\n").unwrap();
+    for (args, stdin, answer) in [
+        (vec!["-"], "Summarise this, from stdin\n", "Read stdin."),
+        (
+            vec!["--file", task_file.to_str().unwrap()],
+            "",
+            "Read the file.",
+        ),
+    ] {
+        let out = stn(home.path())
+            .args(["agent", "run", "echo", "--json"])
+            .args(&args)
+            .env("STN_AI_BASE_URL", model.base_url())
+            .write_stdin(stdin)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["final_text"], answer);
+    }
+    let prompts: Vec<String> = model
+        .requests()
+        .into_iter()
+        .filter_map(|r| r.prompt)
+        .collect();
+    assert!(
+        prompts
+            .iter()
+            .any(|p| p.contains("from a file\nwith two lines")),
+        "the whole file: {prompts:?}"
+    );
+}
