@@ -5,6 +5,9 @@
 //! * `tidy`: the workspace's architecture rules (dependencies, no secrets in derived Debug).
 //! * `install-peers`: install the pinned `opencode` and `claude` CLIs into `.tools/peers`.
 //! * `bench`: the benchmarks (`station-bench`, release build); writes BENCHMARKS.md and JSON.
+//! * `man [DIR]`: stn's man pages (clap_mangen, via `stn generate man`), default
+//!   `target/man`.
+//! * `schema`: regenerate `schemas/outcome.schema.json` (the `stn code --json` shape).
 //! * `demo`: `stn agent create` + `stn agent run` end to end, with a scripted model standing in
 //!   for both the orchestrating model and the coding agent's model.
 #![allow(
@@ -41,6 +44,8 @@ fn main() -> Result<()> {
         Some("ci") => ci(&root),
         Some("install-peers") => install_peers(&root),
         Some("tidy") => tidy::run(&root),
+        Some("man") => man(&root, args.get(1).map(String::as_str)),
+        Some("schema") => schema(&root),
         Some("bench") => bench(&root, &args[1..]),
         Some("demo") => demo(
             &root,
@@ -58,6 +63,10 @@ fn main() -> Result<()> {
                 "  ci             fmt check, clippy -D warnings, tidy, each backend alone, all tests"
             );
             eprintln!("  tidy           check the workspace's dependency and Debug rules");
+            eprintln!("  man [DIR]      write stn's man pages into DIR (default target/man)");
+            eprintln!(
+                "  schema         regenerate schemas/outcome.schema.json from the Rust types"
+            );
             eprintln!(
                 "  bench [ARGS]   benchmarks vs raw baselines (release); writes BENCHMARKS.md and JSON"
             );
@@ -87,6 +96,57 @@ fn run(root: &Path, program: &str, args: &[&str]) -> Result<()> {
         bail!("`{program} {}` failed ({status})", args.join(" "));
     }
     Ok(())
+}
+
+/// Man pages come from `stn` itself (`stn generate man DIR`), so xtask needs no clap and the
+/// pages match the built binary.
+fn man(root: &Path, dir: Option<&str>) -> Result<()> {
+    let dir = match dir {
+        Some(d) => std::env::current_dir()?.join(d),
+        None => root.join("target/man"),
+    };
+    let dir = dir.display().to_string();
+    run(
+        root,
+        "cargo",
+        &[
+            "run",
+            "-q",
+            "-p",
+            "station-cli",
+            "--bin",
+            "stn",
+            "--",
+            "generate",
+            "man",
+            &dir,
+        ],
+    )?;
+    eprintln!("man pages in {dir} (try `man -l {dir}/stn.1`)");
+    Ok(())
+}
+
+/// The JSON Schema of `stn code --json`, generated from the Rust types by `stn` itself.
+fn schema(root: &Path) -> Result<()> {
+    let file = root.join("schemas/outcome.schema.json");
+    std::fs::create_dir_all(root.join("schemas"))?;
+    let file = file.display().to_string();
+    run(
+        root,
+        "cargo",
+        &[
+            "run",
+            "-q",
+            "-p",
+            "station-cli",
+            "--bin",
+            "stn",
+            "--",
+            "generate",
+            "outcome-schema",
+            &file,
+        ],
+    )
 }
 
 fn has(program: &str, args: &[&str]) -> bool {

@@ -81,6 +81,8 @@ pub struct AgentReport {
     pub error: Option<String>,
     /// Model steps used.
     pub steps: u32,
+    /// Whether it stopped because it used all `max_steps` (a budget, not an error).
+    pub max_steps_reached: bool,
     /// Tool calls made.
     pub tool_calls: Vec<ToolCallReport>,
     /// Coding sessions opened or continued.
@@ -151,6 +153,7 @@ impl Runtime {
             final_text: String::new(),
             error: None,
             steps: 0,
+            max_steps_reached: false,
             tool_calls: Vec::new(),
             sessions: Vec::new(),
             files_changed: Vec::new(),
@@ -252,6 +255,7 @@ impl Runtime {
         if finished {
             report.success = true;
         } else {
+            report.max_steps_reached = true;
             report.error = Some(format!(
                 "the agent used all {max_steps} steps (max_steps) without finishing; raise max_steps or simplify the task"
             ));

@@ -29,6 +29,7 @@ pub struct CodingTools {
     default_workspace: Option<PathBuf>,
     workspace_base: PathBuf,
     continue_session: Option<String>,
+    max_instruction_bytes: u64,
     opened: Mutex<Vec<Session>>,
     files_changed: Mutex<Vec<FileChange>>,
     isolation: Isolation,
@@ -79,6 +80,7 @@ impl CodingTools {
             default_workspace: None,
             workspace_base,
             continue_session: None,
+            max_instruction_bytes: station_core::config::DEFAULT_MAX_INSTRUCTION_BYTES,
             opened: Mutex::new(Vec::new()),
             files_changed: Mutex::new(Vec::new()),
             isolation: Isolation::None,
@@ -105,6 +107,11 @@ impl CodingTools {
     /// Make `coding_open` continue this session (`--coding-session`).
     pub fn with_continue_session(mut self, session: Option<String>) -> Self {
         self.continue_session = session;
+        self
+    }
+    /// The largest `code` instruction accepted (`coding.max_instruction_bytes`).
+    pub fn with_max_instruction_bytes(mut self, max: u64) -> Self {
+        self.max_instruction_bytes = max;
         self
     }
     /// The service (backend + index).
@@ -333,6 +340,12 @@ impl CodingTools {
     }
 
     async fn code(&self, args: CodeArgs, progress: Option<ProgressFn>) -> Result<Value, ToolError> {
+        station_core::config::check_instruction_size(
+            args.instruction.len() as u64,
+            self.max_instruction_bytes,
+            "the `code` call",
+        )
+        .map_err(ToolError::from_core)?;
         let session = self.session(args.session_id.as_deref())?;
         let task = Task {
             instruction: args.instruction,

@@ -9,7 +9,7 @@ const MAX_DEADLINE_SECS: u64 = station_core::config::MAX_DEADLINE.as_secs();
 
 /// Hand coding work to coding agents: OpenCode (HTTP, NATS, CLI) and Claude Code.
 #[derive(Debug, Parser)]
-#[command(name = "stn", version, about, long_about = None, propagate_version = true)]
+#[command(name = "stn", version, about, long_about = None, propagate_version = true, after_help = crate::exit::HELP)]
 pub(crate) struct Cli {
     /// Config file (default: $STN_CONFIG, else ~/.config/station/config.yaml).
     #[arg(long, global = true, value_name = "FILE")]
@@ -40,6 +40,31 @@ pub(crate) enum Command {
     Worker(WorkerArgs),
     /// Serve the coding tools over MCP (stdio by default) for Claude Desktop, Cursor, Zed, agents.
     Mcp(McpArgs),
+    /// Print a shell completion script, e.g. `source <(stn completions bash)`.
+    Completions(CompletionsArgs),
+    /// Write man pages or the JSON Schema of `stn code --json` (for packagers; `cargo xtask man`).
+    #[command(subcommand)]
+    Generate(GenerateCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell.
+    pub(crate) shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GenerateCommand {
+    /// Write man pages (stn.1, stn-code.1, ...) into DIR.
+    Man {
+        /// Output directory (created if missing).
+        dir: PathBuf,
+    },
+    /// Write the JSON Schema of `stn code --json` to FILE.
+    OutcomeSchema {
+        /// Output file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -111,8 +136,12 @@ pub(crate) struct AgentRefArgs {
 pub(crate) struct RunAgentArgs {
     /// Agent name (file name or metadata.name), or a path to a .prompt file.
     pub(crate) name: String,
-    /// The task, given to the agent as {{userInput}}.
-    pub(crate) task: String,
+    /// The task, given to the agent as {{userInput}}; `-` reads it from stdin.
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub(crate) task: Option<String>,
+    /// Read the task from this file.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) file: Option<PathBuf>,
     /// Environment.
     #[arg(short, long = "env", default_value = "default")]
     pub(crate) env: String,
@@ -154,8 +183,12 @@ pub(crate) struct JsonFlag {
 
 #[derive(Debug, Args)]
 pub(crate) struct CodeArgs {
-    /// What the coding agent should do.
-    pub(crate) instruction: String,
+    /// What the coding agent should do; `-` reads it from stdin.
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    pub(crate) instruction: Option<String>,
+    /// Read the instruction from this file.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) file: Option<PathBuf>,
     /// Backend to use instead of the configured one: a name as in `coding.backend` (`stn doctor` lists them).
     #[arg(long, value_name = "NAME")]
     pub(crate) backend: Option<String>,
@@ -194,19 +227,40 @@ pub(crate) struct CodeArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum SessionCommand {
     /// List coding sessions, most recently used first.
-    List(SessionListArgs),
+    List(ListSessionsArgs),
+    /// Show a session and its tasks: outcomes, tokens, cost, files.
+    Show(ShowSessionArgs),
     /// Show what a session's tasks changed in its workspace, as a patch.
     Diff(SessionDiffArgs),
     /// Restore a session's workspace files to their state before a task.
     Rewind(SessionRewindArgs),
+    /// Forget a session: its index entry, task history and checkpoints (not its workspace).
+    Delete(DeleteSessionArgs),
+    /// Forget sessions not used for a while (like `delete`, workspaces are kept).
+    Prune(PruneSessionsArgs),
 }
 
 #[derive(Debug, Args)]
-pub(crate) struct SessionListArgs {
-    /// List the sessions this backend itself keeps (e.g. an ACP agent's `session/list`)
-    /// instead of Station's index.
+pub(crate) struct ListSessionsArgs {
+    /// Only sessions of this backend.
     #[arg(long, value_name = "NAME")]
     pub(crate) backend: Option<String>,
+    /// Only sessions in this workspace directory.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) workspace: Option<PathBuf>,
+    /// List the sessions the backend itself keeps (e.g. an ACP agent's `session/list`) instead
+    /// of Station's index: the `--backend` one, else the configured one.
+    #[arg(long)]
+    pub(crate) from_backend: bool,
+    /// Print JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ShowSessionArgs {
+    /// The session: id, backend id, title, or a unique part of the title.
+    pub(crate) session: String,
     /// Print JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,
@@ -238,6 +292,22 @@ pub(crate) struct SessionRewindArgs {
     /// Print what was restored as JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeleteSessionArgs {
+    /// The session: id, backend id, title, or a unique part of the title.
+    pub(crate) session: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PruneSessionsArgs {
+    /// Remove sessions last used longer ago than this: a number with s, m, h, d or w (e.g. 30d).
+    #[arg(long, value_name = "AGE", value_parser = crate::commands::parse_age)]
+    pub(crate) older_than: std::time::Duration,
+    /// List what would be removed without removing it.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
 }
 
 #[derive(Debug, Args)]

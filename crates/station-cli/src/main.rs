@@ -3,8 +3,11 @@
 mod backends;
 mod cli;
 mod commands;
+mod exit;
+mod instruction;
 mod logging;
 mod output;
+mod report;
 mod signals;
 mod telemetry;
 
@@ -29,7 +32,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             output::error_line(&format!("{e:#}"));
-            ExitCode::FAILURE
+            ExitCode::from(exit::for_error(&e))
         }
     };
     telemetry::flush();

@@ -91,6 +91,33 @@ pub struct GitConfig {
     pub allow_http_loopback: bool,
 }
 
+/// The default of `coding.max_instruction_bytes` (4 MiB).
+pub const DEFAULT_MAX_INSTRUCTION_BYTES: u64 = 4 * 1024 * 1024;
+
+/// The config key that caps instruction sizes.
+pub const MAX_INSTRUCTION_KEY: &str = "coding.max_instruction_bytes";
+
+/// Refuse an instruction of `len` bytes when it is over `max` (`coding.max_instruction_bytes`).
+/// `source` says where it came from ("stdin", "the file x", "the MCP `code` call").
+pub fn check_instruction_size(len: u64, max: u64, source: &str) -> Result<()> {
+    if len <= max {
+        return Ok(());
+    }
+    Err(InputError::new(format!(
+        "the instruction from {source} is larger than the limit of {max} bytes{}",
+        if len == max.saturating_add(1) {
+            String::new()
+        } else {
+            format!(" ({len} bytes)")
+        }
+    ))
+    .field(MAX_INSTRUCTION_KEY)
+    .hint(format!(
+        "shorten it, or raise {MAX_INSTRUCTION_KEY} in config.yaml"
+    ))
+    .into())
+}
+
 /// The backend used when `coding.backend` is not set.
 pub const DEFAULT_BACKEND: &str = "opencode";
 
@@ -148,6 +175,8 @@ pub struct CodingConfig {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub pricing: BTreeMap<String, crate::pricing::ModelPrice>,
+    /// The largest instruction a task accepts, in bytes (`stn code -`, `--file`, MCP `code`).
+    pub max_instruction_bytes: u64,
 }
 
 /// `coding.isolation`: where a new session works.
@@ -213,13 +242,14 @@ impl Default for CodingConfig {
             isolation: Isolation::None,
             worktree_on_close: WorktreeOnClose::Keep,
             pricing: BTreeMap::new(),
+            max_instruction_bytes: DEFAULT_MAX_INSTRUCTION_BYTES,
         }
     }
 }
 
 impl CodingConfig {
     /// The keys of `coding` that are station-wide (every other key is a backend's section).
-    pub const STATION_KEYS: [&'static str; 14] = [
+    pub const STATION_KEYS: [&'static str; 15] = [
         "backend",
         "git",
         "workspace_base_path",
@@ -234,6 +264,7 @@ impl CodingConfig {
         "isolation",
         "worktree_on_close",
         "pricing",
+        "max_instruction_bytes",
     ];
 
     /// The task deadline.

@@ -23,6 +23,7 @@ mod error;
 pub mod event;
 pub mod fsutil;
 pub mod git;
+pub mod history;
 pub mod model;
 pub mod policy;
 pub mod pricing;

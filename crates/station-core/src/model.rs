@@ -85,7 +85,7 @@ pub struct Session {
 }
 
 /// A git worktree made for one session, on a branch of its own.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SessionWorktree {
     /// The repository's main checkout it was made from.
     pub repository: PathBuf,
@@ -198,7 +198,7 @@ impl Task {
 }
 
 /// Why a task ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum StopReason {
@@ -217,7 +217,19 @@ pub enum StopReason {
 }
 
 /// What happened to a file.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum FileAction {
     /// New file.
@@ -232,7 +244,18 @@ pub enum FileAction {
 }
 
 /// One changed file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 pub struct FileChange {
     /// Path relative to the workspace.
     pub path: String,
@@ -262,7 +285,7 @@ fn is_false(b: &bool) -> bool {
 }
 
 /// The patch of one task: what it changed, as a git-format diff that `git apply` takes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TaskPatch {
     /// The patch, cut at a size cap (see `truncated`); binary files as git binary patches.
     pub text: String,
@@ -281,7 +304,9 @@ pub struct TaskPatch {
 }
 
 /// Token counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub struct Usage {
     /// Prompt tokens (not counting cache reads).
     pub input_tokens: u64,
@@ -328,7 +353,7 @@ impl AddAssign for Usage {
 }
 
 /// One tool the coding agent called.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ToolCall {
     /// The backend's call id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -350,7 +375,7 @@ pub struct ToolCall {
 }
 
 /// The final result of one task. Exactly one per task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Outcome {
     /// Whether the agent completed the task without error.
     pub success: bool,

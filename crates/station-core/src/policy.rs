@@ -15,7 +15,7 @@ use globset::{Glob, GlobBuilder, GlobMatcher};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// What the policy answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Let the agent do it.
@@ -166,7 +166,7 @@ fn non_negative<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error
 }
 
 /// Something an agent asks to do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Action {
     /// Create, change or delete a file.
@@ -281,7 +281,7 @@ impl Decision {
 }
 
 /// One decision in the audit trail: which tool asked for what, the answer, the rule behind it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PermissionRecord {
     /// The agent's tool (as the agent names it).
     pub tool: String,

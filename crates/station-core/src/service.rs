@@ -244,6 +244,7 @@ impl SessionService {
             tracing::warn!(session = %session.id, "could not record the session in the index: {e}");
         }
         let index = self.index.clone();
+        let history = crate::history::TaskHistory::new(self.index.dir());
         let mut run = self.run.clone();
         if self.budget.is_set() {
             // The session's totals as the index has them (another run may have added to them).
@@ -281,6 +282,9 @@ impl SessionService {
                     tracing::warn!(session = %s.id, "could not record the session in the index: {e}");
                     s.clone()
                 });
+                if let Err(e) = history.append(&s.id, t, outcome) {
+                    tracing::warn!(session = %s.id, "could not record the task in the session history: {e}");
+                }
                 if let Some(h) = &previous_hook {
                     h(&updated, t, outcome);
                 }

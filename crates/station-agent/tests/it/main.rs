@@ -391,3 +391,51 @@ async fn coding_open_never_reuses_an_interrupted_clone_and_refuses_disallowed_ur
         assert!(ws.join("README.md").is_file());
     }
 }
+
+/// `code` (for agents and MCP) refuses an instruction over `coding.max_instruction_bytes`
+/// before the backend runs, naming the cap and the key; one at the cap runs.
+#[tokio::test]
+async fn code_refuses_an_instruction_over_the_cap() {
+    let f = fixture();
+    let tools =
+        CodingTools::new(f.service.clone(), f.base.clone()).with_max_instruction_bytes(1000);
+    let opened = tools.call("coding_open", &json!({}), None).await;
+    let id = opened["session_id"].as_str().unwrap().to_string();
+    let over = tools
+        .call(
+            "code",
+            &json!({"session_id": id, "instruction": "x".repeat(1001)}),
+            None,
+        )
+        .await;
+    assert_eq!(over["success"], false, "{over:#}");
+    let text = over.to_string();
+    assert!(
+        text.contains("limit of 1000 bytes") && text.contains("coding.max_instruction_bytes"),
+        "{text}"
+    );
+    let history = station_core::history::TaskHistory::new(f.service.index().dir());
+    assert!(
+        history
+            .read(&station_core::SessionId::from(id.as_str()))
+            .unwrap()
+            .tasks
+            .is_empty(),
+        "the refused task never ran"
+    );
+    let at_cap = format!("write hello.py {}", "x".repeat(1000 - 15));
+    let ok = tools
+        .call(
+            "code",
+            &json!({"session_id": id, "instruction": at_cap}),
+            None,
+        )
+        .await;
+    assert_eq!(ok["success"], true, "{ok:#}");
+    let tasks = history
+        .read(&station_core::SessionId::from(id.as_str()))
+        .unwrap()
+        .tasks;
+    assert_eq!(tasks.len(), 1, "the session service recorded the task");
+    assert!(tasks[0].instruction.starts_with("write hello.py"));
+}

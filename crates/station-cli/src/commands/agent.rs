@@ -155,6 +155,11 @@ fn agents_in(dir: &Path) -> Vec<(PathBuf, station_core::Result<AgentDefinition>)
         .collect()
 }
 
+/// A usage error (exit status 2).
+fn usage(message: String) -> anyhow::Error {
+    station_core::Error::config(message).into()
+}
+
 pub(crate) fn create(loaded: &LoadedConfig, args: &CreateAgentArgs) -> anyhow::Result<ExitCode> {
     let valid_name = !args.name.is_empty()
         && args
@@ -162,22 +167,22 @@ pub(crate) fn create(loaded: &LoadedConfig, args: &CreateAgentArgs) -> anyhow::R
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !valid_name {
-        anyhow::bail!(
+        return Err(usage(format!(
             "agent name `{}` must be letters, digits, `-` or `_` (it becomes the file name)",
             args.name
-        );
+        )));
     }
     let coding = match &args.coding {
         Some(text) => {
             let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-                anyhow::anyhow!(
+                usage(format!(
                     "invalid --coding JSON: {e}; example: --coding '{{\"enabled\":true}}'"
-                )
+                ))
             })?;
             if !v.is_object() {
-                anyhow::bail!(
-                    "invalid --coding JSON: it must be an object, e.g. '{{\"enabled\":true}}'"
-                );
+                return Err(usage(
+                    "invalid --coding JSON: it must be an object, e.g. '{\"enabled\":true}'".into(),
+                ));
             }
             Some(v)
         }
@@ -194,10 +199,10 @@ pub(crate) fn create(loaded: &LoadedConfig, args: &CreateAgentArgs) -> anyhow::R
     let dir = loaded.agents_dir(&args.env);
     let path = dir.join(format!("{}.prompt", args.name));
     if path.exists() && !args.force {
-        anyhow::bail!(
+        return Err(usage(format!(
             "{} already exists; pass --force to replace it",
             path.display()
-        );
+        )));
     }
     std::fs::create_dir_all(&dir)?;
     std::fs::write(&path, text)?;
@@ -271,7 +276,22 @@ pub(crate) fn delete(loaded: &LoadedConfig, args: &AgentRefArgs) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
+/// The coding backend cannot be used (exit status 3).
+fn unusable(kind: &str, message: String) -> anyhow::Error {
+    station_core::Error::Unavailable {
+        backend: format!("coding backend `{kind}`"),
+        message,
+    }
+    .into()
+}
+
 pub(crate) async fn run(loaded: &LoadedConfig, args: RunAgentArgs) -> anyhow::Result<ExitCode> {
+    let task = crate::instruction::read(
+        args.task.as_deref(),
+        args.file.as_deref(),
+        loaded.config.coding.max_instruction_bytes,
+        "task",
+    )?;
     let path = find_agent(loaded, &args.env, &args.name)?;
     let def = AgentDefinition::from_file(&path)?;
     let kind = backends::selected(None, loaded)?;
@@ -280,9 +300,12 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: RunAgentArgs) -> anyhow::Re
     }
     let mut variables = BTreeMap::new();
     for var in &args.vars {
-        let (k, v) = var
-            .split_once('=')
-            .ok_or_else(|| anyhow::anyhow!("--var `{var}` must be NAME=VALUE"))?;
+        let (k, v) = var.split_once('=').ok_or_else(|| {
+            station_core::Error::from(
+                station_core::InputError::new(format!("--var `{var}` must be NAME=VALUE"))
+                    .field("--var"),
+            )
+        })?;
         variables.insert(
             k.trim().to_string(),
             serde_json::Value::String(v.to_string()),
@@ -295,23 +318,34 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: RunAgentArgs) -> anyhow::Re
         // start a managed `opencode serve` (its own deadline is 60 s), hence the outer bound.
         match tokio::time::timeout(HEALTH_DEADLINE, backend.health()).await {
             Ok(Ok(h)) if h.ok => {}
-            Ok(Ok(h)) => anyhow::bail!(
-                "coding backend `{kind}` is not usable: {} (run `stn doctor`)",
-                h.detail
-            ),
-            Ok(Err(e)) => {
-                anyhow::bail!("coding backend `{kind}` is not usable: {e} (run `stn doctor`)")
+            Ok(Ok(h)) => {
+                return Err(unusable(
+                    &kind,
+                    format!("not usable: {} (run `stn doctor`)", h.detail),
+                ));
             }
-            Err(_) => anyhow::bail!(
-                "coding backend `{kind}` did not answer its health check within {}s (run `stn doctor`)",
-                HEALTH_DEADLINE.as_secs()
-            ),
+            Ok(Err(e)) => {
+                return Err(unusable(
+                    &kind,
+                    format!("not usable: {e} (run `stn doctor`)"),
+                ));
+            }
+            Err(_) => {
+                return Err(unusable(
+                    &kind,
+                    format!(
+                        "did not answer its health check within {}s (run `stn doctor`)",
+                        HEALTH_DEADLINE.as_secs()
+                    ),
+                ));
+            }
         }
         let service = backends::service(backend, &kind, loaded)?;
         coding_service = Some(service.clone());
         let tools = CodingTools::new(service, loaded.config.coding.workspace_base())
             .with_default_workspace(def.coding.workspace_path.as_ref().map(PathBuf::from))
-            .with_continue_session(args.coding_session.clone());
+            .with_continue_session(args.coding_session.clone())
+            .with_max_instruction_bytes(loaded.config.coding.max_instruction_bytes);
         Some(backends::with_git(tools, loaded))
     } else {
         if args.coding_session.is_some() {
@@ -377,7 +411,7 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: RunAgentArgs) -> anyhow::Re
     }
     let stop_requested = signals::stop_requested();
     let report = tokio::select! {
-        report = runtime.run(&def, &args.task, &variables, tools.as_ref(), on_event) => report,
+        report = runtime.run(&def, &task, &variables, tools.as_ref(), on_event) => report,
         stop = stop_requested => {
             output::spinner_stop();
             output::progress(&format!("stn: stopping the agent ({})", stop.name()));
@@ -400,6 +434,11 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: RunAgentArgs) -> anyhow::Re
         .find(|t| t.name == "code")
         .is_none_or(|t| t.success);
     let success = report.success && last_code_ok;
+    let failed_status = if report.max_steps_reached {
+        crate::exit::STOPPED_BY_LIMIT
+    } else {
+        crate::exit::TASK_FAILED
+    };
     if args.json {
         let mut v = serde_json::to_value(&report)?;
         v["success"] = json!(success);
@@ -445,6 +484,6 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: RunAgentArgs) -> anyhow::Re
     Ok(if success {
         ExitCode::SUCCESS
     } else {
-        ExitCode::FAILURE
+        ExitCode::from(failed_status)
     })
 }

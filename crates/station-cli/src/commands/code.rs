@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use serde_json::json;
 use station_core::config::{Isolation, LoadedConfig};
 use station_core::service::OpenSpec;
 use station_core::{Event, EventKind, Outcome, RepoSpec, Session, Task};
@@ -13,6 +12,13 @@ use crate::cli::CodeArgs;
 use crate::{backends, output, signals};
 
 pub(crate) async fn run(loaded: &LoadedConfig, args: CodeArgs) -> anyhow::Result<ExitCode> {
+    // Read the instruction first: a bad one is a usage error before any backend starts.
+    let instruction = crate::instruction::read(
+        args.instruction.as_deref(),
+        args.file.as_deref(),
+        loaded.config.coding.max_instruction_bytes,
+        "instruction",
+    )?;
     let kind = backends::selected(args.backend.as_deref(), loaded)?;
     let backend = backends::build(&kind, loaded).await?;
     let service = backends::service(backend, &kind, loaded)?;
@@ -58,7 +64,7 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: CodeArgs) -> anyhow::Result
         _ => service.open(spec).await?,
     };
     let task = Task {
-        instruction: args.instruction.clone(),
+        instruction,
         timeout_secs: args.timeout,
         ..Task::default()
     };
@@ -95,15 +101,14 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: CodeArgs) -> anyhow::Result
     let outcome = outcome?;
     let session = service.get(session.id.as_str()).unwrap_or(session);
     if args.json {
-        output::json(&outcome_json(&session, &outcome));
+        output::json(&crate::report::OutcomeReport::new(&session, &outcome));
     } else {
         print_human(&session, &outcome);
     }
-    Ok(match stopped_by {
-        Some(stop) => ExitCode::from(stop.exit_code()),
-        None if outcome.success => ExitCode::SUCCESS,
-        None => ExitCode::FAILURE,
-    })
+    Ok(ExitCode::from(match stopped_by {
+        Some(stop) => stop.exit_code(),
+        None => crate::exit::for_outcome(&outcome),
+    }))
 }
 
 /// Clone `repo` (credentials from config) into `workspace`, or a new directory under
@@ -143,32 +148,6 @@ fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
         std::env::current_dir()?.join(p)
     };
     Ok(p)
-}
-
-/// The `--json` shape of `stn code`.
-pub(crate) fn outcome_json(session: &Session, outcome: &Outcome) -> serde_json::Value {
-    json!({
-        "session": {
-            "id": session.id,
-            "title": session.title,
-            "backend": session.backend,
-            "backend_session_id": outcome.backend_session_id.as_ref().or(session.backend_session_id.as_ref()),
-            "workspace": session.workspace,
-            "worktree": session.worktree,
-        },
-        "success": outcome.success,
-        "summary": outcome.summary,
-        "stop_reason": outcome.stop_reason,
-        "error": outcome.error,
-        "files_changed": outcome.files_changed,
-        "patch": outcome.patch,
-        "usage": outcome.usage,
-        "cost_usd": outcome.cost_usd,
-        "cost_estimated": outcome.cost_estimated,
-        "tool_calls": outcome.tool_calls,
-        "model": outcome.model,
-        "duration_ms": outcome.duration_ms,
-    })
 }
 
 fn print_human(session: &Session, outcome: &Outcome) {

@@ -21,7 +21,8 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: McpArgs) -> anyhow::Result<
     let service = backends::service(backend, &kind, loaded)?;
     let running = service.clone();
     let tools = backends::with_git(
-        CodingTools::new(service, loaded.config.coding.workspace_base()),
+        CodingTools::new(service, loaded.config.coding.workspace_base())
+            .with_max_instruction_bytes(loaded.config.coding.max_instruction_bytes),
         loaded,
     );
     let description = ServerDescription {

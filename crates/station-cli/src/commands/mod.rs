@@ -4,6 +4,7 @@ mod agent;
 mod code;
 mod config;
 mod doctor;
+mod generate;
 mod mcp;
 mod session;
 mod session_diff;
@@ -41,18 +42,26 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config::show(&load_config(config_path.as_deref())?, args.json)
         }
         Command::Code(args) => code::run(&load_config(config_path.as_deref())?, args).await,
-        Command::Session(SessionCommand::List(args)) => match args.backend.as_deref() {
-            Some(name) => {
-                session::list_backend(&load_config(config_path.as_deref())?, name, args.json).await
-            }
-            None => session::list(args.json),
-        },
+        Command::Session(SessionCommand::List(args)) if args.from_backend => {
+            let config = load_config(config_path.as_deref())?;
+            let name = args
+                .backend
+                .clone()
+                .unwrap_or_else(|| config.backend_name().to_string());
+            session::list_backend(&config, &name, args.json).await
+        }
+        Command::Session(SessionCommand::List(args)) => session::list(&args),
+        Command::Session(SessionCommand::Show(args)) => session::show(&args),
+        Command::Session(SessionCommand::Delete(args)) => session::delete(&args),
+        Command::Session(SessionCommand::Prune(args)) => session::prune(&args),
         Command::Session(SessionCommand::Diff(args)) => session_diff::diff(&args),
         Command::Session(SessionCommand::Rewind(args)) => {
             let config = load_config(config_path.as_deref())?;
             let busy_wait = config.config.coding.session_busy_wait();
             session_diff::rewind(&args, busy_wait).await
         }
+        Command::Completions(args) => generate::completions(&args),
+        Command::Generate(command) => generate::generate(&command),
         Command::Doctor(args) => doctor::run(&load_config(config_path.as_deref())?, args).await,
         Command::Worker(args) => worker::run(load_config(config_path.as_deref())?, args).await,
         Command::Mcp(args) => mcp::run(&load_config(config_path.as_deref())?, args).await,
@@ -80,5 +89,48 @@ fn with_cli_hint(err: Error) -> Error {
             Error::Config(e)
         }
         other => other,
+    }
+}
+
+/// An age such as `90s`, `45m`, `12h`, `30d` or `2w` (for `--older-than`).
+pub(crate) fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not an age; write a number and a unit, e.g. 30d"))?;
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 60 * 60,
+        "d" => 24 * 60 * 60,
+        "w" => 7 * 24 * 60 * 60,
+        _ => {
+            return Err(format!(
+                "`{text}` has no known unit; use s, m, h, d or w, e.g. 12h, 30d, 2w"
+            ));
+        }
+    };
+    number
+        .checked_mul(unit_secs)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("`{text}` is too long an age"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_age;
+
+    #[test]
+    fn ages_take_a_number_and_a_unit() {
+        assert_eq!(parse_age("12h").unwrap().as_secs(), 12 * 3600);
+        assert_eq!(parse_age("30d").unwrap().as_secs(), 30 * 86400);
+        assert_eq!(parse_age("2w").unwrap().as_secs(), 14 * 86400);
+        assert!(parse_age("30").unwrap_err().contains("unit"));
+        assert!(parse_age("d").is_err());
+        assert!(parse_age("99999999999999999999w").is_err());
     }
 }

@@ -40,14 +40,14 @@ fn create_list_show_delete() {
     stn(home.path())
         .args(["agent", "create", "coder", "-d", "x", "-p", "y"])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains("already exists"));
     stn(home.path())
         .args([
             "agent", "create", "bad", "-d", "x", "-p", "y", "--coding", "{nope",
         ])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains("invalid --coding JSON"));
     let out = stn(home.path())
         .args(["agent", "list", "--json"])
@@ -68,7 +68,7 @@ fn create_list_show_delete() {
     stn(home.path())
         .args(["agent", "show", "coder"])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains("agent not found: coder"));
 }
 
@@ -120,7 +120,7 @@ async fn unknown_agent_and_model_errors_exit_non_zero() {
     stn(home.path())
         .args(["agent", "run", "ghost", "x"])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains("agent not found: ghost"));
     write_agent(
         home.path(),
@@ -137,7 +137,7 @@ async fn unknown_agent_and_model_errors_exit_non_zero() {
     stn(home.path())
         .args(["agent", "run", "plain", "hi"])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains("OPENAI_API_KEY"));
 }
 
@@ -172,6 +172,61 @@ async fn max_steps_exhaustion_exits_non_zero() {
         .args(["agent", "run", "looper", "loop forever"])
         .env("STN_AI_BASE_URL", model.base_url())
         .assert()
-        .code(1)
+        .code(4)
         .stderr(predicate::str::contains("max_steps"));
+}
+
+/// `stn agent run NAME -` reads the task from stdin, `--file PATH` from a file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_task_comes_from_stdin_or_a_file() {
+    let model = ScriptedModel::start(
+        Script::new()
+            .on("from stdin", vec![Step::text("Read stdin.")])
+            .on("from a file", vec![Step::text("Read the file.")]),
+    )
+    .await
+    .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    write_agent(
+        home.path(),
+        "echo",
+        "---\nmetadata:\n  name: echo\nmodel: openai/gpt-4o-mini\nmax_steps: 2\n---\n{{userInput}}\n",
+    );
+    let task_file = home.path().join("task.md");
+    std::fs::write(&task_file, "Summarise this, from a file\nwith two lines\n").unwrap();
+    for (args, stdin, answer) in [
+        (vec!["-"], "Summarise this, from stdin\n", "Read stdin."),
+        (
+            vec!["--file", task_file.to_str().unwrap()],
+            "",
+            "Read the file.",
+        ),
+    ] {
+        let out = stn(home.path())
+            .args(["agent", "run", "echo", "--json"])
+            .args(&args)
+            .env("STN_AI_BASE_URL", model.base_url())
+            .write_stdin(stdin)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["final_text"], answer);
+    }
+    let prompts: Vec<String> = model
+        .requests()
+        .into_iter()
+        .filter_map(|r| r.prompt)
+        .collect();
+    assert!(
+        prompts
+            .iter()
+            .any(|p| p.contains("from a file\nwith two lines")),
+        "the whole file: {prompts:?}"
+    );
 }

@@ -83,7 +83,7 @@ fn bad_config_is_located() {
         .arg(&cfg)
         .args(["config", "show"])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(
             predicate::str::contains("config.yaml:4:5")
                 .and(predicate::str::contains("did you mean `timeout_sec`")),
@@ -91,7 +91,7 @@ fn bad_config_is_located() {
     stn(home.path())
         .args(["--config", "/nonexistent/c.yaml", "config", "show"])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains("does not exist"));
 }
 
@@ -166,7 +166,7 @@ fn unknown_keys_under_coding_are_located() {
         .arg(&cfg)
         .args(["config", "show"])
         .assert()
-        .code(1)
+        .code(2)
         .stderr(
             predicate::str::contains("config.yaml:3:3")
                 .and(predicate::str::contains("coding.opencod"))

@@ -711,7 +711,14 @@ pub(crate) mod stn_code {
         // The agent's own session/list has the session.
         let out = env
             .stn()
-            .args(["session", "list", "--backend", "acp", "--json"])
+            .args([
+                "session",
+                "list",
+                "--from-backend",
+                "--backend",
+                "acp",
+                "--json",
+            ])
             .output()
             .unwrap();
         assert!(
@@ -753,7 +760,7 @@ pub(crate) mod stn_code {
         );
         let out = env.stn().args(["code", "hello"]).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(out.status.code(), Some(3), "backend unavailable: {stderr}");
         assert!(
             stderr.contains("opencode serve"),
             "says how to start the server: {stderr}"
@@ -778,7 +785,7 @@ pub(crate) mod stn_code {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(out.status.code(), Some(3), "backend unavailable: {stderr}");
         assert!(
             stderr.contains("not usable") && stderr.contains("stn doctor"),
             "{stderr}"

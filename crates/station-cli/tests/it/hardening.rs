@@ -198,6 +198,11 @@ async fn a_signal_stops_the_agent(coding_yaml: &str, signal: Signal, status: i32
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_stops_opencode_run_with_status_130() {
+    a_signal_stops_the_agent(&opencode_cli(), Signal::SIGINT, 130).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_opencode_run() {
     a_signal_stops_the_agent(&opencode_cli(), Signal::SIGTERM, 143).await;
 }
@@ -312,7 +317,7 @@ fn devices_fifos_and_huge_values_are_clear_errors_not_hangs() {
     );
     let out = stn(&["--config", "/dev/zero", "config", "show"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(2), "a config error: {stderr}");
     assert!(stderr.contains("device"), "{stderr}");
     let fifo = home.path().join("agent.prompt");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
