@@ -221,7 +221,11 @@ async fn a_task_that_cannot_run_has_an_error_kind_and_a_dead_collector_does_not_
         ),
     );
     let out = env.stn().args(["code", "hello"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a backend that is not installed is unavailable"
+    );
     receiver
         .wait_until(WAIT, |spans, _| !named(spans, "coding.task").is_empty())
         .await
@@ -244,7 +248,7 @@ async fn a_task_that_cannot_run_has_an_error_kind_and_a_dead_collector_does_not_
     let out = env.stn().args(["code", "hello"]).output().unwrap();
     assert_eq!(
         out.status.code(),
-        Some(1),
+        Some(3),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
