@@ -79,3 +79,34 @@ async fn doctor_checks_gemini() {
         .unwrap_or_default();
     assert!(detail.contains("export GEMINI_API_KEY"), "{detail}");
 }
+
+/// The Gemini CLI reports tokens only; with the models it uses in the price table, the outcome
+/// has a cost marked estimated, and the table's numbers are the ones used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gemini_outcomes_get_an_estimated_cost_from_the_configured_prices() {
+    let model = ScriptedModel::start(crate::e2e::script()).await.unwrap();
+    let pricing = "  pricing:\n    gemini-3.8-flash: {input: 1000, cached_input: 100, output: 1000}\n    gemini-3.5-flash-lite: {input: 1000, cached_input: 100, output: 1000}\n";
+    let env = gemini_env(&model, &format!("{}{pricing}", gemini_yaml(true)));
+    let ws = env.home.path().join("project");
+    std::fs::create_dir_all(&ws).unwrap();
+    let out = env
+        .stn()
+        .args(["code", "--json", "--workspace"])
+        .arg(&ws)
+        .arg("Create hello.py printing Hello World")
+        .output()
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success(), "{report:#}");
+    let tokens = report["usage"]["input_tokens"].as_u64().unwrap()
+        + report["usage"]["output_tokens"].as_u64().unwrap();
+    assert!(tokens > 0, "{report:#}");
+    assert_eq!(report["cost_estimated"], true, "{report:#}");
+    let cost = report["cost_usd"].as_f64().unwrap();
+    // 1000 USD per million tokens: at least 0.0001 USD per uncached token.
+    assert!(
+        cost >= tokens as f64 * 0.0001 * 0.9,
+        "{cost} for {tokens} tokens: {report:#}"
+    );
+}
