@@ -65,6 +65,8 @@ const TICK: Duration = Duration::from_millis(200);
 const STORE_POLL: Duration = Duration::from_secs(5);
 /// How long to collect worker pings after "no responders" (busy workers still answer).
 const PING_WAIT: Duration = Duration::from_millis(300);
+/// How long a silent worker has to answer a ping before it counts as dead.
+const LIVENESS_PING_WAIT: Duration = Duration::from_secs(1);
 
 /// Waiting for a worker with free capacity.
 #[derive(Debug)]
@@ -381,6 +383,13 @@ impl Exchange {
                             if let Some(r) = backend.stored_result(&self.task_id).await {
                                 return Ok(self.finish(r, &ctx));
                             }
+                            // Beats are core NATS (at most once) and are lost while the worker
+                            // reconnects after a node restart: a worker that still answers a
+                            // ping with a task running is alive. The task deadline bounds this.
+                            if self.worker_still_running(backend).await {
+                                last_heard = now;
+                                continue;
+                            }
                             // It may be alive behind a partition: ask it to stop anyway.
                             self.send_cancel(backend, StopReason::Cancelled).await;
                             self.ended = true;
@@ -394,6 +403,19 @@ impl Exchange {
                 }
             }
         }
+    }
+
+    /// Whether the worker that took the task answers a ping and still runs a task.
+    async fn worker_still_running(&self, backend: &NatsBackend) -> bool {
+        let Some(who) = &self.worker else {
+            return false;
+        };
+        backend
+            .workers(LIVENESS_PING_WAIT)
+            .await
+            .unwrap_or_default()
+            .iter()
+            .any(|w| &w.worker == who && w.running > 0)
     }
 
     /// Every worker is at its `max_tasks`: publish again after a back-off, or fail with "no

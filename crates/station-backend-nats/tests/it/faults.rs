@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use station_backend_nats::NatsConfig;
-use station_backend_nats::wire::{Ack, AckStatus, ResultMessage};
+use station_backend_nats::wire::{Ack, AckStatus, ResultMessage, WorkerInfo};
 use station_backend_nats::{NatsBackend, NatsBackendOptions, WorkerOptions};
 use station_core::{CodingBackend, Error, EventKind, OpenRequest, StopReason, Task, start_task};
 use station_testkit::peers::NatsServer;
@@ -509,4 +509,86 @@ async fn dropping_a_running_execute_cancels_the_remote_task() {
         || agent.saw_cancel.load(Ordering::SeqCst),
     )
     .await;
+}
+
+/// A worker whose beats are lost (as while it reconnects after a node restart) but which still
+/// answers pings with the task running is alive: the client keeps waiting for its result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_worker_that_answers_pings_is_not_declared_dead() {
+    let server = NatsServer::start().await;
+    let config = config(&server);
+    let nats = async_nats::connect(&config.url).await.unwrap();
+    let mut tasks = nats.subscribe("station.coding.task").await.unwrap();
+    let mut pings = nats.subscribe("station.coding.task.ping").await.unwrap();
+    let c = client(&config).await;
+    let s = session(&c).await;
+    let run = start_task(c.clone(), s, Task::new("slow"), &run_options());
+
+    let m = tokio::time::timeout(Duration::from_secs(10), tasks.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let task: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+    let task_id = task["taskID"].as_str().unwrap().to_string();
+    let ack = Ack {
+        task_id: task_id.clone(),
+        status: AckStatus::Accepted,
+        worker: "w-silent".into(),
+        heartbeat_sec: 1,
+        reason: None,
+        busy: false,
+    };
+    let reply = m.reply.unwrap();
+    nats.publish(reply, serde_json::to_vec(&ack).unwrap().into())
+        .await
+        .unwrap();
+    // No heartbeats for well past the 3 s liveness window; pings are answered meanwhile.
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let answerer = {
+        let (nats, answered) = (nats.clone(), answered.clone());
+        tokio::spawn(async move {
+            while let Some(p) = pings.next().await {
+                let info = WorkerInfo {
+                    worker: "w-silent".into(),
+                    executor: "fake".into(),
+                    running: 1,
+                    version: "test".into(),
+                    max_tasks: None,
+                };
+                let reply = p.reply.unwrap();
+                let _ = nats
+                    .publish(reply, serde_json::to_vec(&info).unwrap().into())
+                    .await;
+                answered.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(
+        answered.load(Ordering::SeqCst) > 0,
+        "the client never pinged the silent worker"
+    );
+    let mut result = ResultMessage::failure(
+        &task_id,
+        task["session"]["name"].as_str().unwrap(),
+        "ws",
+        "",
+    );
+    result.status = "completed".into();
+    result.error = None;
+    result.result = Some("done late".into());
+    let subject = task["callback"]["resultSubject"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    nats.publish(subject, serde_json::to_vec(&result).unwrap().into())
+        .await
+        .unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(10), run.outcome())
+        .await
+        .expect("no hang")
+        .expect("a live worker's result, not a dead-worker error");
+    assert!(outcome.success, "{outcome:?}");
+    assert_eq!(outcome.summary, "done late");
+    answerer.abort();
 }
