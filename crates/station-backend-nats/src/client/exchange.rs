@@ -65,6 +65,9 @@ const TICK: Duration = Duration::from_millis(200);
 const STORE_POLL: Duration = Duration::from_secs(5);
 /// How long to collect worker pings after "no responders" (busy workers still answer).
 const PING_WAIT: Duration = Duration::from_millis(300);
+/// How long "no responders" with no worker answering a ping is retried before failing.
+const NO_WORKER_GRACE: Duration = Duration::from_secs(2);
+const NO_WORKER_RETRY: Duration = Duration::from_millis(400);
 /// How long a silent worker has to answer a ping before it counts as dead.
 const LIVENESS_PING_WAIT: Duration = Duration::from_secs(1);
 
@@ -173,6 +176,7 @@ impl Exchange {
         let subject = backend.subjects.task.clone();
         let mut capacity = CapacityWait::new(backend.options.capacity_wait.unwrap_or(deadline));
         let mut disconnected_since: Option<Instant> = None;
+        let mut no_worker_since: Option<Instant> = None;
         self.publish(backend, payload.clone()).await?;
         let mut attempts = 1;
         let mut published_at = Instant::now();
@@ -201,6 +205,15 @@ impl Exchange {
                         // Workers at their max_tasks leave the task subject but answer pings.
                         let workers = backend.workers(PING_WAIT).await.unwrap_or_default();
                         if workers.is_empty() {
+                            // A node that just (re)started has not yet learnt the cluster's
+                            // subscriptions: ask again briefly before calling it "no worker".
+                            let since = *no_worker_since.get_or_insert_with(Instant::now);
+                            if since.elapsed() < NO_WORKER_GRACE {
+                                tokio::time::sleep(NO_WORKER_RETRY).await;
+                                self.publish(backend, payload.clone()).await?;
+                                published_at = Instant::now();
+                                continue;
+                            }
                             self.ended = true;
                             return Err(unavailable(format!(
                                 "no worker is listening on {subject}; start one with `stn worker` (or run OpenCode with the Station plugin) against {}",
