@@ -316,6 +316,9 @@ impl AcpBackend {
     }
 }
 
+/// How long an agent may take to exit after its stdin closed (it saves its sessions).
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(5);
+
 /// Counts a turn in flight; a turn dropped before it ended (the runner gave up) cancels it and,
 /// when nothing else runs on the agent, kills the agent's process group.
 struct TurnGuard {
@@ -376,6 +379,16 @@ impl CodingBackend for AcpBackend {
             usage: true,
             cost: true,
             ..Capabilities::NONE
+        }
+    }
+
+    async fn shutdown(&self) {
+        let agent = self.agent.lock().await.take();
+        if let Some(agent) = agent {
+            agent
+                .conn
+                .shutdown(SHUTDOWN_WAIT, Duration::from_secs(2))
+                .await;
         }
     }
 

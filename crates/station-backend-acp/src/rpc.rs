@@ -63,7 +63,8 @@ type Pending = HashMap<u64, oneshot::Sender<Result<Value, RpcError>>>;
 #[derive(Debug)]
 pub(crate) struct Connection {
     label: String,
-    out: mpsc::UnboundedSender<String>,
+    /// Lines to the agent's stdin; `None` once the input is closed (shutdown).
+    out: Mutex<Option<mpsc::UnboundedSender<String>>>,
     pending: Arc<Mutex<Pending>>,
     next_id: AtomicU64,
     sessions: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Value>>>>,
@@ -88,7 +89,7 @@ impl Connection {
         let (closed_tx, closed) = watch::channel(None);
         let conn = Arc::new(Connection {
             label,
-            out,
+            out: Mutex::new(Some(out)),
             pending: Arc::new(Mutex::new(HashMap::new())),
             next_id: AtomicU64::new(0),
             sessions: Arc::new(Mutex::new(HashMap::new())),
@@ -207,6 +208,18 @@ impl Connection {
         }
     }
 
+    /// Stop the agent gracefully: close its stdin (end of input lets it save its sessions and
+    /// exit), wait up to `wait`, then SIGTERM the group and SIGKILL it after `grace`.
+    pub(crate) async fn shutdown(&self, wait: Duration, grace: Duration) {
+        self.out.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let child = self.child.lock().await.take();
+        if let Some(mut child) = child
+            && tokio::time::timeout(wait, child.wait()).await.is_err()
+        {
+            child.terminate(grace).await;
+        }
+    }
+
     /// Kill the group without waiting (for `Drop`).
     pub(crate) fn kill_now(&self) {
         if let Ok(pgid) = i32::try_from(self.pid) {
@@ -218,7 +231,9 @@ impl Connection {
     }
 
     fn send_line(&self, value: Value) {
-        let _ = self.out.send(value.to_string());
+        if let Some(out) = self.out.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            let _ = out.send(value.to_string());
+        }
     }
 
     fn forget(&self, id: u64) {

@@ -110,6 +110,8 @@ pub struct ExecContext {
 ///   the runner gives it a grace period and then drops the future, and dropping must also stop
 ///   the work (children are killed on drop).
 /// * **Close** is idempotent: closing a closed or unknown session is `Ok`.
+/// * **Shutdown** stops the backend's processes gracefully when the caller is done; dropping
+///   the backend kills them at once.
 /// * **Secrets** never appear in events, outcomes or errors.
 #[async_trait::async_trait]
 pub trait CodingBackend: Send + Sync + std::fmt::Debug + 'static {
@@ -131,6 +133,11 @@ pub trait CodingBackend: Send + Sync + std::fmt::Debug + 'static {
 
     /// Release the session. Idempotent.
     async fn close(&self, session: &Session) -> Result<()>;
+
+    /// Stop what the backend started for its sessions (agent processes, managed servers)
+    /// gracefully, so they can save their state; called once when the caller is done with the
+    /// backend, and bounded by the backend's own grace periods. Dropping still kills everything.
+    async fn shutdown(&self) {}
 
     /// The backend's own sessions, newest first.
     async fn list_sessions(&self) -> Result<Vec<BackendSession>> {

@@ -339,8 +339,19 @@ impl OpencodeServer {
     /// "listening on" line and a healthy `GET /global/health`. Panics (with its stderr) when it
     /// does not come up within 60 s.
     pub async fn start(env: &[(String, String)], cwd: &Path) -> OpencodeServer {
-        let spec =
-            opencode_command(env, cwd).args(["serve", "--hostname", "127.0.0.1", "--port", "0"]);
+        Self::start_on_port(env, cwd, 0).await
+    }
+
+    /// [`start`](Self::start) on a given port (0: any free one).
+    pub async fn start_on_port(env: &[(String, String)], cwd: &Path, port: u16) -> OpencodeServer {
+        let port = port.to_string();
+        let spec = opencode_command(env, cwd).args([
+            "serve",
+            "--hostname",
+            "127.0.0.1",
+            "--port",
+            port.as_str(),
+        ]);
         let mut child = spec
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start `opencode serve`: {e}"));

@@ -260,3 +260,29 @@ async fn a_model_the_agent_refuses_names_the_setting() {
         "{text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_the_agent_save_its_sessions_and_exit() {
+    let marker = tempfile::tempdir().unwrap();
+    let saved = marker.path().join("saved");
+    let f = fake(
+        "ok",
+        &[(
+            "FAKE_ACP_SAVE_ON_EXIT",
+            saved.to_string_lossy().into_owned(),
+        )],
+    );
+    let s = f.open().await;
+    assert!(f.run(&s, Task::new("hello")).await.unwrap().success);
+    let pid = f.acp.agent_pid().await.expect("the agent runs");
+    tokio::time::timeout(DEADLINE, f.acp.shutdown())
+        .await
+        .expect("shutdown is bounded");
+    assert_eq!(
+        std::fs::read_to_string(&saved).ok().as_deref(),
+        Some("saved"),
+        "the agent was killed before it could save"
+    );
+    assert!(live_group_members(pid).is_empty(), "nothing left running");
+    assert_eq!(f.acp.agent_pid().await, None);
+}

@@ -41,6 +41,19 @@ impl Execution<'_> {
             .await
     }
 
+    /// The transcript of the running task's session. Once the prompt is sent the session
+    /// exists; a server that does not know it is another server (restarted with other data, or
+    /// a new process on the freed port): ours went away.
+    async fn task_messages(&self) -> Result<Vec<MessageWithParts>> {
+        match self.messages().await {
+            Err(Error::NotFound { .. }) => Err(self.client.went_away(&format!(
+                "the server answering there now does not know session {}: it was restarted or replaced",
+                self.session_id
+            ))),
+            other => other,
+        }
+    }
+
     pub(super) async fn run(&mut self, prompt: Value) -> Result<Outcome> {
         // Two independent steps at once (one round trip instead of two): the transcript so
         // far (the outcome covers this task's messages only) and the event stream (subscribed
@@ -77,10 +90,10 @@ impl Execution<'_> {
             Ok(WaitEnd::Idle) => {
                 // The transcript is the authority; late frames only matter while it is still
                 // settling (after an abort the last parts follow the idle event).
-                let mut new = outcome::new_messages(self.messages().await?, &self.known);
+                let mut new = outcome::new_messages(self.task_messages().await?, &self.known);
                 if !transcript_settled(&new) {
                     self.drain(&mut sub, self.tuning.drain_max).await;
-                    new = outcome::new_messages(self.messages().await?, &self.known);
+                    new = outcome::new_messages(self.task_messages().await?, &self.known);
                 }
                 self.mapper.reconcile(&new, &self.ctx.events);
                 let mut result = outcome::build(&new, self.mapper.errors());
@@ -162,6 +175,11 @@ impl Execution<'_> {
                         }
                         Err(e @ Error::Auth { .. }) => return Err(e),
                         Err(e) => {
+                            // Something answers but holds the stream back (a server that was
+                            // just replaced): its status and transcript tell more.
+                            if matches!(e, Error::Timeout { .. }) && self.is_done().await? {
+                                return Ok(WaitEnd::Idle);
+                            }
                             failed_connects += 1;
                             if failed_connects >= self.tuning.reconnect_attempts {
                                 return Err(self.client.went_away(&format!(
@@ -231,7 +249,7 @@ impl Execution<'_> {
         }
         // Idle without any sign of work: either it finished while nobody listened, or it has
         // not started yet.
-        let new = outcome::new_messages(self.cancellable(self.messages()).await?, &self.known);
+        let new = outcome::new_messages(self.cancellable(self.task_messages()).await?, &self.known);
         if new.iter().any(|m| m.info.is_assistant()) {
             return Ok(true);
         }

@@ -426,6 +426,9 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: RunAgentArgs) -> anyhow::Re
         }
     };
     output::spinner_stop();
+    if let Some(service) = &coding_service {
+        service.backend().shutdown().await;
+    }
     let report = report?;
     let last_code_ok = report
         .tool_calls

@@ -91,6 +91,8 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: CodeArgs) -> anyhow::Result
     tail.flush();
     output::spinner_stop();
     let outcome = run.outcome().await;
+    // Let agent processes save the session before stn exits (the next task resumes it).
+    service.backend().shutdown().await;
     // Only the signal watcher cancels with this reason (the deadline says Timeout).
     let stopped_by = if cancelled.reason() == Some(station_core::StopReason::Cancelled) {
         stop_watch.await.ok()

@@ -76,6 +76,7 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: McpArgs) -> anyhow::Result<
         }
     };
     let Some(stop) = stopped_by else {
+        running.backend().shutdown().await;
         return Ok(ExitCode::SUCCESS);
     };
     output::progress(&format!("stn mcp: stopping ({})", stop.name()));
@@ -84,6 +85,7 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: McpArgs) -> anyhow::Result<
     if !running.wait_stopped(signals::STOP_GRACE).await {
         output::warn_line("some coding tasks did not stop in time");
     }
+    running.backend().shutdown().await;
     Ok(ExitCode::from(stop.exit_code()))
 }
 

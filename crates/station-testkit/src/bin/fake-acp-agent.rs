@@ -199,4 +199,9 @@ fn main() {
         };
         send(&json!({"jsonrpc": "2.0", "id": id, "result": result}));
     }
+    // End of input: save state slowly, as real agents write their session files on exit.
+    if let Ok(path) = std::env::var("FAKE_ACP_SAVE_ON_EXIT") {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let _ = std::fs::write(path, "saved");
+    }
 }
