@@ -352,6 +352,7 @@ impl CodingTools {
             context: args.context,
             files: args.files,
             timeout_secs: args.timeout_secs,
+            policy: None,
         };
         let run = self.service.execute(&session, task);
         let outcome = run

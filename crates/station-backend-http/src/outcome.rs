@@ -108,6 +108,7 @@ pub(crate) fn build(messages: &[MessageWithParts], stream_errors: &[ErrorInfo]) 
         backend_session_id: None,
         model: assistants.iter().rev().find_map(|m| m.info.model()),
         permissions: Vec::new(),
+        policy_gaps: Vec::new(),
         patch: None,
     }
 }

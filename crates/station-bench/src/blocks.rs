@@ -72,10 +72,7 @@ struct DirectExecute {
 impl Case for DirectExecute {
     async fn run(&mut self) -> anyhow::Result<()> {
         let (sink, mut rx) = station_core::EventSink::channel();
-        let ctx = ExecContext {
-            events: sink,
-            cancel: station_core::CancelSignal::new(),
-        };
+        let ctx = ExecContext::new(sink, station_core::CancelSignal::new());
         let outcome = self
             .backend
             .execute(&self.session, &Task::new("hello"), ctx)

@@ -1,6 +1,7 @@
 //! The [`CodingBackend`] trait: the one thing a backend implements.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -9,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::event::EventSink;
 use crate::git::{GitRequest, GitResponse};
 use crate::model::{OpenRequest, Outcome, Session, Task};
+use crate::policy::{NobodyToAsk, PermissionHandler};
 use crate::run::CancelSignal;
 
 /// What a backend can do. Callers and the conformance suite branch on these, never on names.
@@ -79,13 +81,27 @@ pub struct BackendSession {
     pub updated_at: Option<DateTime<Utc>>,
 }
 
-/// What a backend gets besides the task: where to send events, and when to stop.
+/// What a backend gets besides the task: where to send events, when to stop, and whom to ask
+/// about a request the policy leaves to a person.
 #[derive(Debug, Clone)]
 pub struct ExecContext {
     /// Where to send progress events. Backends never send terminal events; the runner does.
     pub events: EventSink,
     /// Fires on cancel or timeout; [`CancelSignal::reason`] says which.
     pub cancel: CancelSignal,
+    /// Answers `ask` decisions (see [`Policy::judge`](crate::policy::Policy::judge)).
+    pub permissions: Arc<dyn PermissionHandler>,
+}
+
+impl ExecContext {
+    /// A context with nobody to ask (every `ask` is a deny).
+    pub fn new(events: EventSink, cancel: CancelSignal) -> Self {
+        ExecContext {
+            events,
+            cancel,
+            permissions: Arc::new(NobodyToAsk),
+        }
+    }
 }
 
 /// A coding agent behind some transport.
@@ -138,6 +154,14 @@ pub trait CodingBackend: Send + Sync + std::fmt::Debug + 'static {
     /// gracefully, so they can save their state; called once when the caller is done with the
     /// backend, and bounded by the backend's own grace periods. Dropping still kills everything.
     async fn shutdown(&self) {}
+
+    /// Rules of the backend's configured policy (`coding.policy`) its agent cannot enforce,
+    /// each with why ("edit.deny patterns: codex's sandbox knows only the workspace"). The runner
+    /// puts them in every outcome and `stn doctor` lists them: a policy is never silently
+    /// weaker.
+    fn policy_gaps(&self) -> Vec<String> {
+        Vec::new()
+    }
 
     /// The backend's own sessions, newest first.
     async fn list_sessions(&self) -> Result<Vec<BackendSession>> {

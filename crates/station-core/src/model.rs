@@ -159,6 +159,11 @@ pub struct Task {
     /// Deadline for this task; the configured default applies when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_secs: Option<u64>,
+    /// The policy for this task, instead of the backend's configured `coding.policy` (a NATS
+    /// worker gets the client's policy this way). Backends enforce
+    /// [`Task::policy_or`]`(their own)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::policy::PolicyConfig>,
 }
 
 impl Task {
@@ -168,6 +173,14 @@ impl Task {
             instruction: instruction.into(),
             ..Default::default()
         }
+    }
+
+    /// The policy to enforce: the task's own, else `configured`.
+    pub fn policy_or<'a>(
+        &'a self,
+        configured: &'a crate::policy::PolicyConfig,
+    ) -> &'a crate::policy::PolicyConfig {
+        self.policy.as_ref().unwrap_or(configured)
     }
 
     /// The task timeout, if set.
@@ -413,6 +426,9 @@ pub struct Outcome {
     /// Every permission decision of the task, in order (the policy's audit trail).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub permissions: Vec<crate::policy::PermissionRecord>,
+    /// Rules of the policy the backend's agent could not enforce, each with why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_gaps: Vec<String>,
     /// What the task changed as a patch, for workspaces whose changes are tracked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patch: Option<TaskPatch>,
@@ -435,6 +451,7 @@ impl Outcome {
             backend_session_id: None,
             model: None,
             permissions: Vec::new(),
+            policy_gaps: Vec::new(),
             patch: None,
         }
     }

@@ -486,6 +486,51 @@ impl<P: crate::agent_process::StdoutParser> crate::agent_process::StdoutParser
     }
 }
 
+/// How long a person has to answer an `ask` before it is a deny.
+pub const ASK_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl Policy {
+    /// Decide a request at run time, for backends whose agent asks before each tool call
+    /// (a permission API or callback): the policy, then for `ask` the context's
+    /// [`PermissionHandler`] (bounded by [`ASK_DEADLINE`] and the task's cancel; no answer is a
+    /// deny). Emits the decision as an [`EventKind::Permission`](crate::EventKind) event and
+    /// returns it; the runner lists it in the outcome.
+    pub async fn judge(
+        &self,
+        tool: &str,
+        action: Action,
+        ctx: &crate::ExecContext,
+    ) -> PermissionRecord {
+        let decision = self.decide(&action);
+        let (verdict, rule) = match decision.verdict {
+            Verdict::Ask => {
+                let asked = ctx.permissions.ask(tool, &action);
+                let allowed = tokio::select! {
+                    a = tokio::time::timeout(ASK_DEADLINE, asked) => a.unwrap_or(false),
+                    _ = ctx.cancel.cancelled() => false,
+                };
+                let verdict = if allowed {
+                    Verdict::Allow
+                } else {
+                    Verdict::Deny
+                };
+                (verdict, format!("{} (asked)", decision.rule))
+            }
+            v => (v, decision.rule),
+        };
+        let record = PermissionRecord {
+            tool: tool.to_string(),
+            action,
+            verdict,
+            rule,
+        };
+        ctx.events.emit(crate::EventKind::Permission {
+            record: record.clone(),
+        });
+        record
+    }
+}
+
 /// Asks a person about an [`Action`] the policy left to them (`ask`). Embedders implement
 /// it; `stn` prompts on a terminal. An answer must come within the handler's own bound.
 #[async_trait::async_trait]

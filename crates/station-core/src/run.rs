@@ -14,6 +14,7 @@ use crate::claim::SessionLocks;
 use crate::error::{Error, Result};
 use crate::event::{Event, EventKind, EventSink};
 use crate::model::{Outcome, Session, StopReason, Task};
+use crate::policy::{NobodyToAsk, PermissionHandler};
 use crate::pricing::PriceTable;
 use crate::workspace::{Checkpoints, Tracker};
 
@@ -72,6 +73,8 @@ pub struct RunOptions {
     pub budget: TaskBudget,
     /// Prices that estimate the cost of an outcome whose backend reported none.
     pub pricing: PriceTable,
+    /// Answers the policy's `ask` decisions; nobody (deny at once) by default.
+    pub permissions: Arc<dyn PermissionHandler>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -81,6 +84,7 @@ impl std::fmt::Debug for RunOptions {
             .field("grace", &self.grace)
             .field("on_outcome", &self.on_outcome.is_some())
             .field("budget", &self.budget)
+            .field("permissions", &self.permissions)
             .finish()
     }
 }
@@ -93,6 +97,7 @@ impl Default for RunOptions {
             on_outcome: None,
             budget: TaskBudget::default(),
             pricing: PriceTable::default(),
+            permissions: Arc::new(NobodyToAsk),
         }
     }
 }
@@ -262,7 +267,14 @@ async fn run_to_end(
     let ctx = ExecContext {
         events: sink.clone(),
         cancel: cancel.clone(),
+        permissions: opts.permissions.clone(),
     };
+    let policy_gaps = backend.policy_gaps();
+    for gap in &policy_gaps {
+        sink.emit(EventKind::Notice {
+            message: format!("policy not enforced: {gap}"),
+        });
+    }
     let tracker = track(backend.as_ref(), &session, &places).await;
     let result = {
         let fut = backend.execute(&session, &task, ctx);
@@ -327,6 +339,7 @@ async fn run_to_end(
             .unwrap_or_else(|e| e.into_inner())
             .complete(&mut outcome);
         opts.pricing.apply(&mut outcome);
+        outcome.policy_gaps = policy_gaps;
         outcome
     });
     finish(&session, &task, &opts, &sink, result)

@@ -24,10 +24,7 @@ async fn run(
     task: Task,
 ) -> (station_core::Result<Outcome>, Vec<EventKind>) {
     let (events, rx) = EventSink::channel();
-    let ctx = ExecContext {
-        events,
-        cancel: CancelSignal::new(),
-    };
+    let ctx = ExecContext::new(events, CancelSignal::new());
     let result = backend.execute(&fake.session(), &task, ctx).await;
     (result, drain(rx))
 }
@@ -453,10 +450,7 @@ async fn continuing_passes_resume_and_a_lost_conversation_is_not_found() {
         .execute(
             &session,
             &Task::new("more"),
-            ExecContext {
-                events,
-                cancel: CancelSignal::new(),
-            },
+            ExecContext::new(events, CancelSignal::new()),
         )
         .await;
     match result {
@@ -476,10 +470,7 @@ async fn continuing_passes_resume_and_a_lost_conversation_is_not_found() {
         .execute(
             &session,
             &Task::new("more"),
-            ExecContext {
-                events,
-                cancel: CancelSignal::new(),
-            },
+            ExecContext::new(events, CancelSignal::new()),
         )
         .await;
     assert!(matches!(result, Err(Error::NotFound { .. })), "{result:?}");

@@ -108,10 +108,7 @@ async fn execute(
     task: &str,
 ) -> (station_core::Result<Outcome>, Vec<station_core::Event>) {
     let (sink, mut rx) = EventSink::channel();
-    let ctx = ExecContext {
-        events: sink,
-        cancel: station_core::CancelSignal::new(),
-    };
+    let ctx = ExecContext::new(sink, station_core::CancelSignal::new());
     let result = tokio::time::timeout(
         Duration::from_secs(30),
         backend.execute(&session(SID, ws), &Task::new(task), ctx),
@@ -1017,10 +1014,7 @@ async fn a_session_without_a_backend_id_gets_one_at_its_first_task() {
     fresh.backend_session_id = None;
     fresh.title = Some("my title".into());
     let (sink, mut rx) = EventSink::channel();
-    let ctx = ExecContext {
-        events: sink,
-        cancel: station_core::CancelSignal::new(),
-    };
+    let ctx = ExecContext::new(sink, station_core::CancelSignal::new());
     let outcome = backend(&server.uri())
         .execute(&fresh, &Task::new("go"), ctx)
         .await

@@ -222,6 +222,7 @@ impl ResultMessage {
             backend_session_id: Some(backend_session_id.to_string()),
             model: self.model.clone(),
             permissions: Vec::new(),
+            policy_gaps: Vec::new(),
             patch: self.patch.clone(),
         }
     }

@@ -489,10 +489,10 @@ async fn dropping_a_running_execute_cancels_the_remote_task() {
     )
     .await;
     let s = session(&c).await;
-    let ctx = station_core::ExecContext {
-        events: station_core::EventSink::discard(),
-        cancel: station_core::CancelSignal::new(),
-    };
+    let ctx = station_core::ExecContext::new(
+        station_core::EventSink::discard(),
+        station_core::CancelSignal::new(),
+    );
     let task = Task::new("wait for cancel");
     let mut execute = Box::pin(c.execute(&s, &task, ctx));
     let agent_runs = agent.clone();

@@ -31,10 +31,7 @@ fn sh(script: &str) -> CommandSpec {
 
 fn context() -> (ExecContext, mpsc::UnboundedReceiver<Event>) {
     let (events, rx) = EventSink::channel();
-    let ctx = ExecContext {
-        events,
-        cancel: CancelSignal::new(),
-    };
+    let ctx = ExecContext::new(events, CancelSignal::new());
     (ctx, rx)
 }
 

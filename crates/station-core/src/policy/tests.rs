@@ -221,3 +221,63 @@ fn tool_calls_of_every_agent_map_onto_actions() {
         assert_eq!(Action::of_tool_call(name, &input), want, "{name}");
     }
 }
+
+/// A person who answers every question the same way.
+#[derive(Debug)]
+struct Answers(bool);
+
+#[async_trait::async_trait]
+impl PermissionHandler for Answers {
+    async fn ask(&self, _tool: &str, _action: &Action) -> bool {
+        self.0
+    }
+}
+
+fn asking_policy() -> Policy {
+    let config: PolicyConfig =
+        serde_saphyr::from_str("bash: { allow: [\"ls*\"] }\nunmatched: ask\n").unwrap();
+    Policy::new(config, "/work/ws")
+}
+
+#[tokio::test]
+async fn judge_asks_the_handler_for_ask_rules_and_records_every_decision() {
+    let policy = asking_policy();
+    let (sink, mut events) = crate::EventSink::channel();
+    let mut ctx = crate::ExecContext::new(sink, crate::CancelSignal::new());
+    ctx.permissions = std::sync::Arc::new(Answers(true));
+    let record = policy.judge("bash", bash("git push origin"), &ctx).await;
+    assert_eq!(record.verdict, Verdict::Allow);
+    assert!(record.rule.ends_with("(asked)"), "{}", record.rule);
+    let allowed = policy.judge("bash", bash("ls"), &ctx).await;
+    assert_eq!(allowed.verdict, Verdict::Allow);
+    assert!(!allowed.rule.contains("asked"), "{}", allowed.rule);
+    for expected in [&record, &allowed] {
+        match events.try_recv().unwrap().kind {
+            crate::EventKind::Permission { record } => assert_eq!(&record, expected),
+            other => panic!("expected a permission event, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn judge_denies_an_ask_with_nobody_to_ask_or_after_cancel() {
+    let policy = asking_policy();
+    let ctx = crate::ExecContext::new(crate::EventSink::discard(), crate::CancelSignal::new());
+    let record = policy.judge("bash", bash("git push"), &ctx).await;
+    assert_eq!(record.verdict, Verdict::Deny);
+
+    /// Never answers.
+    #[derive(Debug)]
+    struct Silent;
+    #[async_trait::async_trait]
+    impl PermissionHandler for Silent {
+        async fn ask(&self, _tool: &str, _action: &Action) -> bool {
+            std::future::pending().await
+        }
+    }
+    let mut ctx = crate::ExecContext::new(crate::EventSink::discard(), crate::CancelSignal::new());
+    ctx.permissions = std::sync::Arc::new(Silent);
+    ctx.cancel.cancel();
+    let record = policy.judge("bash", bash("git push"), &ctx).await;
+    assert_eq!(record.verdict, Verdict::Deny);
+}

@@ -43,6 +43,7 @@ fn sample_outcome() -> Outcome {
         backend_session_id: Some("ses_abc".into()),
         model: Some("fake/fake-model".into()),
         permissions: Vec::new(),
+        policy_gaps: Vec::new(),
         patch: None,
     }
 }
@@ -80,6 +81,7 @@ fn task_and_outcome_wire_shape() {
         context: Some("python 3".into()),
         files: vec!["a.py".into()],
         timeout_secs: Some(60),
+        policy: None,
     };
     insta::assert_json_snapshot!(round_trip(&task));
     insta::assert_json_snapshot!(round_trip(&sample_outcome()));
