@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use station_core::agent_process::{AgentEnd, AgentProcess, StdoutParser};
+use station_core::policy::{Policy, PolicyConfig};
 
 use crate::ClaudeConfig;
 use station_core::process::{CommandSpec, describe_status};
@@ -12,6 +13,7 @@ use station_core::{
     OpenRequest, Outcome, Result, Session, Task,
 };
 
+use crate::control::{self, ControlledParser};
 use crate::parser::StreamParser;
 use crate::transcripts;
 
@@ -41,6 +43,7 @@ pub struct ClaudeBackend {
     env_remove: Vec<String>,
     workspace_base: PathBuf,
     kill_grace: Duration,
+    policy: PolicyConfig,
 }
 
 impl std::fmt::Debug for ClaudeBackend {
@@ -53,6 +56,7 @@ impl std::fmt::Debug for ClaudeBackend {
             .field("env_remove", &self.env_remove)
             .field("workspace_base", &self.workspace_base)
             .field("kill_grace", &self.kill_grace)
+            .field("policy", &self.policy)
             .finish()
     }
 }
@@ -77,7 +81,15 @@ impl ClaudeBackend {
             env_remove: Vec::new(),
             workspace_base: std::env::temp_dir().join("station-coding"),
             kill_grace: DEFAULT_KILL_GRACE,
+            policy: PolicyConfig::default(),
         }
+    }
+
+    /// What the agent may do (`coding.policy`; without one, nothing outside the workspace).
+    /// A task's own policy ([`Task::policy`]) takes its place for that task.
+    pub fn with_policy(mut self, policy: PolicyConfig) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Extra environment for the `claude` child (added to the inherited one; later pairs win).
@@ -138,10 +150,6 @@ impl ClaudeBackend {
         for key in &self.env_remove {
             spec = spec.env_remove(key);
         }
-        // The CLI refuses --dangerously-skip-permissions as root unless told it is sandboxed.
-        if nix::unistd::geteuid().is_root() {
-            spec = spec.env("IS_SANDBOX", "1");
-        }
         for (key, value) in &self.env {
             spec = spec.env(key, value);
         }
@@ -149,10 +157,11 @@ impl ClaudeBackend {
         spec.env("PWD", cwd)
     }
 
-    /// The command for one task. The prompt goes in on stdin as a stream-json user message, so
-    /// no prompt text is ever parsed as a flag (or visible in `ps`); every valued flag uses the
-    /// `--flag=value` form for the same reason.
-    fn task_command(&self, cwd: &Path, resume: Option<&str>, prompt: &str) -> CommandSpec {
+    /// The command for one task. Stdin stays open: the prompt goes in as a stream-json user
+    /// message (so no prompt text is ever parsed as a flag, or visible in `ps`), and permission
+    /// requests are answered there ([`control`]); every valued flag uses the `--flag=value` form
+    /// for the same reason.
+    fn task_command(&self, cwd: &Path, resume: Option<&str>) -> CommandSpec {
         let mut spec = self
             .command(cwd)
             .args([
@@ -162,7 +171,10 @@ impl ClaudeBackend {
                 "--verbose",
                 "--include-partial-messages",
             ])
-            .arg("--dangerously-skip-permissions")
+            .args([
+                "--permission-mode=default",
+                "--permission-prompt-tool=stdio",
+            ])
             .arg(format!("--max-turns={}", self.max_turns()));
         if let Some(model) = self.config.model.as_deref().filter(|m| !m.is_empty()) {
             spec = spec.arg(format!("--model={model}"));
@@ -182,7 +194,7 @@ impl ClaudeBackend {
                 self.config.disallowed_tools.join(",")
             ));
         }
-        spec.stdin_bytes(user_message_line(prompt))
+        spec.stdin_piped()
     }
 
     /// Which credential the CLI will find, without reading any value. `None` when none of the
@@ -303,17 +315,6 @@ fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// One stream-json user message (`--input-format stream-json`), newline-terminated.
-fn user_message_line(prompt: &str) -> Vec<u8> {
-    let message = serde_json::json!({
-        "type": "user",
-        "message": { "role": "user", "content": [ { "type": "text", "text": prompt } ] },
-    });
-    let mut line = message.to_string().into_bytes();
-    line.push(b'\n');
-    line
-}
-
 #[async_trait::async_trait]
 impl CodingBackend for ClaudeBackend {
     fn name(&self) -> &str {
@@ -425,13 +426,33 @@ impl CodingBackend for ClaudeBackend {
                 id: id.to_string(),
             });
         }
-        let spec = self.task_command(&workspace, resume, &task.prompt());
-        let run = AgentProcess::new("claude", spec)
+        let spec = self.task_command(&workspace, resume);
+        let policy = Policy::new(task.policy_or(&self.policy).clone(), &workspace);
+        let (stdin_tx, stdin_rx) = tokio::sync::oneshot::channel();
+        let (requests_tx, requests_rx) = tokio::sync::mpsc::unbounded_channel();
+        let process = AgentProcess::new("claude", spec)
             .linger(EXIT_GRACE_AFTER_RESULT)
-            .kill_grace(self.kill_grace)
-            .run(StreamParser::new(), &ctx)
-            .await?;
-        let mut parser = run.parser;
+            .kill_grace(self.kill_grace);
+        let running = process.run_with_stdin(
+            ControlledParser::new(StreamParser::new(), requests_tx),
+            &ctx,
+            |stdin| {
+                let _ = stdin_tx.send(stdin);
+            },
+        );
+        let serving = control::serve(
+            stdin_rx,
+            control::opening_lines(&task.prompt()),
+            requests_rx,
+            policy,
+            &ctx,
+        );
+        // `serving` never ends by itself; it is dropped (closing stdin) once the process ended.
+        let run = tokio::select! {
+            run = running => run?,
+            never = serving => match never {},
+        };
+        let mut parser = run.parser.inner;
         for event in parser.finish() {
             ctx.events.emit(event);
         }
@@ -513,7 +534,7 @@ mod tests {
 
     #[test]
     fn the_prompt_is_one_json_line() {
-        let line = user_message_line("--help\nme \"now\"");
+        let line = control::user_message_line("--help\nme \"now\"");
         assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
         let value: serde_json::Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(value["message"]["content"][0]["text"], "--help\nme \"now\"");
@@ -532,7 +553,7 @@ mod tests {
         };
         let backend = ClaudeBackend::new(config);
         let id = "cf60bb80-4f29-4d4a-91eb-6ad6ca51eb65";
-        let spec = backend.task_command(Path::new("/w"), Some(id), "-rf secret prompt");
+        let spec = backend.task_command(Path::new("/w"), Some(id));
         let args: Vec<String> = spec
             .get_args()
             .iter()
@@ -546,7 +567,8 @@ mod tests {
                 "--output-format=stream-json",
                 "--verbose",
                 "--include-partial-messages",
-                "--dangerously-skip-permissions",
+                "--permission-mode=default",
+                "--permission-prompt-tool=stdio",
                 "--max-turns=10",
                 "--model=claude-sonnet-4-5",
                 &format!("--resume={id}"),

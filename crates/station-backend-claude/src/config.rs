@@ -68,7 +68,8 @@ impl BackendFactory for ClaudeFactory {
     async fn build(&self, config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
         Ok(Arc::new(
             ClaudeBackend::new(config.section::<ClaudeConfig>()?)
-                .with_workspace_base(config.config.coding.workspace_base()),
+                .with_workspace_base(config.config.coding.workspace_base())
+                .with_policy(config.config.coding.policy.clone().unwrap_or_default()),
         ))
     }
 

@@ -63,6 +63,7 @@
 
 mod backend;
 mod config;
+mod control;
 pub mod parser;
 mod transcripts;
 

@@ -109,12 +109,23 @@ impl AgentProcess {
     /// Spawn the agent and follow it to its end (see the [module docs](self)). No process of
     /// its group is left running when this returns or when the future is dropped. `Err` only
     /// when it could not be started or waited for.
-    pub async fn run<P: StdoutParser>(
+    pub async fn run<P: StdoutParser>(&self, parser: P, ctx: &ExecContext) -> Result<AgentRun<P>> {
+        self.run_with_stdin(parser, ctx, |_| {}).await
+    }
+
+    /// [`run`](Self::run) for an agent that talks back and forth on stdin (a control
+    /// protocol): with [`CommandSpec::stdin_piped`], `take_stdin` gets the open pipe right
+    /// after the spawn; whoever holds it closes it (dropping it) when the agent should exit.
+    pub async fn run_with_stdin<P: StdoutParser>(
         &self,
         mut parser: P,
         ctx: &ExecContext,
+        take_stdin: impl FnOnce(tokio::process::ChildStdin),
     ) -> Result<AgentRun<P>> {
         let mut child = self.spec.spawn()?;
+        if let Some(stdin) = child.take_stdin() {
+            take_stdin(stdin);
+        }
         let pid = child.pid();
         tracing::debug!(pid, agent = %self.label, cwd = %self.spec.cwd().display(), "agent started");
         let mut lines = child.take_stdout_lines().expect("stdout is piped");

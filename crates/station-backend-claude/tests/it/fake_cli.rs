@@ -77,7 +77,8 @@ async fn argv_stdin_cwd_and_env_are_what_the_cli_needs() {
     let fake = Fake::new(
         r#"
 printf '%s\n' "$@" > "$FAKE_DIR/argv"
-cat > "$FAKE_DIR/stdin"
+# Stdin stays open until the result: take the two opening lines only.
+head -n 2 > "$FAKE_DIR/stdin"
 printf '%s' "${IS_SANDBOX-unset}" > "$FAKE_DIR/is_sandbox"
 printf '%s' "${CARGO_PKG_NAME-unset}" > "$FAKE_DIR/removed"
 pwd > "$FAKE_DIR/cwd"
@@ -108,18 +109,26 @@ head -6 "$FIXTURES/claude-stream-create-then-resume.jsonl"
             "--output-format=stream-json",
             "--verbose",
             "--include-partial-messages",
-            "--dangerously-skip-permissions",
+            "--permission-mode=default",
+            "--permission-prompt-tool=stdio",
             "--max-turns=4",
             "--model=claude-sonnet-4-5",
             "--disallowed-tools=WebFetch,WebSearch",
         ]
     );
-    let stdin: serde_json::Value = serde_json::from_str(fake.record("stdin").trim()).unwrap();
+    let stdin: Vec<serde_json::Value> = fake
+        .record("stdin")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(stdin[0]["request"]["subtype"], "initialize");
+    let stdin = &stdin[1];
     assert_eq!(stdin["type"], "user");
     assert_eq!(stdin["message"]["content"][0]["text"], prompt);
     assert_eq!(fake.record("cwd").trim(), fake.workspace.to_string_lossy());
-    let root = nix::unistd::geteuid().is_root();
-    assert_eq!(fake.record("is_sandbox"), if root { "1" } else { "unset" });
+    // No --dangerously-skip-permissions, so no IS_SANDBOX=1 for root either.
+    let inherited = std::env::var("IS_SANDBOX").unwrap_or_else(|_| "unset".into());
+    assert_eq!(fake.record("is_sandbox"), inherited);
     assert_eq!(fake.record("removed"), "unset");
 
     assert!(outcome.success, "{outcome:?}");

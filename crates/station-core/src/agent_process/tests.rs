@@ -143,3 +143,26 @@ async fn a_missing_program_is_an_error_that_says_how_to_install() {
     let err = agent.run(Lines::default(), &ctx).await.unwrap_err();
     assert!(err.to_string().contains("npm i -g something"), "{err}");
 }
+
+#[tokio::test]
+async fn a_piped_stdin_is_handed_over_and_closing_it_lets_the_agent_exit() {
+    // `cat` echoes what it is sent and exits only when its stdin closes.
+    let agent = AgentProcess::new("fake", sh("cat").stdin_piped());
+    let (ctx, mut rx) = context();
+    let (tx, stdin) = tokio::sync::oneshot::channel();
+    let talk = async {
+        use tokio::io::AsyncWriteExt;
+        let mut stdin: tokio::process::ChildStdin = stdin.await.expect("stdin is handed over");
+        stdin.write_all(b"question\ndone\n").await.unwrap();
+        // Dropping the pipe closes it.
+    };
+    let (run, ()) = tokio::join!(
+        agent.run_with_stdin(Lines::default(), &ctx, |stdin| {
+            let _ = tx.send(stdin);
+        }),
+        talk
+    );
+    let run = run.unwrap();
+    assert!(matches!(run.end, AgentEnd::Exited(_)), "{:?}", run.end);
+    assert_eq!(texts(&mut rx), ["question", "done"]);
+}
