@@ -4,5 +4,6 @@
 
 mod fake_cli;
 mod parser;
+mod policy;
 mod real_claude;
 mod support;
