@@ -6,13 +6,15 @@
 //!
 //! ```text
 //! claude -p --input-format=stream-json --output-format=stream-json --verbose --include-partial-messages \
-//!        --dangerously-skip-permissions --max-turns=N [--model=M] [--resume=<session uuid>] \
-//!        [--allowed-tools=a,b] [--disallowed-tools=x,y]      < one stream-json user message
+//!        --permission-mode=default --permission-prompt-tool=stdio --max-turns=N [--model=M] \
+//!        [--resume=<session uuid>] [--allowed-tools=a,b] [--disallowed-tools=x,y]
+//!        < initialize, one stream-json user message, then answers to control requests
 //! ```
 //!
-//! * **The prompt** goes in on stdin as a stream-json user message, after which stdin is closed.
-//!   It is never an argument, so a prompt that starts with `-` is just text, and it does not show
-//!   up in `ps`.
+//! * **The prompt** goes in on stdin as a stream-json user message. It is never an argument, so
+//!   a prompt that starts with `-` is just text, and it does not show up in `ps`. Stdin stays
+//!   open for the turn (the policy is answered there) and is closed once the `result` line came,
+//!   so the CLI exits.
 //! * **Output** is parsed line by line, without a line-length limit, by [`parser::StreamParser`]:
 //!   events are emitted as they arrive; the outcome's final text, usage, cost, turn count and
 //!   error come from the CLI's `result` line; tool outputs are paired with their calls by
@@ -26,6 +28,27 @@
 //! * **Files changed** are recorded by the runner for every local workspace
 //!   ([`station_core::workspace`], `Capabilities::local_workspace`).
 //!
+//! # Permissions: `coding.policy`
+//!
+//! The policy ([`with_policy`](ClaudeBackend::with_policy), from `coding.policy`; a task's own
+//! [`Task::policy`](station_core::Task::policy) wins) is enforced by Claude Code itself, through
+//! its stream-json control protocol, never by telling the model:
+//!
+//! * the first stdin line is an `initialize` control request registering one `PreToolUse` hook
+//!   for every tool (`matcher: "*"`). Each tool call — including read-only commands and tools
+//!   Claude's own permission prompt lets through unasked — arrives as a `hook_callback` before
+//!   it runs, and is answered `permissionDecision: allow | deny`;
+//! * `--permission-prompt-tool=stdio` sends Claude's own permission prompts (`can_use_tool`)
+//!   to us as well; they get the same decision (judged once per `tool_use_id`).
+//!
+//! Each request becomes [`Action::of_tool_call`](station_core::policy::Action::of_tool_call)
+//! and is decided by [`Policy::judge`](station_core::policy::Policy::judge): the decision is
+//! an audit event (listed in the outcome), `ask` goes to the caller's permission handler
+//! (nobody to ask = deny), and a deny tells the model the rule. Without a policy everything
+//! inside the workspace is allowed and anything outside it denied. The CLI's
+//! `--dangerously-skip-permissions` is no longer used, so running as root needs no
+//! `IS_SANDBOX`.
+//!
 //! # Authentication
 //!
 //! Claude Code keeps its own credentials: its `claude login`, or `ANTHROPIC_API_KEY` (or
@@ -33,13 +56,6 @@
 //! Station was started with, which the child inherits. Station never hands it credentials of
 //! its own configuration. [`health`](station_core::CodingBackend::health) says which source it
 //! found, never a value.
-//!
-//! # Running as root
-//!
-//! The CLI refuses `--dangerously-skip-permissions` as root ("cannot be used with root/sudo
-//! privileges") unless it is told it runs in a sandbox. When the effective uid is 0 the backend
-//! therefore sets `IS_SANDBOX=1` for the child (and only then). Run Station as root only inside
-//! a container or VM you are willing to let the agent change.
 //!
 //! # Sessions and continuation
 //!

@@ -3,6 +3,7 @@
 //! model server.
 
 mod fake_cli;
+mod fake_control;
 mod parser;
 mod policy;
 mod real_claude;
