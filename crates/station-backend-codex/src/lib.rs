@@ -46,6 +46,7 @@ mod backend;
 mod config;
 mod home;
 pub mod parser;
+mod policy;
 
 pub use backend::{CodexBackend, NAME};
 pub use config::{CodexConfig, CodexFactory, Sandbox};
