@@ -44,6 +44,7 @@
 mod backend;
 mod config;
 pub mod parser;
+mod policy;
 mod sessions;
 
 pub use backend::{GeminiBackend, NAME};
