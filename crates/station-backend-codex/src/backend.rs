@@ -450,9 +450,9 @@ impl CodingBackend for CodexBackend {
         let spec = self.task_command(&workspace, resume, &task.prompt(), &rendered);
         let tracker = Tracker::start(&workspace).await;
         // A resumed thread's rollout holds earlier runs: only what follows is this run's.
-        let rollout_start = match (&rendered.rules, resume) {
-            (Some(_), Some(id)) => self.rollout_len(id).await,
-            _ => 0,
+        let rollout_start = match resume {
+            Some(id) => self.rollout_len(id).await,
+            None => 0,
         };
         let audit = CodexAudit::new(
             ExecParser::new(),
@@ -464,9 +464,7 @@ impl CodingBackend for CodexBackend {
             .run(audit, &ctx)
             .await?;
         let report = run.parser.inner.report().clone();
-        if rendered.rules.is_some()
-            && let Some(id) = &report.thread_id
-        {
+        if let Some(id) = &report.thread_id {
             for event in run
                 .parser
                 .refused(&self.rollout_since(id, rollout_start).await)

@@ -288,10 +288,10 @@ fn shell_script(command: &str) -> String {
     }
 }
 
-/// The commands Codex's exec policy refused in `rollout` (its session file, from byte
-/// `from`: the lines of this run). `codex exec --json` reports no item for them, so the
-/// audit reads them from the rollout: each `exec_command` call whose output says it was
-/// rejected by a Station rule.
+/// The commands Codex refused in `rollout` (its session file: the lines of this run), by
+/// Station's exec rules or its own guards (it refuses `rm -rf` by itself). `codex exec
+/// --json` reports no item for them, so the audit reads them from the rollout: each
+/// `exec_command` call whose output says it was rejected.
 pub(crate) fn refused_commands(rollout: &str) -> Vec<String> {
     let mut commands: Vec<(String, String)> = Vec::new();
     let mut refused = Vec::new();
@@ -311,7 +311,7 @@ pub(crate) fn refused_commands(rollout: &str) -> Vec<String> {
                     commands.push((text("call_id").to_string(), command));
                 }
             }
-            "function_call_output" if text("output").contains("rejected: Station policy") => {
+            "function_call_output" if text("output").contains("` rejected: ") => {
                 if let Some((_, command)) = commands.iter().find(|(id, _)| id == text("call_id")) {
                     refused.push(command.clone());
                 }
@@ -326,9 +326,13 @@ impl CodexAudit {
     /// The `Permission` events for commands Codex's exec policy refused (see
     /// [`refused_commands`]).
     pub(crate) fn refused(&self, rollout: &str) -> Vec<EventKind> {
+        // Only what the policy refuses: Codex's own refusals of allowed commands are not
+        // Station's decisions.
         refused_commands(rollout)
             .into_iter()
-            .map(|command| self.record("exec_command", Action::Bash { command }))
+            .map(|command| Action::Bash { command })
+            .filter(|action| refuses(self.policy.decide(action).verdict))
+            .map(|action| self.record("exec_command", action))
             .collect()
     }
 }
@@ -453,7 +457,7 @@ mod tests {
         let rollout = [
             r#"{"type":"response_item","payload":{"type":"function_call","name":"exec_command","arguments":"{\"cmd\":\"rm -rf data\"}","call_id":"c2"}}"#,
             r#"{"type":"response_item","payload":{"type":"function_call","name":"exec_command","arguments":"{\"cmd\":\"ls\"}","call_id":"c3"}}"#,
-            r#"{"type":"response_item","payload":{"type":"function_call_output","call_id":"c2","output":"exec_command failed: Rejected(`/bin/bash -lc 'rm -rf data'` rejected: Station policy bash.deny)"}}"#,
+            r#"{"type":"response_item","payload":{"type":"function_call_output","call_id":"c2","output":"exec_command failed: Rejected(`/bin/bash -lc 'rm -rf data'` rejected: rm -f style commands are not permitted)"}}"#,
             r#"{"type":"response_item","payload":{"type":"function_call_output","call_id":"c3","output":"ok"}}"#,
         ]
         .join("\n");

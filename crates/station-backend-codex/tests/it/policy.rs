@@ -99,3 +99,49 @@ async fn codex_obeys_the_policy_as_far_as_it_can_express_it() {
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Codex refuses `rm -rf` by itself; a command it would run shows that the policy's
+/// `bash.deny` reaches its exec policy.
+#[tokio::test(flavor = "multi_thread")]
+async fn codex_forbids_the_commands_the_policy_denies() {
+    let script = Script::new().on(
+        "touch it",
+        vec![
+            Step::bash("touch forbidden.txt"),
+            Step::bash("mkdir allowed"),
+            Step::text("Done."),
+        ],
+    );
+    let model = ScriptedModel::start(script).await.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let policy: PolicyConfig = serde_json::from_value(serde_json::json!({
+        "bash": {"deny": ["touch *"]}
+    }))
+    .unwrap();
+    let backend: Arc<dyn CodingBackend> = Arc::new(
+        real_backend(
+            &tmp.path().join("home"),
+            &model,
+            &tmp.path().join("managed"),
+        )
+        .with_policy(policy),
+    );
+    let ws = tmp.path().join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let session = open(&backend, &ws).await;
+    let (outcome, events) = run(&backend, &session, "touch it", &RunOptions::default()).await;
+    assert!(ws.join("allowed").is_dir(), "{outcome:#?}\n{events:#?}");
+    assert!(!ws.join("forbidden.txt").exists(), "{outcome:#?}");
+    let denied: Vec<(&str, &str)> = outcome
+        .permissions
+        .iter()
+        .filter(|p| p.verdict == Verdict::Deny)
+        .map(|p| (p.action.target(), p.rule.as_str()))
+        .collect();
+    assert_eq!(
+        denied,
+        [("touch forbidden.txt", "bash.deny \"touch *\"")],
+        "{:#?}",
+        outcome.permissions
+    );
+}
