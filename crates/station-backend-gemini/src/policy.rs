@@ -2,6 +2,9 @@
 //! (TOML rules per tool name and argument pattern), passed with `--policy` for one run. In
 //! headless mode nobody can answer `ask_user`, so `ask` is rendered as `deny`.
 //!
+//! `outside_workspace` needs no rule: the CLI's file tools refuse paths outside the workspace
+//! themselves (checked before the policy); its shell commands are a gap.
+//!
 //! Rules sit in the user tier at priorities 900–999 (Gemini's YOLO allow-all is in the
 //! default tier, below). Allow rules are written only to carve exceptions out of Station's own
 //! denies, so they never loosen a stricter configured approval mode.
@@ -16,16 +19,6 @@ const EDIT_TOOLS: &[&str] = &["write_file", "replace"];
 const SHELL_TOOL: &str = "run_shell_command";
 /// Gemini's tools that reach the web.
 const NETWORK_TOOLS: &[&str] = &["web_fetch", "google_web_search"];
-/// Gemini's tools that take a path (file or directory).
-const PATH_TOOLS: &[&str] = &[
-    "read_file",
-    "read_many_files",
-    "write_file",
-    "replace",
-    "list_directory",
-    "glob",
-    "grep_search",
-];
 /// Gemini's tools that only read (allowed inside the workspace whatever `unmatched` says).
 const READ_TOOLS: &[&str] = &[
     "read_file",
@@ -42,7 +35,6 @@ const KIND_DEFAULT: u32 = 930;
 const KIND_ALLOW: u32 = 940;
 const KIND_DENY: u32 = 990;
 const NETWORK: u32 = 991;
-const OUTSIDE: u32 = 992;
 
 fn refuses(verdict: Verdict) -> bool {
     verdict != Verdict::Allow
@@ -189,19 +181,6 @@ pub(crate) fn render(policy: &PolicyConfig, workspace: &Path) -> String {
     }
     if refuses(policy.network) {
         text.push_str(&rule(NETWORK_TOOLS, None, false, NETWORK));
-    }
-    if refuses(policy.outside_workspace) {
-        let ws = json_literal(&ws);
-        // An absolute path not under the workspace, or one that climbs out of it.
-        let pattern = format!(
-            "\"(?:file_path|dir_path|path|absolute_path)\":\"(?:(?!{ws}/|{ws}\")/|\\.\\./|\\.\\.\")"
-        );
-        text.push_str(&rule(
-            PATH_TOOLS,
-            Some(("argsPattern", pattern)),
-            false,
-            OUTSIDE,
-        ));
     }
     text
 }
