@@ -597,6 +597,33 @@ mod tests {
         assert_eq!(backend.gemini_dir(), Some(PathBuf::from("/srv/gh/.gemini")));
     }
 
+    #[test]
+    fn the_policy_file_comes_with_the_users_own_policies() {
+        let home = tempfile::tempdir().unwrap();
+        let backend = GeminiBackend::new(GeminiConfig {
+            home: Some(home.path().to_path_buf()),
+            ..GeminiConfig::default()
+        });
+        let policy_args = |backend: &GeminiBackend| -> Vec<String> {
+            let spec = backend.task_command(Path::new("/w"), None, "x", Some(Path::new("/p.toml")));
+            spec.get_args()
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .filter(|a| a.starts_with("--policy="))
+                .collect()
+        };
+        assert_eq!(policy_args(&backend), ["--policy=/p.toml"]);
+        let own = home.path().join(".gemini/policies");
+        std::fs::create_dir_all(&own).unwrap();
+        assert_eq!(
+            policy_args(&backend),
+            [
+                "--policy=/p.toml".to_string(),
+                format!("--policy={}", own.display())
+            ]
+        );
+    }
+
     fn outcome_of_fixture(text: &str) -> Outcome {
         let mut parser = StreamParser::new();
         for line in text.lines() {
