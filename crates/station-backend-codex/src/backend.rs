@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use station_core::agent_process::{AgentEnd, AgentProcess, StdoutParser};
+use station_core::policy::{Policy, PolicyConfig};
 use station_core::process::{CommandSpec, describe_status};
 use station_core::workspace::Tracker;
 use station_core::{
@@ -14,6 +15,7 @@ use station_core::{
 use crate::CodexConfig;
 use crate::home;
 use crate::parser::ExecParser;
+use crate::policy::{self, CodexAudit, Rendered, RulesFile};
 
 /// The backend's configured name.
 pub const NAME: &str = "codex";
@@ -41,6 +43,7 @@ pub struct CodexBackend {
     env_remove: Vec<String>,
     workspace_base: PathBuf,
     kill_grace: Duration,
+    policy: PolicyConfig,
 }
 
 impl std::fmt::Debug for CodexBackend {
@@ -53,6 +56,7 @@ impl std::fmt::Debug for CodexBackend {
             .field("env_remove", &self.env_remove)
             .field("workspace_base", &self.workspace_base)
             .field("kill_grace", &self.kill_grace)
+            .field("policy", &self.policy)
             .finish()
     }
 }
@@ -77,7 +81,16 @@ impl CodexBackend {
             env_remove: Vec::new(),
             workspace_base: std::env::temp_dir().join("station-coding"),
             kill_grace: DEFAULT_KILL_GRACE,
+            policy: PolicyConfig::default(),
         }
+    }
+
+    /// What the agent may do (`coding.policy`; without one, no writes outside the workspace),
+    /// rendered into Codex's sandbox settings and exec policy rules for each task; a task's
+    /// own policy wins. What Codex cannot express is listed by `policy_gaps`.
+    pub fn with_policy(mut self, policy: PolicyConfig) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Extra environment for the `codex` child (added to the inherited one; later pairs win).
@@ -175,13 +188,19 @@ impl CodexBackend {
     /// The command for one task. The prompt goes in on stdin (`-`), so it is never parsed as a
     /// flag nor visible in `ps`; valued flags use `--flag=value` for the same reason. `exec
     /// resume` refuses `-s`, so the sandbox is a config override there.
-    fn task_command(&self, cwd: &Path, resume: Option<&str>, prompt: &str) -> CommandSpec {
+    fn task_command(
+        &self,
+        cwd: &Path,
+        resume: Option<&str>,
+        prompt: &str,
+        policy: &Rendered,
+    ) -> CommandSpec {
         let mut spec = self.command(cwd).arg("exec");
         if resume.is_some() {
             spec = spec.arg("resume");
         }
         spec = spec.args(["--json", "--skip-git-repo-check"]);
-        let sandbox = self.config.sandbox.as_str();
+        let sandbox = policy.sandbox.as_str();
         spec = match resume {
             None => spec.arg(format!("--sandbox={sandbox}")),
             Some(_) => spec.arg(format!("--config=sandbox_mode=\"{sandbox}\"")),
@@ -189,13 +208,55 @@ impl CodexBackend {
         if let Some(model) = self.config.model.as_deref().filter(|m| !m.is_empty()) {
             spec = spec.arg(format!("--model={model}"));
         }
-        for entry in &self.config.config_overrides {
+        // The policy's settings come last, so a configured override cannot loosen them.
+        for entry in self.config.config_overrides.iter().chain(&policy.overrides) {
             spec = spec.arg(format!("--config={entry}"));
         }
         if let Some(id) = resume {
             spec = spec.arg(id);
         }
         spec.arg("-").stdin_bytes(prompt.as_bytes().to_vec())
+    }
+
+    /// The size of thread `id`'s rollout (0 when there is none).
+    async fn rollout_len(&self, id: &str) -> u64 {
+        let Some(path) = self.codex_home().and_then(|h| home::find_rollout(&h, id)) else {
+            return 0;
+        };
+        tokio::fs::metadata(path)
+            .await
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
+
+    /// Thread `id`'s rollout from byte `start` ("" when unreadable).
+    async fn rollout_since(&self, id: &str, start: u64) -> String {
+        let Some(path) = self.codex_home().and_then(|h| home::find_rollout(&h, id)) else {
+            return String::new();
+        };
+        let bytes = tokio::fs::read(&path).await.unwrap_or_default();
+        let start = usize::try_from(start)
+            .unwrap_or(usize::MAX)
+            .min(bytes.len());
+        String::from_utf8_lossy(&bytes[start..]).into_owned()
+    }
+
+    /// The policy's exec rules in a Station-owned file under `$CODEX_HOME/rules`, for one run.
+    fn write_rules(&self, text: &str) -> Result<RulesFile> {
+        let home = self.codex_home().ok_or_else(|| {
+            Error::config("cannot place the policy's exec rules for codex: neither coding.codex.codex_home, CODEX_HOME nor HOME is set")
+        })?;
+        let file = RulesFile::write(&home, text).map_err(|e| {
+            Error::io(
+                format!(
+                    "writing the policy's exec rules into {} (coding.codex.codex_home)",
+                    home.join("rules").display()
+                ),
+                e,
+            )
+        })?;
+        tracing::debug!(path = %file.path().display(), "codex exec policy rules written");
+        Ok(file)
     }
 
     /// Which credential Codex will use, without reading any value.
@@ -373,14 +434,44 @@ impl CodingBackend for CodexBackend {
                 id: id.to_string(),
             });
         }
-        let spec = self.task_command(&workspace, resume, &task.prompt());
+        let policy_config = task.policy_or(&self.policy);
+        if task.policy.is_some() {
+            for gap in policy::gaps(policy_config) {
+                ctx.events.emit(EventKind::Notice {
+                    message: format!("policy not enforced: {gap}"),
+                });
+            }
+        }
+        let rendered = policy::render(policy_config, self.config.sandbox);
+        let _rules = match &rendered.rules {
+            Some(text) => Some(self.write_rules(text)?),
+            None => None,
+        };
+        let spec = self.task_command(&workspace, resume, &task.prompt(), &rendered);
         let tracker = Tracker::start(&workspace).await;
+        // A resumed thread's rollout holds earlier runs: only what follows is this run's.
+        let rollout_start = match resume {
+            Some(id) => self.rollout_len(id).await,
+            None => 0,
+        };
+        let audit = CodexAudit::new(
+            ExecParser::new(),
+            Policy::new(policy_config.clone(), &workspace),
+        );
         let run = AgentProcess::new("codex", spec)
             .linger(EXIT_GRACE_AFTER_TURN)
             .kill_grace(self.kill_grace)
-            .run(ExecParser::new(), &ctx)
+            .run(audit, &ctx)
             .await?;
-        let report = run.parser.report().clone();
+        let report = run.parser.inner.report().clone();
+        if let Some(id) = &report.thread_id {
+            for event in run
+                .parser
+                .refused(&self.rollout_since(id, rollout_start).await)
+            {
+                ctx.events.emit(event);
+            }
+        }
         let mut outcome = Outcome::new(
             report.turn_completed && report.turn_failed.is_none(),
             StopReason::Completed,
@@ -390,7 +481,7 @@ impl CodingBackend for CodexBackend {
         outcome.tool_calls = report.tool_calls.clone();
         outcome.model = self.model_name();
         match run.end {
-            AgentEnd::Exited(status) if !run.parser.turn_ended() => {
+            AgentEnd::Exited(status) if !run.parser.inner.turn_ended() => {
                 if run.stderr_tail.contains(NO_ROLLOUT) {
                     return Err(Error::NotFound {
                         what: "Codex thread",
@@ -436,6 +527,10 @@ impl CodingBackend for CodexBackend {
         Ok(outcome)
     }
 
+    fn policy_gaps(&self) -> Vec<String> {
+        policy::gaps(&self.policy)
+    }
+
     async fn close(&self, _session: &Session) -> Result<()> {
         // Nothing runs between tasks; the rollout stays so the thread can be continued.
         Ok(())
@@ -462,7 +557,12 @@ mod tests {
             config_overrides: vec!["model_reasoning_effort=\"high\"".into()],
             ..CodexConfig::default()
         });
-        let new = backend.task_command(Path::new("/w"), None, "-rf secret prompt");
+        let as_configured = Rendered {
+            sandbox: backend.config.sandbox,
+            overrides: Vec::new(),
+            rules: None,
+        };
+        let new = backend.task_command(Path::new("/w"), None, "-rf secret prompt", &as_configured);
         assert_eq!(
             args(&new),
             [
@@ -476,7 +576,7 @@ mod tests {
             ]
         );
         let id = "01a22cc2-ab4a-7da0-912d-eac0d0454725";
-        let resumed = backend.task_command(Path::new("/w"), Some(id), "go on");
+        let resumed = backend.task_command(Path::new("/w"), Some(id), "go on", &as_configured);
         assert_eq!(
             args(&resumed),
             [

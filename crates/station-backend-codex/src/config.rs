@@ -113,7 +113,8 @@ impl BackendFactory for CodexFactory {
     async fn build(&self, config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
         Ok(Arc::new(
             CodexBackend::new(config.section::<CodexConfig>()?)
-                .with_workspace_base(config.config.coding.workspace_base()),
+                .with_workspace_base(config.config.coding.workspace_base())
+                .with_policy(config.config.coding.policy.clone().unwrap_or_default()),
         ))
     }
 

@@ -10,6 +10,14 @@
 //!       [--model=M] [--config=k=v]... <thread id> -
 //! ```
 //!
+//! * **Policy** (`coding.policy`, or the task's own): Codex asks nobody headless, so the
+//!   policy is rendered before the run — the sandbox (never looser than the policy allows),
+//!   `--config` overrides after the configured ones, and exec policy rules for `bash.deny` in
+//!   a Station-owned `$CODEX_HOME/rules/station-*.rules` removed after the run (a concurrent
+//!   run may see it too, which is only stricter). Decisions are audited from the reported
+//!   items and, for refused commands (which get no item), from the thread's rollout; what
+//!   Codex cannot express is listed by `policy_gaps` and audited as "not enforced".
+//!
 //! * **The prompt** goes in on stdin (`-`), then stdin is closed: it is never an argument (a
 //!   prompt starting with `-` is just text, and it does not show in `ps`), and Codex never waits
 //!   for more input. `exec resume` refuses `-s`, so there the sandbox is a config override.
@@ -46,6 +54,7 @@ mod backend;
 mod config;
 mod home;
 pub mod parser;
+mod policy;
 
 pub use backend::{CodexBackend, NAME};
 pub use config::{CodexConfig, CodexFactory, Sandbox};

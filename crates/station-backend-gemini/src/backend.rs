@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use station_core::agent_process::{AgentEnd, AgentProcess, StdoutParser};
+use station_core::policy::{AuditedParser, Policy, PolicyConfig};
 use station_core::process::{CommandSpec, describe_status};
 use station_core::workspace::Tracker;
 use station_core::{
@@ -13,6 +14,7 @@ use station_core::{
 
 use crate::GeminiConfig;
 use crate::parser::{RunReport, StreamParser};
+use crate::policy;
 use crate::sessions;
 
 /// The backend's configured name.
@@ -47,6 +49,7 @@ pub struct GeminiBackend {
     env_remove: Vec<String>,
     workspace_base: PathBuf,
     kill_grace: Duration,
+    policy: PolicyConfig,
 }
 
 impl std::fmt::Debug for GeminiBackend {
@@ -59,6 +62,7 @@ impl std::fmt::Debug for GeminiBackend {
             .field("env_remove", &self.env_remove)
             .field("workspace_base", &self.workspace_base)
             .field("kill_grace", &self.kill_grace)
+            .field("policy", &self.policy)
             .finish()
     }
 }
@@ -83,7 +87,16 @@ impl GeminiBackend {
             env_remove: Vec::new(),
             workspace_base: std::env::temp_dir().join("station-coding"),
             kill_grace: DEFAULT_KILL_GRACE,
+            policy: PolicyConfig::default(),
         }
+    }
+
+    /// What the agent may do (`coding.policy`; without one, no writes outside the workspace),
+    /// rendered into a policy file of the CLI's policy engine for each task; a task's own
+    /// policy wins. What the CLI cannot express is listed by `policy_gaps`.
+    pub fn with_policy(mut self, policy: PolicyConfig) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Extra environment for the `gemini` child (added to the inherited one; later pairs win).
@@ -159,12 +172,27 @@ impl GeminiBackend {
     /// headless and keeps it out of argv (no length limit, not parsed as a flag, not in `ps`).
     /// `--skip-trust`: Station chose the workspace; an untrusted folder would quietly turn
     /// the approval mode back to `default`.
-    fn task_command(&self, cwd: &Path, resume: Option<&str>, instruction: &str) -> CommandSpec {
+    /// `--policy` files replace the user's own policy directory, so that one is passed too.
+    fn task_command(
+        &self,
+        cwd: &Path,
+        resume: Option<&str>,
+        instruction: &str,
+        policy_file: Option<&Path>,
+    ) -> CommandSpec {
         let mut spec = self.command(cwd).args([
             "--output-format=stream-json",
             &format!("--approval-mode={}", self.config.approval_mode.as_str()),
             "--skip-trust",
         ]);
+        if let Some(file) = policy_file {
+            spec = spec.arg(format!("--policy={}", file.display()));
+            if let Some(own) = self.gemini_dir().map(|d| d.join("policies"))
+                && own.is_dir()
+            {
+                spec = spec.arg(format!("--policy={}", own.display()));
+            }
+        }
         if let Some(model) = self.config.model.as_deref().filter(|m| !m.is_empty()) {
             spec = spec.arg(format!("--model={model}"));
         }
@@ -260,6 +288,33 @@ impl GeminiBackend {
         }
         Ok(ws)
     }
+}
+
+/// The name of the policy file in its per-run directory.
+const POLICY_FILE: &str = "station-policy.toml";
+
+/// `policy` rendered into a Station-owned temporary directory that lives for one run (the
+/// CLI reads it at start; nothing goes into the user's `~/.gemini`).
+fn write_policy(policy: &PolicyConfig, workspace: &Path) -> Result<tempfile::TempDir> {
+    let failed = |e: std::io::Error| {
+        Error::io(
+            format!(
+                "writing the Gemini policy file for coding.policy under {}",
+                std::env::temp_dir().display()
+            ),
+            e,
+        )
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("station-gemini-policy-")
+        .tempdir()
+        .map_err(failed)?;
+    std::fs::write(
+        dir.path().join(POLICY_FILE),
+        policy::render(policy, workspace),
+    )
+    .map_err(failed)?;
+    Ok(dir)
 }
 
 /// Resolve symlinks where the path exists (the CLI keys projects by its real cwd).
@@ -437,14 +492,29 @@ impl CodingBackend for GeminiBackend {
                 id: id.to_string(),
             });
         }
-        let spec = self.task_command(&workspace, resume, &task.prompt());
+        let policy_config = task.policy_or(&self.policy);
+        if task.policy.is_some() {
+            for gap in policy::gaps(policy_config) {
+                ctx.events.emit(EventKind::Notice {
+                    message: format!("policy not enforced: {gap}"),
+                });
+            }
+        }
+        let policy_dir = write_policy(policy_config, &workspace)?;
+        let policy_file = policy_dir.path().join(POLICY_FILE);
+        let spec = self.task_command(&workspace, resume, &task.prompt(), Some(&policy_file));
         let tracker = Tracker::start(&workspace).await;
+        let audit = AuditedParser::new(
+            StreamParser::new(),
+            Policy::new(policy_config.clone(), &workspace),
+        );
         let run = AgentProcess::new("gemini", spec)
             .linger(EXIT_GRACE_AFTER_RESULT)
             .kill_grace(self.kill_grace)
-            .run(StreamParser::new(), &ctx)
+            .run(audit, &ctx)
             .await?;
-        let report = run.parser.into_report();
+        drop(policy_dir);
+        let report = run.parser.inner.into_report();
         let mut outcome = outcome_of(&report);
         match run.end {
             AgentEnd::Exited(status) if report.result.is_none() => {
@@ -483,6 +553,10 @@ impl CodingBackend for GeminiBackend {
         Ok(outcome)
     }
 
+    fn policy_gaps(&self) -> Vec<String> {
+        policy::gaps(&self.policy)
+    }
+
     async fn close(&self, _session: &Session) -> Result<()> {
         // Nothing runs between tasks; the chat file stays so the session can be continued.
         Ok(())
@@ -504,7 +578,7 @@ mod tests {
         };
         let backend = GeminiBackend::new(config);
         let id = "71d41a6a-2711-4a9f-bf13-cb3a04b4bda1";
-        let spec = backend.task_command(Path::new("/w"), Some(id), "-rf secret prompt");
+        let spec = backend.task_command(Path::new("/w"), Some(id), "-rf secret prompt", None);
         let args: Vec<String> = spec
             .get_args()
             .iter()
@@ -521,6 +595,33 @@ mod tests {
             ]
         );
         assert_eq!(backend.gemini_dir(), Some(PathBuf::from("/srv/gh/.gemini")));
+    }
+
+    #[test]
+    fn the_policy_file_comes_with_the_users_own_policies() {
+        let home = tempfile::tempdir().unwrap();
+        let backend = GeminiBackend::new(GeminiConfig {
+            home: Some(home.path().to_path_buf()),
+            ..GeminiConfig::default()
+        });
+        let policy_args = |backend: &GeminiBackend| -> Vec<String> {
+            let spec = backend.task_command(Path::new("/w"), None, "x", Some(Path::new("/p.toml")));
+            spec.get_args()
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .filter(|a| a.starts_with("--policy="))
+                .collect()
+        };
+        assert_eq!(policy_args(&backend), ["--policy=/p.toml"]);
+        let own = home.path().join(".gemini/policies");
+        std::fs::create_dir_all(&own).unwrap();
+        assert_eq!(
+            policy_args(&backend),
+            [
+                "--policy=/p.toml".to_string(),
+                format!("--policy={}", own.display())
+            ]
+        );
     }
 
     fn outcome_of_fixture(text: &str) -> Outcome {

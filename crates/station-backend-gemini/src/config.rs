@@ -94,7 +94,8 @@ impl BackendFactory for GeminiFactory {
     async fn build(&self, config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
         Ok(Arc::new(
             GeminiBackend::new(config.section::<GeminiConfig>()?)
-                .with_workspace_base(config.config.coding.workspace_base()),
+                .with_workspace_base(config.config.coding.workspace_base())
+                .with_policy(config.config.coding.policy.clone().unwrap_or_default()),
         ))
     }
 

@@ -6,8 +6,13 @@
 //!
 //! ```text
 //! gemini --output-format=stream-json --approval-mode=yolo --skip-trust [--model=M] [--resume=<session uuid>]
-//!        < the instruction
+//!        --policy=<per-run policy file> [--policy=<home>/.gemini/policies] < the instruction
 //! ```
+//!
+//! * **Policy** (`coding.policy`, or the task's own): rendered into a TOML file of the CLI's
+//!   policy engine in a Station-owned temporary directory for one run. `--policy` replaces the
+//!   user's own policies directory, so that is passed as well. Decisions are audited from the
+//!   reported tool calls; what the CLI cannot express is listed by `policy_gaps`.
 //!
 //! * **The instruction** goes in on stdin, after which stdin is closed: a piped stdin makes the
 //!   CLI headless, and the text is never an argument (no argv limit, never read as a flag, not
@@ -44,6 +49,7 @@
 mod backend;
 mod config;
 pub mod parser;
+mod policy;
 mod sessions;
 
 pub use backend::{GeminiBackend, NAME};

@@ -2,4 +2,5 @@
 //! outputs, and the real `codex` CLI against the scripted model server.
 
 mod parser;
+mod policy;
 mod real_codex;

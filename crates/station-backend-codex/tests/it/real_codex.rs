@@ -19,7 +19,7 @@ use station_testkit::process::{is_alive, live_children_of, live_group_members};
 const TASK_DEADLINE: Duration = Duration::from_secs(120);
 
 /// The backend running the real CLI with an isolated HOME and CODEX_HOME, pointed at `model`.
-fn real_backend(home: &Path, model: &ScriptedModel, managed: &Path) -> CodexBackend {
+pub(crate) fn real_backend(home: &Path, model: &ScriptedModel, managed: &Path) -> CodexBackend {
     let config = CodexConfig {
         binary: codex_bin().to_string_lossy().into_owned(),
         timeout_sec: TASK_DEADLINE.as_secs(),
@@ -31,7 +31,7 @@ fn real_backend(home: &Path, model: &ScriptedModel, managed: &Path) -> CodexBack
         .with_workspace_base(managed.to_path_buf())
 }
 
-async fn open(backend: &Arc<dyn CodingBackend>, ws: &Path) -> Session {
+pub(crate) async fn open(backend: &Arc<dyn CodingBackend>, ws: &Path) -> Session {
     backend
         .open(OpenRequest {
             workspace: Some(ws.to_path_buf()),
@@ -42,7 +42,7 @@ async fn open(backend: &Arc<dyn CodingBackend>, ws: &Path) -> Session {
 }
 
 /// Run a task through the runner with `opts`; its outcome and events.
-async fn run(
+pub(crate) async fn run(
     backend: &Arc<dyn CodingBackend>,
     session: &Session,
     instruction: &str,

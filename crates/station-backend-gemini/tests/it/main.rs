@@ -2,4 +2,5 @@
 //! the real Gemini CLI against the scripted model server.
 
 mod parser;
+mod policy;
 mod real_gemini;

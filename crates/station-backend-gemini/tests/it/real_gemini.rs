@@ -20,7 +20,7 @@ const CREATE: &str = "Create hello.py that prints Hello World";
 const CONTINUE: &str = "What did you create before?";
 
 /// The backend running the real CLI in an isolated HOME, pointed at `model`.
-fn real_backend(home: &Path, model: &ScriptedModel, managed: &Path) -> GeminiBackend {
+pub(crate) fn real_backend(home: &Path, model: &ScriptedModel, managed: &Path) -> GeminiBackend {
     let config = GeminiConfig {
         binary: gemini_bin().to_string_lossy().into_owned(),
         timeout_sec: 120,
@@ -32,7 +32,7 @@ fn real_backend(home: &Path, model: &ScriptedModel, managed: &Path) -> GeminiBac
         .with_workspace_base(managed.to_path_buf())
 }
 
-async fn open_in(backend: &Arc<dyn CodingBackend>, ws: &Path) -> Session {
+pub(crate) async fn open_in(backend: &Arc<dyn CodingBackend>, ws: &Path) -> Session {
     backend
         .open(OpenRequest {
             workspace: Some(ws.to_path_buf()),
@@ -43,7 +43,7 @@ async fn open_in(backend: &Arc<dyn CodingBackend>, ws: &Path) -> Session {
 }
 
 /// Run a task through the runner; its outcome and events.
-async fn run(
+pub(crate) async fn run(
     backend: &Arc<dyn CodingBackend>,
     session: &Session,
     instruction: &str,
