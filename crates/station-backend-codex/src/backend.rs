@@ -435,13 +435,6 @@ impl CodingBackend for CodexBackend {
             });
         }
         let policy_config = task.policy_or(&self.policy);
-        if task.policy.is_some() {
-            for gap in policy::gaps(policy_config) {
-                ctx.events.emit(EventKind::Notice {
-                    message: format!("policy not enforced: {gap}"),
-                });
-            }
-        }
         let rendered = policy::render(policy_config, self.config.sandbox);
         let _rules = match &rendered.rules {
             Some(text) => Some(self.write_rules(text)?),
@@ -529,6 +522,10 @@ impl CodingBackend for CodexBackend {
 
     fn policy_gaps(&self) -> Vec<String> {
         policy::gaps(&self.policy)
+    }
+
+    fn policy_gaps_for(&self, task: &Task) -> Vec<String> {
+        policy::gaps(task.policy_or(&self.policy))
     }
 
     async fn close(&self, _session: &Session) -> Result<()> {

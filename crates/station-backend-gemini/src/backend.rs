@@ -493,13 +493,6 @@ impl CodingBackend for GeminiBackend {
             });
         }
         let policy_config = task.policy_or(&self.policy);
-        if task.policy.is_some() {
-            for gap in policy::gaps(policy_config) {
-                ctx.events.emit(EventKind::Notice {
-                    message: format!("policy not enforced: {gap}"),
-                });
-            }
-        }
         let policy_dir = write_policy(policy_config, &workspace)?;
         let policy_file = policy_dir.path().join(POLICY_FILE);
         let spec = self.task_command(&workspace, resume, &task.prompt(), Some(&policy_file));
@@ -555,6 +548,10 @@ impl CodingBackend for GeminiBackend {
 
     fn policy_gaps(&self) -> Vec<String> {
         policy::gaps(&self.policy)
+    }
+
+    fn policy_gaps_for(&self, task: &Task) -> Vec<String> {
+        policy::gaps(task.policy_or(&self.policy))
     }
 
     async fn close(&self, _session: &Session) -> Result<()> {

@@ -163,6 +163,13 @@ pub trait CodingBackend: Send + Sync + std::fmt::Debug + 'static {
         Vec::new()
     }
 
+    /// The gaps of the policy `task` runs under (its own [`Task::policy`], else the configured
+    /// one); what the runner reports. Override it when the backend honours `Task::policy`.
+    fn policy_gaps_for(&self, task: &Task) -> Vec<String> {
+        let _ = task;
+        self.policy_gaps()
+    }
+
     /// The backend's own sessions, newest first.
     async fn list_sessions(&self) -> Result<Vec<BackendSession>> {
         Err(Error::not_supported(self.name(), "listing sessions"))

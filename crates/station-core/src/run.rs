@@ -269,7 +269,7 @@ async fn run_to_end(
         cancel: cancel.clone(),
         permissions: opts.permissions.clone(),
     };
-    let policy_gaps = backend.policy_gaps();
+    let policy_gaps = backend.policy_gaps_for(&task);
     for gap in &policy_gaps {
         sink.emit(EventKind::Notice {
             message: format!("policy not enforced: {gap}"),
