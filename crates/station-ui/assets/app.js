@@ -53,6 +53,7 @@ async function showList() {
   $('#list-view').hidden = false;
   $('#session-view').hidden = true;
   stopStream();
+  liveFor = null;
   const params = new URLSearchParams();
   for (const [key, sel] of [['backend', '#filter-backend'], ['q', '#filter-text'], ['state', '#filter-state']]) {
     if ($(sel).value) params.set(key, $(sel).value);
@@ -91,7 +92,9 @@ async function showSession(id, task) {
   $('#rewind-to').replaceChildren(...page.checkpoints.slice().reverse().map((n) => el('option', { value: n, text: 'task ' + n })));
   $('#rewind-form').hidden = page.checkpoints.length === 0;
   drawChart(page.tasks);
-  if (page.state === 'running') startStream(s.id); else if (!stream || stream.id !== s.id) resetLive();
+  // The live panel keeps the last run of this session (its outcome) until another is shown.
+  if (liveFor !== s.id) { stopStream(); resetLive(); liveFor = s.id; }
+  if (page.state === 'running') startStream(s.id);
   if (task) await showDiff(s.id, task); else $('#diff-view').hidden = true;
   status('');
 }
@@ -137,6 +140,12 @@ function drawChart(tasks) {
     pl.setAttribute('fill', 'none'); pl.setAttribute('stroke', color); pl.setAttribute('stroke-width', '2');
     pl.setAttribute('class', 'chart-' + key);
     svg.append(pl);
+    pts.forEach((p, i) => {
+      const dot = document.createElementNS(ns, 'circle');
+      dot.setAttribute('cx', x(p, i).toFixed(1)); dot.setAttribute('cy', y(p[key], max).toFixed(1));
+      dot.setAttribute('r', '3.5'); dot.setAttribute('fill', color);
+      svg.append(dot);
+    });
   };
   const text = (str, tx, ty, color) => {
     const t = document.createElementNS(ns, 'text');
@@ -156,6 +165,7 @@ function drawChart(tasks) {
 
 // ---- live events (SSE read with fetch, so the token can travel in a header) ----
 let stream = null;
+let liveFor = null;
 function resetLive() {
   $('#live-log').replaceChildren();
   $('#live-text').textContent = '';
@@ -171,6 +181,7 @@ async function startStream(id) {
   resetLive();
   const abort = new AbortController();
   stream = { id, abort };
+  liveFor = id;
   $('#live-state').textContent = 'Task running…';
   $('#cancel').hidden = false;
   try {
@@ -294,6 +305,9 @@ function renderDiff() {
     const kws = keywordsFor(f.name);
     const table = el('table', { class: 'diff ' + (split ? 'split' : 'unified') });
     table.append(el('caption', { class: 'sr-only', text: 'Changes in ' + f.name }));
+    // Fixed layout takes widths from the columns, not from the first (hunk) row.
+    const widths = split ? ['ln', 'code', 'ln', 'code'] : ['ln', 'ln', 'code'];
+    table.append(el('colgroup', {}, ...widths.map((w) => el('col', { class: 'col-' + w }))));
     const body = el('tbody');
     if (split) splitRows(f.lines, kws).forEach((r) => body.append(r));
     else f.lines.forEach((l) => body.append(unifiedRow(l, kws)));
