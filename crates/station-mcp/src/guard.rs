@@ -165,20 +165,20 @@ impl HttpGuard {
     }
 
     /// Check Host and Origin, and the bearer token when `with_token` (a page shell that holds
-    /// no data can be fetched without it); `Err` is the refusal to send.
-    pub fn check_request(
+    /// no data can be fetched without it); `Some` is the refusal to send.
+    pub fn refusal(
         &self,
         headers: &HeaderMap,
         uri_authority: Option<&Authority>,
         with_token: bool,
-    ) -> Result<(), Response> {
+    ) -> Option<Response> {
         let checked = if with_token {
             self.check(headers, uri_authority)
         } else {
             self.check_host(headers, uri_authority)
                 .and_then(|()| self.check_origin(headers))
         };
-        checked.map_err(Refusal::response)
+        checked.err().map(Refusal::response)
     }
 
     fn check_host(

@@ -122,12 +122,13 @@ pub fn sessions_page(
     text: Option<&str>,
     state: Option<&str>,
 ) -> station_core::Result<Value> {
+    // Most recently used first, as the index lists them.
     let sessions = index.list()?;
     let mut backends: Vec<&str> = sessions.iter().map(|s| s.backend.as_str()).collect();
     backends.sort_unstable();
     backends.dedup();
     let text = text.map(str::to_lowercase).filter(|t| !t.is_empty());
-    let mut rows: Vec<SessionRow> = sessions
+    let rows: Vec<SessionRow> = sessions
         .iter()
         .filter(|s| backend.is_none_or(|b| b.is_empty() || s.backend == b))
         .filter(|s| {
@@ -140,7 +141,6 @@ pub fn sessions_page(
         .map(|s| row(s, running.contains(&s.id)))
         .filter(|r| state.is_none_or(|want| want.is_empty() || r.state == want))
         .collect();
-    rows.sort_by(|a, b| b.last_used_at.cmp(&a.last_used_at));
     Ok(json!({"sessions": rows, "backends": backends}))
 }
 

@@ -247,7 +247,7 @@ async fn guard_api(
     mut request: Request,
     next: Next,
 ) -> Response {
-    if let Err(refused) = guard.check_request(request.headers(), request.uri().authority(), true) {
+    if let Some(refused) = guard.refusal(request.headers(), request.uri().authority(), true) {
         return refused;
     }
     request
@@ -259,7 +259,7 @@ async fn guard_api(
 /// The page and its assets hold no data: Host and Origin only (a browser cannot send a header
 /// when it opens an address).
 async fn guard_page(State(guard): State<Arc<HttpGuard>>, request: Request, next: Next) -> Response {
-    if let Err(refused) = guard.check_request(request.headers(), request.uri().authority(), false) {
+    if let Some(refused) = guard.refusal(request.headers(), request.uri().authority(), false) {
         return refused;
     }
     next.run(request).await
