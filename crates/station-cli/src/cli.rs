@@ -360,7 +360,7 @@ pub(crate) struct WorkerArgs {
 #[derive(Debug, Args)]
 pub(crate) struct UiArgs {
     /// Address to serve the page on; port 0 picks a free port (the address is printed).
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8765")]
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8780")]
     pub(crate) listen: std::net::SocketAddr,
     /// Allow a non-loopback --listen address and any Host name; API calls then need the bearer
     /// token (from --token-env or STN_UI_TOKEN, else generated and printed at start).

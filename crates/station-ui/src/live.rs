@@ -1,7 +1,7 @@
 //! Tasks started from the page: their events, kept for late subscribers and broadcast live,
 //! and their cancel handles.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use station_core::{CancelSignal, Event, SessionId, TaskRun};
@@ -14,7 +14,7 @@ const MAX_KEPT_EVENTS: usize = 20_000;
 
 #[derive(Debug)]
 struct LiveRun {
-    events: Vec<Event>,
+    events: VecDeque<Event>,
     sender: broadcast::Sender<Event>,
     cancel: CancelSignal,
     ended: bool,
@@ -63,7 +63,7 @@ impl Live {
         self.lock().insert(
             session.clone(),
             LiveRun {
-                events: Vec::new(),
+                events: VecDeque::new(),
                 sender,
                 cancel: run.cancel_signal(),
                 ended: false,
@@ -90,9 +90,9 @@ impl Live {
             return;
         };
         if run.events.len() >= MAX_KEPT_EVENTS {
-            run.events.remove(0);
+            run.events.pop_front();
         }
-        run.events.push(event.clone());
+        run.events.push_back(event.clone());
         // No receivers is fine: nobody watches right now.
         let _ = run.sender.send(event);
     }
@@ -104,7 +104,7 @@ impl Live {
         let run = runs.get(session)?;
         // Under the lock: no event can fall between `past` and the receiver.
         Some(Subscription {
-            past: run.events.clone(),
+            past: run.events.iter().cloned().collect(),
             next: (!run.ended).then(|| run.sender.subscribe()),
         })
     }
