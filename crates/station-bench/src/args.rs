@@ -38,10 +38,11 @@ pub(crate) enum Bench {
     Cli,
     Startup,
     Parallel,
+    Ui,
 }
 
 impl Bench {
-    const ALL: [(Bench, &'static str); 7] = [
+    const ALL: [(Bench, &'static str); 8] = [
         (Bench::Blocks, "blocks"),
         (Bench::Http, "http"),
         (Bench::Nats, "nats"),
@@ -49,6 +50,7 @@ impl Bench {
         (Bench::Cli, "cli"),
         (Bench::Startup, "startup"),
         (Bench::Parallel, "parallel"),
+        (Bench::Ui, "ui"),
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -74,7 +76,7 @@ impl Bench {
     }
 }
 
-const USAGE: &str = "usage: station-bench [--only blocks,http,nats,parse,cli,startup,parallel] [--quick] [--json FILE] [--markdown FILE] [--stn BIN]";
+const USAGE: &str = "usage: station-bench [--only blocks,http,nats,parse,cli,startup,parallel,ui] [--quick] [--json FILE] [--markdown FILE] [--stn BIN]";
 
 impl Args {
     /// Parse `argv` (without the program name).

@@ -23,6 +23,7 @@ mod parse;
 mod report;
 mod startup;
 mod stats;
+mod ui;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -199,6 +200,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
         results.extend(parallel::run(plan).await.context("parallel benchmark")?);
     }
 
+    if wants(Bench::Ui) {
+        eprintln!("== stn ui page load");
+        let plan = if quick {
+            ui::UiPlan {
+                sessions: 1000,
+                warmup: 2,
+                iterations: 10,
+            }
+        } else {
+            ui::UiPlan {
+                sessions: 1000,
+                warmup: 10,
+                iterations: 100,
+            }
+        };
+        results.extend(ui::run(plan).await.context("UI benchmark")?);
+    }
+
     // The table in the order of the issue; building blocks last.
     let order = [
         "HTTP backend",
@@ -206,6 +225,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "Stream parsing",
         "CLI backends",
         "Parallel tasks (real agents)",
+        "stn ui",
         "stn start-up",
         "Building blocks",
     ];

@@ -40,6 +40,9 @@ pub(crate) enum Command {
     Worker(WorkerArgs),
     /// Serve the coding tools over MCP (stdio by default) for Claude Desktop, Cursor, Zed, agents.
     Mcp(McpArgs),
+    /// Watch, review and steer coding sessions in the browser (a local web page).
+    #[cfg(feature = "ui")]
+    Ui(UiArgs),
     /// Print a shell completion script, e.g. `source <(stn completions bash)`.
     Completions(CompletionsArgs),
     /// Write man pages or the JSON Schema of `stn code --json` (for packagers; `cargo xtask man`).
@@ -351,6 +354,27 @@ pub(crate) struct WorkerArgs {
     /// (default: coding.nats.worker.max_tasks, else no limit).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub(crate) max_tasks: Option<u64>,
+}
+
+#[cfg(feature = "ui")]
+#[derive(Debug, Args)]
+pub(crate) struct UiArgs {
+    /// Address to serve the page on; port 0 picks a free port (the address is printed).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8780")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// Allow a non-loopback --listen address and any Host name; API calls then need the bearer
+    /// token (from --token-env or STN_UI_TOKEN, else generated and printed at start).
+    #[arg(long)]
+    pub(crate) allow_remote: bool,
+    /// Let web pages at this origin (e.g. https://app.example) call the API; repeatable.
+    #[arg(long = "allow-origin", value_name = "ORIGIN")]
+    pub(crate) allow_origin: Vec<String>,
+    /// Read the bearer token from this environment variable (default: STN_UI_TOKEN).
+    #[arg(long, value_name = "VAR")]
+    pub(crate) token_env: Option<String>,
+    /// Backend for new sessions started from the page (default: the configured one).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) backend: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -28,18 +28,23 @@ pub fn generate_token() -> Result<Secret, getrandom::Error> {
 
 /// A browser origin: scheme, host, port (default port filled in), or the opaque `null`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Origin {
+pub enum Origin {
+    /// The opaque origin of sandboxed pages and files.
     Null,
+    /// A site.
     Site {
+        /// `http` or `https`.
         scheme: String,
+        /// Lower-case host, without IPv6 brackets.
         host: String,
+        /// Port, the scheme's default when not given.
         port: u16,
     },
 }
 
 /// Parse an origin (`https://app.example`, `http://localhost:3000`, `null`); the error says why
 /// it is not one.
-pub(crate) fn parse_origin(value: &str) -> Result<Origin, String> {
+pub fn parse_origin(value: &str) -> Result<Origin, String> {
     let value = value.trim();
     if value == "null" {
         return Ok(Origin::Null);
@@ -73,21 +78,50 @@ fn bare_host(host: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// How the gate names the server in its refusals: the MCP server by default; `stn ui` has its own.
+#[derive(Debug, Clone, Copy)]
+pub struct GuardWording {
+    /// What is being refused, e.g. `this MCP server`.
+    pub server: &'static str,
+    /// The path clients connect to, e.g. `/mcp`.
+    pub path: &'static str,
+    /// The command that allows another origin, e.g. `stn mcp --http ADDR`.
+    pub command: &'static str,
+    /// Where the bearer token comes from.
+    pub token_fix: &'static str,
+    /// A request in log lines, e.g. `an MCP request`.
+    pub request: &'static str,
+}
+
+impl GuardWording {
+    /// The wording of `stn mcp --http`.
+    pub const MCP: GuardWording = GuardWording {
+        server: "this MCP server",
+        path: crate::server::HTTP_PATH,
+        command: "stn mcp --http ADDR",
+        token_fix: "send `Authorization: Bearer <token>` with the token `stn mcp` printed at start (or the value of STN_MCP_TOKEN / the --token-env variable)",
+        request: "an MCP request",
+    };
+}
+
 /// What the gate lets through.
 #[derive(Debug)]
-pub(crate) struct HttpGuard {
+pub struct HttpGuard {
     /// The server's own origins and the configured ones.
     origins: Vec<Origin>,
     /// Host names the server answers to; `None`: any (remote access was allowed).
     hosts: Option<Vec<String>>,
     port: u16,
     token: Option<Secret>,
+    wording: GuardWording,
 }
 
 const LOCAL_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
 impl HttpGuard {
-    pub(crate) fn new(
+    /// The gate of a server listening on `local_addr`: its own origins plus `allowed_origins`;
+    /// any Host when `allow_remote`; the bearer `token` when set.
+    pub fn new(
         local_addr: SocketAddr,
         allowed_origins: Vec<Origin>,
         allow_remote: bool,
@@ -113,7 +147,14 @@ impl HttpGuard {
             hosts: (!allow_remote).then_some(hosts),
             port,
             token,
+            wording: GuardWording::MCP,
         }
+    }
+
+    /// Name another server in refusals.
+    pub fn with_wording(mut self, wording: GuardWording) -> Self {
+        self.wording = wording;
+        self
     }
 
     /// `Err`: the response that refuses the request.
@@ -121,6 +162,23 @@ impl HttpGuard {
         self.check_host(headers, uri_authority)?;
         self.check_origin(headers)?;
         self.check_token(headers)
+    }
+
+    /// Check Host and Origin, and the bearer token when `with_token` (a page shell that holds
+    /// no data can be fetched without it); `Some` is the refusal to send.
+    pub fn refusal(
+        &self,
+        headers: &HeaderMap,
+        uri_authority: Option<&Authority>,
+        with_token: bool,
+    ) -> Option<Response> {
+        let checked = if with_token {
+            self.check(headers, uri_authority)
+        } else {
+            self.check_host(headers, uri_authority)
+                .and_then(|()| self.check_origin(headers))
+        };
+        checked.err().map(Refusal::response)
     }
 
     fn check_host(
@@ -145,16 +203,16 @@ impl HttpGuard {
             return Ok(());
         }
         let shown = host.map_or_else(|| "(none)".to_string(), |a| a.to_string());
-        tracing::warn!(host = %shown, "refused an MCP request for another host (DNS rebinding?)");
+        tracing::warn!(host = %shown, "refused {} for another host (DNS rebinding?)", self.wording.request);
         Err(refusal(
             StatusCode::FORBIDDEN,
             format!(
-                "Host `{shown}` is not this MCP server's (a DNS rebinding attempt, or the wrong address)"
+                "Host `{shown}` is not {}'s (a DNS rebinding attempt, or the wrong address)",
+                self.wording.server
             ),
             format!(
                 "connect to http://127.0.0.1:{}{} or http://localhost:{0}{1}; to be reached under other names, serve with remote access allowed (and a token)",
-                self.port,
-                crate::server::HTTP_PATH
+                self.port, self.wording.path
             ),
         ))
     }
@@ -168,12 +226,16 @@ impl HttpGuard {
         if parse_origin(&shown).is_ok_and(|origin| self.origins.contains(&origin)) {
             return Ok(());
         }
-        tracing::warn!(origin = %shown, "refused an MCP request from a foreign origin");
+        tracing::warn!(origin = %shown, "refused {} from a foreign origin", self.wording.request);
         Err(refusal(
             StatusCode::FORBIDDEN,
-            format!("origin `{shown}` is not allowed to use this MCP server"),
             format!(
-                "if a web page at `{shown}` should use the coding tools, allow it: `stn mcp --http ADDR --allow-origin {shown}`"
+                "origin `{shown}` is not allowed to use {}",
+                self.wording.server
+            ),
+            format!(
+                "if a web page at `{shown}` should use the coding tools, allow it: `{} --allow-origin {shown}`",
+                self.wording.command
             ),
         ))
     }
@@ -188,11 +250,11 @@ impl HttpGuard {
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim());
-        let fix = "send `Authorization: Bearer <token>` with the token `stn mcp` printed at start (or the value of STN_MCP_TOKEN / the --token-env variable)";
+        let fix = self.wording.token_fix;
         let Some(presented) = presented else {
-            tracing::warn!("refused an MCP request without a bearer token");
+            tracing::warn!("refused {} without a bearer token", self.wording.request);
             return Err(unauthorized(
-                "this MCP server needs a bearer token",
+                &format!("{} needs a bearer token", self.wording.server),
                 fix,
                 "Bearer",
             ));
@@ -201,7 +263,7 @@ impl HttpGuard {
         if bool::from(presented.as_bytes().ct_eq(expected.expose().as_bytes())) {
             return Ok(());
         }
-        tracing::warn!("refused an MCP request with a wrong bearer token");
+        tracing::warn!("refused {} with a wrong bearer token", self.wording.request);
         Err(unauthorized(
             "the bearer token is wrong",
             fix,

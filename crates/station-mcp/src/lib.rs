@@ -26,7 +26,7 @@ mod server;
 mod tasks;
 
 pub use error::McpServeError;
-pub use guard::{MIN_TOKEN_LEN, generate_token};
+pub use guard::{GuardWording, HttpGuard, MIN_TOKEN_LEN, Origin, generate_token, parse_origin};
 pub use server::{
     CodingMcpServer, DEFAULT_HEARTBEAT, HTTP_PATH, HttpOptions, HttpServer, ServerDescription,
     TOOLS_RESOURCE_URI,

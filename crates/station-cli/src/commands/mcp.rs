@@ -43,7 +43,12 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: McpArgs) -> anyhow::Result<
             stop = stop_requested => Some(stop),
         },
         Some(addr) => {
-            let (token, generated) = http_token(&args)?;
+            let (token, generated) = bearer_token(
+                args.token_env.as_deref(),
+                TOKEN_ENV,
+                args.allow_remote,
+                "MCP",
+            )?;
             let bound = server
                 .bind_http(
                     addr,
@@ -92,31 +97,39 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: McpArgs) -> anyhow::Result<
 /// The environment variable `stn mcp --http` takes its bearer token from by default.
 const TOKEN_ENV: &str = "STN_MCP_TOKEN";
 
-/// The HTTP bearer token: from `--token-env VAR`, else `STN_MCP_TOKEN`, else (remote access
-/// only) a new one; `true` when generated here.
-fn http_token(args: &McpArgs) -> anyhow::Result<(Option<Secret>, bool)> {
+/// An HTTP bearer token: from `--token-env VAR`, else `default_var`, else (remote access only) a
+/// new one; `true` when generated here. `server` names the server in errors (`MCP`, `UI`).
+pub(crate) fn bearer_token(
+    token_env: Option<&str>,
+    default_var: &str,
+    allow_remote: bool,
+    server: &str,
+) -> anyhow::Result<(Option<Secret>, bool)> {
     let from_env = |var: &str| {
         std::env::var(var)
             .ok()
             .filter(|v| !v.trim().is_empty())
             .map(|v| Secret::new(v.trim()))
     };
-    if let Some(var) = &args.token_env {
+    if let Some(var) = token_env {
         // Like every Station secret, the token's variable never reaches a coding agent.
         ChildEnv::withhold_var(var);
         let token = from_env(var).with_context(|| {
             format!(
-                "--token-env {var}: the environment variable {var} is not set or empty; export the token in it, or leave out --token-env (then {TOKEN_ENV} is used, or a token is generated with --allow-remote)"
+                "--token-env {var}: the environment variable {var} is not set or empty; export the token in it, or leave out --token-env (then {default_var} is used, or a token is generated with --allow-remote)"
             )
         })?;
         return Ok((Some(token), false));
     }
-    if let Some(token) = from_env(TOKEN_ENV) {
+    // Its variable never reaches a coding agent either.
+    ChildEnv::withhold_var(default_var);
+    if let Some(token) = from_env(default_var) {
         return Ok((Some(token), false));
     }
-    if args.allow_remote {
-        let token = station_mcp::generate_token()
-            .context("could not get random bytes from the operating system for the MCP bearer token; set STN_MCP_TOKEN instead")?;
+    if allow_remote {
+        let token = station_mcp::generate_token().with_context(|| {
+            format!("could not get random bytes from the operating system for the {server} bearer token; set {default_var} instead")
+        })?;
         return Ok((Some(token), true));
     }
     Ok((None, false))

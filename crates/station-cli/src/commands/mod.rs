@@ -8,6 +8,8 @@ mod generate;
 mod mcp;
 mod session;
 mod session_diff;
+#[cfg(feature = "ui")]
+mod ui;
 mod worker;
 
 use std::process::ExitCode;
@@ -65,6 +67,8 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor(args) => doctor::run(&load_config(config_path.as_deref())?, args).await,
         Command::Worker(args) => worker::run(load_config(config_path.as_deref())?, args).await,
         Command::Mcp(args) => mcp::run(&load_config(config_path.as_deref())?, args).await,
+        #[cfg(feature = "ui")]
+        Command::Ui(args) => ui::run(load_config(config_path.as_deref())?, args).await,
     }
 }
 

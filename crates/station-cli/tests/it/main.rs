@@ -16,4 +16,8 @@ mod session_diff;
 mod sessions;
 mod support;
 mod telemetry;
+#[cfg(feature = "ui")]
+mod ui_browser;
+#[cfg(feature = "ui")]
+mod webdriver;
 mod worktree;
