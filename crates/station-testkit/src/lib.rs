@@ -18,4 +18,5 @@ pub mod model_server;
 pub mod nats_cluster;
 pub mod otlp;
 pub mod peers;
+pub mod policy_scenario;
 pub mod process;

@@ -15,20 +15,9 @@ use station_core::{
 };
 use station_testkit::model_server::{Script, ScriptedModel, Step};
 use station_testkit::peers::{CLAUDE_ENV_REMOVE, claude_bin, claude_env};
+use station_testkit::policy_scenario as scenario;
 
 use crate::support::group_gone;
-
-/// The policy of issue 19's example.
-fn example_policy() -> PolicyConfig {
-    serde_json::from_value(serde_json::json!({
-        "edit": { "deny": ["secrets/**", "**/.env"] },
-        "bash": { "allow": ["*"], "deny": ["rm -rf *", "git push*", "curl *"] },
-        "outside_workspace": "deny",
-        "network": "allow",
-        "unmatched": "allow",
-    }))
-    .unwrap()
-}
 
 /// The real CLI in an isolated HOME under `root`, pointed at `model`.
 fn backend(root: &Path, model: &ScriptedModel, max_turns: u32) -> ClaudeBackend {
@@ -126,35 +115,17 @@ fn decisions(outcome: &Outcome, verdict: Verdict) -> Vec<(&str, &str)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn claude_obeys_the_policy_and_the_outcome_lists_the_denials() {
     let root = tempfile::tempdir().unwrap();
-    let script = Script::new().on(
-        "three things",
-        vec![
-            Step::write("secrets/key.txt", "k=1\n"),
-            Step::bash("rm -rf data"),
-            Step::write("ok.py", "print('ok')\n"),
-            Step::text("Done."),
-        ],
-    );
-    let model = ScriptedModel::start(script).await.unwrap();
-    let claude = backend(root.path(), &model, 10).with_policy(example_policy());
+    let model = ScriptedModel::start(scenario::script()).await.unwrap();
+    let claude = backend(root.path(), &model, 10).with_policy(scenario::example_policy());
     let (session, ws) = session_with_data(&claude, root.path()).await;
     let (outcome, events, _) = run(
         claude,
         session,
-        Task::new("Do the three things"),
+        Task::new(scenario::INSTRUCTION),
         RunOptions::default(),
     )
     .await;
-    assert_eq!(
-        std::fs::read_to_string(ws.join("ok.py")).ok().as_deref(),
-        Some("print('ok')\n"),
-        "{outcome:#?}\n{events:#?}"
-    );
-    assert!(!ws.join("secrets/key.txt").exists(), "{outcome:#?}");
-    assert_eq!(
-        std::fs::read_to_string(ws.join("data/keep.txt")).unwrap(),
-        "keep\n"
-    );
+    scenario::assert_obeyed(&ws, &outcome, &format!("{events:#?}"));
     assert_eq!(
         decisions(&outcome, Verdict::Deny),
         [

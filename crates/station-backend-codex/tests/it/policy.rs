@@ -6,59 +6,30 @@ use std::sync::Arc;
 use station_core::policy::{PolicyConfig, Verdict};
 use station_core::{CodingBackend, RunOptions};
 use station_testkit::model_server::{Script, ScriptedModel, Step};
+use station_testkit::policy_scenario as scenario;
 
 use crate::real_codex::{open, real_backend, run};
 
-/// The policy of issue 19's example.
-fn example_policy() -> PolicyConfig {
-    serde_json::from_value(serde_json::json!({
-        "edit": {"deny": ["secrets/**", "**/.env"]},
-        "bash": {"allow": ["*"], "deny": ["rm -rf *", "git push*", "curl *"]},
-        "outside_workspace": "deny",
-        "network": "allow",
-        "unmatched": "allow"
-    }))
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn codex_obeys_the_policy_as_far_as_it_can_express_it() {
-    let script = Script::new().on(
-        "three things",
-        vec![
-            Step::write("secrets/key.txt", "k=1\n"),
-            Step::bash("rm -rf data"),
-            Step::write("ok.py", "print('ok')\n"),
-            Step::text("Done."),
-        ],
-    );
-    let model = ScriptedModel::start(script).await.unwrap();
+    let model = ScriptedModel::start(scenario::script()).await.unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let home = tmp.path().join("home");
     let backend: Arc<dyn CodingBackend> = Arc::new(
-        real_backend(&home, &model, &tmp.path().join("managed")).with_policy(example_policy()),
+        real_backend(&home, &model, &tmp.path().join("managed"))
+            .with_policy(scenario::example_policy()),
     );
     let ws = tmp.path().join("ws");
-    std::fs::create_dir_all(ws.join("data")).unwrap();
-    std::fs::write(ws.join("data/keep.txt"), "keep\n").unwrap();
+    scenario::prepare_workspace(&ws);
     let session = open(&backend, &ws).await;
     let (outcome, events) = run(
         &backend,
         &session,
-        "Do the three things",
+        scenario::INSTRUCTION,
         &RunOptions::default(),
     )
     .await;
-    assert_eq!(
-        std::fs::read_to_string(ws.join("ok.py")).unwrap_or_default(),
-        "print('ok')\n",
-        "{outcome:#?}\n{events:#?}"
-    );
-    assert_eq!(
-        std::fs::read_to_string(ws.join("data/keep.txt")).unwrap_or_default(),
-        "keep\n",
-        "{outcome:#?}\n{events:#?}"
-    );
+    scenario::assert_allowed_work_done(&ws, &outcome, &format!("{events:#?}"));
     // Codex cannot express edit patterns: the outcome says so instead of pretending.
     assert!(
         outcome
@@ -68,14 +39,8 @@ async fn codex_obeys_the_policy_as_far_as_it_can_express_it() {
         "{:#?}",
         outcome.policy_gaps
     );
-    let denied: Vec<&str> = outcome
-        .permissions
-        .iter()
-        .filter(|p| p.verdict == Verdict::Deny)
-        .map(|p| p.rule.as_str())
-        .collect();
     assert_eq!(
-        denied,
+        scenario::denied_rules(&outcome),
         ["bash.deny \"rm -rf *\""],
         "{:#?}",
         outcome.permissions
