@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use station_core::policy::{Policy, PolicyConfig};
+use station_core::policy::{Policy, PolicyConfig, Verdict};
 use station_core::redact;
 use station_core::workspace::Tracker;
 use station_core::{
@@ -402,15 +402,23 @@ impl CodingBackend for AcpBackend {
     fn policy_gaps(&self) -> Vec<String> {
         // opencode (told to ask about everything) and claude-agent-acp are known to ask before
         // every edit and command; other agents decide themselves what they ask about.
-        let verified = self.config.command.is_empty()
-            && matches!(self.config.agent.trim(), "opencode" | "claude");
-        if verified {
-            return Vec::new();
+        let preset = self
+            .config
+            .command
+            .is_empty()
+            .then(|| self.config.agent.trim());
+        match preset {
+            Some("opencode") => Vec::new(),
+            // Claude Code reads files without asking, so a read outside is not ours to refuse.
+            Some("claude") if self.policy.outside_workspace != Verdict::Allow => vec![
+                "outside_workspace for reads: claude-agent-acp reads files without asking permission (writes and commands are checked)".to_string(),
+            ],
+            Some("claude") => Vec::new(),
+            _ => vec![format!(
+                "coding.policy holds only for the tool calls the ACP agent `{}` asks permission for or writes through Station (fs/write_text_file); what it does without asking is not checked",
+                self.label()
+            )],
         }
-        vec![format!(
-            "coding.policy holds only for the tool calls the ACP agent `{}` asks permission for or writes through Station (fs/write_text_file); what it does without asking is not checked",
-            self.label()
-        )]
     }
 
     async fn shutdown(&self) {

@@ -289,13 +289,27 @@ async fn agents_not_known_to_ask_about_everything_list_a_policy_gap() {
         "{:?}",
         outcome.policy_gaps
     );
-    for agent in ["opencode", "claude"] {
-        let known = AcpBackend::new(AcpConfig {
+    let preset = |agent: &str| {
+        AcpBackend::new(AcpConfig {
             agent: agent.into(),
             ..AcpConfig::default()
-        });
-        assert!(known.policy_gaps().is_empty(), "{agent}");
-    }
+        })
+    };
+    assert!(preset("opencode").policy_gaps().is_empty());
+    // Claude Code reads without asking: only a policy that allows reads outside has no gap.
+    let claude = preset("claude").policy_gaps();
+    assert!(
+        claude.len() == 1 && claude[0].starts_with("outside_workspace for reads"),
+        "{claude:?}"
+    );
+    let mut open_reads = example_policy();
+    open_reads.outside_workspace = Verdict::Allow;
+    assert!(
+        preset("claude")
+            .with_policy(open_reads)
+            .policy_gaps()
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
