@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use station_core::policy::{Policy, PolicyConfig, Verdict};
 use station_core::redact;
 use station_core::workspace::Tracker;
 use station_core::{
@@ -16,6 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::client::{self, SessionState, Sessions};
 use crate::config::AcpConfig;
+use crate::permission::TurnJudge;
 use crate::rpc::{Connection, RpcError};
 use crate::turn::{Turn, map_stop_reason, prompt_usage};
 
@@ -70,6 +72,7 @@ pub struct AcpBackend {
     config: AcpConfig,
     workspace_base: PathBuf,
     env_remove: Vec<String>,
+    policy: PolicyConfig,
     agent: tokio::sync::Mutex<Option<Arc<Agent>>>,
 }
 
@@ -80,6 +83,7 @@ impl AcpBackend {
             config,
             workspace_base: std::env::temp_dir().join("station-workspaces"),
             env_remove: Vec::new(),
+            policy: PolicyConfig::default(),
             agent: tokio::sync::Mutex::new(None),
         }
     }
@@ -93,6 +97,13 @@ impl AcpBackend {
     /// Variables the agent must not inherit (on top of Station's secrets).
     pub fn with_env_remove(mut self, names: Vec<String>) -> Self {
         self.env_remove = names;
+        self
+    }
+
+    /// What the agent may do (`coding.policy`; without one, no writes outside the workspace),
+    /// enforced on its permission requests and file writes. A task's own policy wins.
+    pub fn with_policy(mut self, policy: PolicyConfig) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -121,7 +132,10 @@ impl AcpBackend {
         for name in &self.env_remove {
             spec = spec.env_remove(name);
         }
-        // The configured environment wins over a removal.
+        // The preset's and the configured environment win over a removal.
+        for (key, value) in self.config.fixed_env() {
+            spec = spec.env(key, value);
+        }
         for (key, value) in &self.config.env {
             spec = spec.env(key, value.expose());
         }
@@ -204,6 +218,8 @@ impl AcpBackend {
                 cancelling: false,
                 stale_after_cancel: false,
                 last_cost: None,
+                judge: None,
+                idle_policy: Arc::new(Policy::new(self.policy.clone(), workspace)),
             });
     }
 
@@ -340,6 +356,7 @@ impl TurnGuard {
     /// End the turn; true when no other turn runs on the agent.
     fn end(&mut self) -> bool {
         self.ended = true;
+        self.agent.update_state(&self.session, |s| s.judge = None);
         self.agent.conn.unsubscribe(&self.session);
         self.agent.busy.fetch_sub(1, Ordering::SeqCst) == 1
     }
@@ -379,6 +396,28 @@ impl CodingBackend for AcpBackend {
             usage: true,
             cost: true,
             ..Capabilities::NONE
+        }
+    }
+
+    fn policy_gaps(&self) -> Vec<String> {
+        // opencode (told to ask about everything) and claude-agent-acp are known to ask before
+        // every edit and command; other agents decide themselves what they ask about.
+        let preset = self
+            .config
+            .command
+            .is_empty()
+            .then(|| self.config.agent.trim());
+        match preset {
+            Some("opencode") => Vec::new(),
+            // Claude Code reads files without asking, so a read outside is not ours to refuse.
+            Some("claude") if self.policy.outside_workspace != Verdict::Allow => vec![
+                "outside_workspace for reads: claude-agent-acp reads files without asking permission (writes and commands are checked)".to_string(),
+            ],
+            Some("claude") => Vec::new(),
+            _ => vec![format!(
+                "coding.policy holds only for the tool calls the ACP agent `{}` asks permission for or writes through Station (fs/write_text_file); what it does without asking is not checked",
+                self.label()
+            )],
         }
     }
 
@@ -478,7 +517,15 @@ impl CodingBackend for AcpBackend {
         self.attach(&agent, &id, &workspace).await?;
         let stale = agent.state(&id).is_some_and(|s| s.stale_after_cancel);
         let cost_before = agent.state(&id).and_then(|s| s.last_cost);
-        agent.update_state(&id, |s| s.cancelling = false);
+        let judge = Arc::new(TurnJudge::new(
+            task.policy_or(&self.policy),
+            &workspace,
+            ctx.clone(),
+        ));
+        agent.update_state(&id, |s| {
+            s.cancelling = false;
+            s.judge = Some(judge);
+        });
         let mut updates = agent.conn.subscribe(&id);
         let mut guard = TurnGuard::new(agent.clone(), &id);
         let tracker = Tracker::start(&workspace).await;

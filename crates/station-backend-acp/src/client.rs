@@ -10,6 +10,9 @@ use station_core::process::{ChildProcess, CommandSpec};
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
+use station_core::policy::Policy;
+
+use crate::permission::{self, TurnJudge};
 use crate::rpc::{Connection, Incoming};
 
 /// JSON-RPC "invalid params": the request names something we refuse.
@@ -33,55 +36,14 @@ pub(crate) struct SessionState {
     pub(crate) stale_after_cancel: bool,
     /// Cumulative cost the agent last reported for the session.
     pub(crate) last_cost: Option<f64>,
+    /// Decides requests while a turn runs (the task's policy, ask handler and events).
+    pub(crate) judge: Option<Arc<TurnJudge>>,
+    /// Decides requests outside a turn: the configured policy, `ask` denied.
+    pub(crate) idle_policy: Arc<Policy>,
 }
 
 /// Sessions of one agent process, shared with the request handler.
 pub(crate) type Sessions = Arc<Mutex<HashMap<String, SessionState>>>;
-
-/// The station's answer to a permission request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PermissionDecision {
-    /// Allow: every path the tool names is inside the workspace.
-    Allow,
-    /// Deny: the tool names a path outside the workspace (which one).
-    Deny(String),
-}
-
-/// Decide a `session/request_permission`: allow a tool whose paths are all inside `workspace`,
-/// deny one that names a path outside. The one place this policy lives (the guardrails work
-/// will make it configurable).
-pub fn decide_permission(workspace: &Path, tool_call: &Value) -> PermissionDecision {
-    for path in tool_paths(tool_call) {
-        if !inside_workspace(workspace, Path::new(&path)) {
-            return PermissionDecision::Deny(path);
-        }
-    }
-    PermissionDecision::Allow
-}
-
-/// Paths a tool call names: its locations, diff paths and path-like raw input fields.
-fn tool_paths(tool_call: &Value) -> Vec<String> {
-    let mut paths = Vec::new();
-    let mut push = |v: Option<&Value>| {
-        if let Some(p) = v.and_then(Value::as_str).filter(|p| !p.is_empty()) {
-            paths.push(p.to_string());
-        }
-    };
-    for loc in tool_call["locations"].as_array().into_iter().flatten() {
-        push(loc.get("path"));
-    }
-    for content in tool_call["content"].as_array().into_iter().flatten() {
-        if content["type"] == "diff" {
-            push(content.get("path"));
-        }
-    }
-    if let Some(input) = tool_call["rawInput"].as_object() {
-        for key in ["filePath", "file_path", "filepath", "path", "notebook_path"] {
-            push(input.get(key));
-        }
-    }
-    paths
-}
 
 /// Whether `path` (absolute, or relative to `workspace`) is inside `workspace`, after `..`
 /// and symlinks of its existing part are resolved.
@@ -215,7 +177,7 @@ async fn handle(
     match req.method.as_str() {
         "session/request_permission" => {
             let state = session_of(sessions, p)?;
-            Ok(json!({"outcome": permission_outcome(&state, p)}))
+            Ok(json!({"outcome": permission_outcome(&state, p).await}))
         }
         "fs/read_text_file" => {
             let state = session_of(sessions, p)?;
@@ -239,6 +201,9 @@ async fn handle(
         "fs/write_text_file" => {
             let state = session_of(sessions, p)?;
             let path = checked_path(&state, p, "writing a file")?;
+            permission::allow_write(state.judge.as_deref(), &state.idle_policy, &path)
+                .await
+                .map_err(|refused| (INVALID_PARAMS, refused))?;
             let content = p["content"].as_str().unwrap_or_default();
             if let Some(parent) = path.parent() {
                 tokio::fs::create_dir_all(parent).await.map_err(|e| {
@@ -398,62 +363,55 @@ fn slice_lines(text: &str, line: Option<u64>, limit: Option<u64>) -> String {
 }
 
 /// The `outcome` of a permission request: cancelled during a cancel, else the option that
-/// matches [`decide_permission`].
-fn permission_outcome(state: &SessionState, params: &Value) -> Value {
+/// carries the policy's decision.
+async fn permission_outcome(state: &SessionState, params: &Value) -> Value {
     if state.cancelling {
         return json!({"outcome": "cancelled"});
     }
-    let decision = decide_permission(&state.workspace, &params["toolCall"]);
-    let wanted: &[&str] = match &decision {
-        PermissionDecision::Allow => &["allow_once", "allow_always"],
-        PermissionDecision::Deny(path) => {
-            tracing::warn!("denied an agent tool outside the workspace: {path}");
-            &["reject_once", "reject_always"]
-        }
-    };
+    let allowed = permission::allow_tool_call(
+        state.judge.as_deref(),
+        &state.idle_policy,
+        &params["toolCall"],
+    )
+    .await;
     let options = params["options"].as_array().cloned().unwrap_or_default();
-    for kind in wanted {
-        if let Some(opt) = options.iter().find(|o| o["kind"] == *kind) {
-            return json!({"outcome": "selected", "optionId": opt["optionId"]});
-        }
+    match permission::option_for(&options, allowed) {
+        Some(id) => json!({"outcome": "selected", "optionId": id}),
+        None => json!({"outcome": "cancelled"}),
     }
-    json!({"outcome": "cancelled"})
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn permission_is_allowed_inside_and_denied_outside_the_workspace() {
+    #[tokio::test]
+    async fn permission_is_allowed_inside_and_denied_outside_the_workspace_by_default() {
         let ws = tempfile::tempdir().unwrap();
         let root = ws.path().canonicalize().unwrap();
-        let inside =
-            json!({"locations": [{"path": root.join("a.py")}], "rawInput": {"filePath": "b/c.py"}});
-        assert_eq!(decide_permission(&root, &inside), PermissionDecision::Allow);
+        let inside = json!({"kind": "edit", "locations": [{"path": root.join("a.py")}], "rawInput": {"filePath": "b/c.py"}});
         let escape = root.join("../outside.py");
-        let outside = json!({"content": [{"type": "diff", "path": escape, "newText": "x"}]});
-        assert!(matches!(
-            decide_permission(&root, &outside),
-            PermissionDecision::Deny(_)
-        ));
+        let outside =
+            json!({"kind": "edit", "content": [{"type": "diff", "path": escape, "newText": "x"}]});
         let state = SessionState {
             workspace: root.clone(),
             cancelling: false,
             stale_after_cancel: false,
             last_cost: None,
+            judge: None,
+            idle_policy: Arc::new(Policy::new(Default::default(), &root)),
         };
         let options = json!([{"optionId": "ok", "kind": "allow_once"}, {"optionId": "no", "kind": "reject_once"}]);
         let params = json!({"toolCall": outside, "options": options});
-        assert_eq!(permission_outcome(&state, &params)["optionId"], "no");
+        assert_eq!(permission_outcome(&state, &params).await["optionId"], "no");
         let params = json!({"toolCall": inside, "options": options});
-        assert_eq!(permission_outcome(&state, &params)["optionId"], "ok");
+        assert_eq!(permission_outcome(&state, &params).await["optionId"], "ok");
         let cancelling = SessionState {
             cancelling: true,
             ..state
         };
         assert_eq!(
-            permission_outcome(&cancelling, &params)["outcome"],
+            permission_outcome(&cancelling, &params).await["outcome"],
             "cancelled"
         );
     }

@@ -26,7 +26,19 @@ pub struct Preset {
     pub env_from_config: &'static [(&'static str, &'static str)],
     /// How to install it.
     pub install_hint: &'static str,
+    /// Environment the preset always gets, so that every decision `coding.policy` makes
+    /// reaches Station as a permission request (the agent's own default would allow silently).
+    pub env_fixed: &'static [(&'static str, &'static str)],
 }
+
+/// OpenCode asks the client about every edit, command, web request and path outside the
+/// workspace; without this `opencode acp` allows them itself.
+const OPENCODE_ASKS_EVERYTHING: &str =
+    r#"{"edit":"ask","bash":"ask","webfetch":"ask","websearch":"ask","external_directory":"ask"}"#;
+
+/// OpenCode ends the whole turn at the first denied tool call unless told to go on; a policy
+/// denial should cost the model that one call, as with the other agents.
+const OPENCODE_GOES_ON_AFTER_A_DENIAL: &str = r#"{"experimental":{"continue_loop_on_deny":true}}"#;
 
 /// The agents Station knows how to start.
 pub const PRESETS: &[Preset] = &[
@@ -35,30 +47,38 @@ pub const PRESETS: &[Preset] = &[
         argv: &["opencode", "acp"],
         env_from_config: &[],
         install_hint: "npm i -g opencode-ai",
+        env_fixed: &[
+            ("OPENCODE_PERMISSION", OPENCODE_ASKS_EVERYTHING),
+            ("OPENCODE_CONFIG_CONTENT", OPENCODE_GOES_ON_AFTER_A_DENIAL),
+        ],
     },
     Preset {
         name: "claude",
         argv: &["claude-agent-acp"],
         env_from_config: &[("CLAUDE_CODE_EXECUTABLE", "claude_binary")],
         install_hint: "npm i -g @zed-industries/claude-agent-acp",
+        env_fixed: &[],
     },
     Preset {
         name: "gemini",
         argv: &["gemini", "--acp"],
         env_from_config: &[],
         install_hint: "npm i -g @google/gemini-cli",
+        env_fixed: &[],
     },
     Preset {
         name: "codex",
         argv: &["codex-acp"],
         env_from_config: &[],
         install_hint: "npm i -g @zed-industries/codex-acp",
+        env_fixed: &[],
     },
     Preset {
         name: "goose",
         argv: &["goose", "acp"],
         env_from_config: &[],
         install_hint: "see https://block.github.io/goose/ to install goose",
+        env_fixed: &[],
     },
 ];
 
@@ -158,6 +178,9 @@ impl AcpConfig {
             let mut spec = CommandSpec::new(PathBuf::from(program), cwd)
                 .args(&preset.argv[1..])
                 .install_hint(preset.install_hint);
+            for (var, value) in preset.env_fixed {
+                spec = spec.env(var, value);
+            }
             for (var, field) in preset.env_from_config {
                 if let Some(value) = self.field_value(field) {
                     spec = spec.env(var, value);
@@ -169,6 +192,16 @@ impl AcpConfig {
             spec = spec.env(key, value.expose());
         }
         Ok(spec.stdin_piped())
+    }
+
+    /// The preset's fixed environment (none for a `command`); it wins over removals of
+    /// inherited variables.
+    pub fn fixed_env(&self) -> &'static [(&'static str, &'static str)] {
+        if self.command.is_empty() {
+            self.preset().map_or(&[], |p| p.env_fixed)
+        } else {
+            &[]
+        }
     }
 
     fn field_value(&self, field: &str) -> Option<&str> {
@@ -222,9 +255,11 @@ impl BackendFactory for AcpFactory {
     async fn build(&self, config: &LoadedConfig) -> Result<Arc<dyn CodingBackend>> {
         let section = config.section::<AcpConfig>()?;
         section.validate()?;
-        Ok(Arc::new(AcpBackend::new(section).with_workspace_base(
-            config.config.coding.workspace_base(),
-        )))
+        Ok(Arc::new(
+            AcpBackend::new(section)
+                .with_workspace_base(config.config.coding.workspace_base())
+                .with_policy(config.config.coding.policy.clone().unwrap_or_default()),
+        ))
     }
 
     fn default_timeout(&self, config: &LoadedConfig) -> Result<Duration> {

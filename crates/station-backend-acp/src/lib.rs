@@ -14,7 +14,9 @@
 //!   from `usage_update`).
 //! * **Client side.** `fs/read_text_file` / `fs/write_text_file` inside the session's
 //!   workspace only; `terminal/*` through `station_core::process` with output limits;
-//!   permission requests answered by [`decide_permission`] (inside the workspace: allow).
+//!   permission requests and file writes decided by `coding.policy` (the task's own policy
+//!   if it brings one; `ask` goes to the run's permission handler; every decision is an audit
+//!   event), answered with a once-only option so the agent asks again next time.
 //! * **Cancel.** `session/cancel`, permission requests answered `cancelled`, and after
 //!   `coding.acp.cancel_grace_sec` the agent's process group is killed. After a cancel the
 //!   idle agent is restarted before the next prompt: claude-agent-acp answers the prompt after
@@ -29,9 +31,11 @@
 mod backend;
 mod client;
 mod config;
+mod permission;
 mod rpc;
 mod turn;
 
 pub use backend::{AcpBackend, NAME};
-pub use client::{PermissionDecision, decide_permission, inside_workspace};
+pub use client::inside_workspace;
 pub use config::{AcpConfig, AcpFactory, PRESETS, Preset};
+pub use permission::actions_of_tool_call;

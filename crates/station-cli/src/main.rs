@@ -1,5 +1,6 @@
 //! `stn`: hand coding work to coding agents (OpenCode over HTTP, NATS or CLI; Claude Code).
 
+mod ask;
 mod backends;
 mod cli;
 mod commands;

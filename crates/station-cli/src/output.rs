@@ -69,3 +69,31 @@ pub(crate) fn spinner_stop() {
         bar.finish_and_clear();
     }
 }
+
+/// The spinner's message while a question hides it.
+static HIDDEN_SPINNER: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// A question on stderr, with the cursor left after it; the spinner, if shown, is removed
+/// until [`question_done`] so it does not draw over the question.
+pub(crate) fn question(text: &str) {
+    use std::io::Write;
+    if let Some(bar) = SPINNER.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        *HIDDEN_SPINNER.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.message());
+        bar.finish_and_clear();
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "{}", redact(text));
+    let _ = err.flush();
+}
+
+/// The end of a question: `text` on its own line, and the spinner back.
+pub(crate) fn question_done(text: &str) {
+    eprintln!("{}", redact(text));
+    let hidden = HIDDEN_SPINNER
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    if let Some(message) = hidden {
+        spinner_start(&message);
+    }
+}

@@ -504,7 +504,7 @@ impl Policy {
         let decision = self.decide(&action);
         let (verdict, rule) = match decision.verdict {
             Verdict::Ask => {
-                let asked = ctx.permissions.ask(tool, &action);
+                let asked = ctx.permissions.ask_about(tool, &action, &decision.rule);
                 let allowed = tokio::select! {
                     a = tokio::time::timeout(ASK_DEADLINE, asked) => a.unwrap_or(false),
                     _ = ctx.cancel.cancelled() => false,
@@ -537,6 +537,13 @@ impl Policy {
 pub trait PermissionHandler: Send + Sync + std::fmt::Debug {
     /// Allow (`true`) or deny (`false`) `action`, asked for by `tool`.
     async fn ask(&self, tool: &str, action: &Action) -> bool;
+
+    /// [`ask`](Self::ask), told which rule left the decision to a person (`unmatched`,
+    /// `bash.allow "*"`, ...) so the question can name it. Defaults to `ask`.
+    async fn ask_about(&self, tool: &str, action: &Action, rule: &str) -> bool {
+        let _ = rule;
+        self.ask(tool, action).await
+    }
 }
 
 /// The handler when nobody can be asked: every `ask` is a deny, at once.

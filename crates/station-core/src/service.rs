@@ -105,6 +105,16 @@ impl SessionService {
         self
     }
 
+    /// Who answers the policy's `ask` decisions of this service's tasks (a person at a
+    /// terminal, an MCP client); nobody (deny at once) unless set.
+    pub fn with_permissions(
+        mut self,
+        permissions: Arc<dyn crate::policy::PermissionHandler>,
+    ) -> Self {
+        self.run.permissions = permissions;
+        self
+    }
+
     /// How long a task waits for a busy session before it fails with
     /// [`Error::SessionBusy`] (default 30 s).
     pub fn with_busy_wait(mut self, wait: std::time::Duration) -> Self {

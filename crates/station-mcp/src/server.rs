@@ -102,6 +102,10 @@ pub struct CodingMcpServer {
     heartbeat: Duration,
     /// Per connection: the level set with `logging/setLevel`.
     log_level: Arc<Mutex<LoggingLevel>>,
+    /// Per connection: its id, to tell whose task asks a question.
+    connection: u64,
+    /// Asks the client about the policy's `ask` decisions (when set).
+    permissions: Option<Arc<crate::ClientPermissions>>,
 }
 
 impl CodingMcpServer {
@@ -116,7 +120,17 @@ impl CodingMcpServer {
             registry: Arc::new(TaskRegistry::default()),
             heartbeat: DEFAULT_HEARTBEAT,
             log_level: Arc::new(Mutex::new(LoggingLevel::Info)),
+            connection: crate::ask::next_connection(),
+            permissions: None,
         }
+    }
+
+    /// Put the policy's `ask` decisions of `code` tasks to the client that started them, as
+    /// elicitations; `permissions` must also be the service's handler
+    /// (`SessionService::with_permissions`).
+    pub fn with_client_permissions(mut self, permissions: Arc<crate::ClientPermissions>) -> Self {
+        self.permissions = Some(permissions);
+        self
     }
 
     /// Report progress at least this often while a task runs (default [`DEFAULT_HEARTBEAT`]).
@@ -137,6 +151,8 @@ impl CodingMcpServer {
             registry: self.registry.clone(),
             heartbeat: self.heartbeat,
             log_level: Arc::new(Mutex::new(LoggingLevel::Info)),
+            connection: crate::ask::next_connection(),
+            permissions: self.permissions.clone(),
         }
     }
 
@@ -347,6 +363,9 @@ impl CodingMcpServer {
             Value::Object(args),
             session.id.to_string(),
         );
+        if let Some(permissions) = &self.permissions {
+            permissions.track(self.connection, &entry, ctx.peer.clone());
+        }
         if !wait {
             return json!({
                 "success": true,

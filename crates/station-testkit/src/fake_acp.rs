@@ -8,6 +8,7 @@
 //! | `crash` | a prompt gets one chunk, then the agent exits 3 with a message on stderr |
 //! | `hang` | a prompt is never answered, and `session/cancel` is ignored |
 //! | `storm` | a prompt sends `FAKE_ACP_STORM` (default 500) permission requests, then answers how many were allowed |
+//! | `permission` | a prompt sends one permission request for `FAKE_ACP_TOOL_CALL` (JSON; default: the command `rm -rf data`) with options `always`, `yes`, `no`, and answers `selected <optionId>` or the outcome |
 //! | `huge` | a prompt gets one 10 MB update |
 //! | `unknown` | a prompt gets an update of an unknown kind, then `after unknown` |
 //! | `terminal` | a prompt runs `printf 0123456789` through `terminal/*` with a 4-byte output limit and answers what it got |

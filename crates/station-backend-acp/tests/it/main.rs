@@ -2,5 +2,6 @@
 //! against a scripted model, and a scripted fake ACP agent for the corner cases.
 
 mod fake;
+mod policy;
 mod real;
 mod support;

@@ -340,7 +340,8 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: RunAgentArgs) -> anyhow::Re
                 ));
             }
         }
-        let service = backends::service(backend, &kind, loaded)?;
+        let service = backends::service(backend, &kind, loaded)?
+            .with_permissions(crate::ask::permission_handler());
         coding_service = Some(service.clone());
         let tools = CodingTools::new(service, loaded.config.coding.workspace_base())
             .with_default_workspace(def.coding.workspace_path.as_ref().map(PathBuf::from))

@@ -9,7 +9,7 @@ use station_core::service::OpenSpec;
 use station_core::{Event, EventKind, Outcome, RepoSpec, Session, Task};
 
 use crate::cli::CodeArgs;
-use crate::{backends, output, signals};
+use crate::{ask, backends, output, signals};
 
 pub(crate) async fn run(loaded: &LoadedConfig, args: CodeArgs) -> anyhow::Result<ExitCode> {
     // Read the instruction first: a bad one is a usage error before any backend starts.
@@ -21,7 +21,8 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: CodeArgs) -> anyhow::Result
     )?;
     let kind = backends::selected(args.backend.as_deref(), loaded)?;
     let backend = backends::build(&kind, loaded).await?;
-    let service = backends::service(backend, &kind, loaded)?;
+    let service =
+        backends::service(backend, &kind, loaded)?.with_permissions(ask::permission_handler());
     let workspace = match (&args.workspace, &args.repo, &args.session) {
         (Some(w), _, _) => Some(absolute(w)?),
         // A continued session keeps its own workspace; a clone gets a fresh directory.

@@ -34,8 +34,10 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: DoctorArgs) -> anyhow::Resu
             checks.push(json!({"check": "session index", "ok": false, "detail": e.to_string()}));
         }
     }
+    let mut policy_gaps = Vec::new();
     let health = match backends::build(&kind, loaded).await {
         Ok(backend) => {
+            policy_gaps = backend.policy_gaps();
             match tokio::time::timeout(Duration::from_secs(90), backend.health()).await {
                 Ok(Ok(h)) => {
                     json!({"check": format!("backend {kind}"), "ok": h.ok, "version": h.version, "detail": h.detail})
@@ -52,6 +54,11 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: DoctorArgs) -> anyhow::Resu
     };
     ok &= health["ok"].as_bool().unwrap_or(false);
     checks.push(health);
+    // A rule the agent cannot enforce is a warning, not a failure: the backend still works,
+    // only the policy is weaker than configured there.
+    for gap in &policy_gaps {
+        checks.push(json!({"check": "policy", "ok": true, "warning": true, "detail": format!("not enforced: {gap}")}));
+    }
     let git = &loaded.config.coding.git;
     checks.push(json!({
         "check": "git credentials",
@@ -64,10 +71,14 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: DoctorArgs) -> anyhow::Resu
         },
     }));
     if args.json {
-        output::json(&json!({"ok": ok, "backend": kind, "checks": checks}));
+        output::json(
+            &json!({"ok": ok, "backend": kind, "checks": checks, "policy_gaps": policy_gaps}),
+        );
     } else {
         for c in &checks {
-            let mark = if c["ok"].as_bool().unwrap_or(false) {
+            let mark = if c["warning"].as_bool().unwrap_or(false) {
+                "warn"
+            } else if c["ok"].as_bool().unwrap_or(false) {
                 "ok  "
             } else {
                 "FAIL"

@@ -18,7 +18,9 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: McpArgs) -> anyhow::Result<
     let kind = backends::selected(args.backend.as_deref(), loaded)?;
     let backend = backends::build(&kind, loaded).await?;
     let timeout = backends::default_timeout(&kind, loaded)?;
-    let service = backends::service(backend, &kind, loaded)?;
+    // The policy's `ask` goes to the MCP client when it can answer a form, else it is a deny.
+    let asker = Arc::new(station_mcp::ClientPermissions::default());
+    let service = backends::service(backend, &kind, loaded)?.with_permissions(asker.clone());
     let running = service.clone();
     let tools = backends::with_git(
         CodingTools::new(service, loaded.config.coding.workspace_base())
@@ -35,7 +37,7 @@ pub(crate) async fn run(loaded: &LoadedConfig, args: McpArgs) -> anyhow::Result<
         ],
         instructions: None,
     };
-    let server = CodingMcpServer::new(Arc::new(tools), description);
+    let server = CodingMcpServer::new(Arc::new(tools), description).with_client_permissions(asker);
     let stop_requested = signals::stop_requested();
     let stopped_by = match args.http {
         None => tokio::select! {

@@ -3,6 +3,7 @@
 mod acp;
 mod agent;
 mod agent_run;
+mod ask;
 mod codex;
 mod config;
 mod conventions;

@@ -4,6 +4,7 @@
 
 #![allow(deprecated)] // MCP logging notifications are deprecated (SEP-2577) but still used.
 
+mod ask;
 mod fake;
 mod http;
 mod real;

@@ -83,6 +83,32 @@ impl Agent {
                 update(session, chunk(&format!("allowed {allowed} of {n}")));
                 end("end_turn");
             }
+            "permission" => {
+                let tool_call = std::env::var("FAKE_ACP_TOOL_CALL")
+                    .ok()
+                    .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                    .unwrap_or_else(|| {
+                        json!({"toolCallId": "t1", "title": "rm -rf data", "kind": "execute",
+                               "rawInput": {"command": "rm -rf data"}})
+                    });
+                let answer = self.call(
+                    "session/request_permission",
+                    json!({"sessionId": session, "toolCall": tool_call,
+                        "options": [{"optionId": "always", "kind": "allow_always", "name": "Always"},
+                                    {"optionId": "yes", "kind": "allow_once", "name": "Allow"},
+                                    {"optionId": "no", "kind": "reject_once", "name": "Reject"}]}),
+                );
+                let outcome = &answer["result"]["outcome"];
+                let text = match outcome["optionId"].as_str() {
+                    Some(id) => format!("selected {id}"),
+                    None => outcome["outcome"]
+                        .as_str()
+                        .unwrap_or("no answer")
+                        .to_string(),
+                };
+                update(session, chunk(&text));
+                end("end_turn");
+            }
             "huge" => {
                 update(session, chunk(&"x".repeat(10 * 1024 * 1024)));
                 end("end_turn");
