@@ -2,4 +2,5 @@
 
 mod changes;
 mod model;
+mod policy_gaps;
 mod runner;
