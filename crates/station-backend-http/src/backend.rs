@@ -662,6 +662,7 @@ impl CodingBackend for HttpBackend {
             unanswered_polls: 0,
             policy: Policy::new(policy.clone(), workspace),
             answered: HashSet::new(),
+            children: HashSet::new(),
         };
         let mut outcome = run.run(self.prompt_body(task)).await?;
         outcome.policy_gaps = gaps;

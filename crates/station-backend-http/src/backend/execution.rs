@@ -25,6 +25,8 @@ pub(super) struct Execution<'a> {
     pub(super) policy: Policy,
     /// Permission requests already answered.
     pub(super) answered: HashSet<String>,
+    /// Sessions the task's agent started (sub-agents): their requests are the task's too.
+    pub(super) children: HashSet<String>,
 }
 
 impl Execution<'_> {
@@ -217,18 +219,34 @@ impl Execution<'_> {
         }
     }
 
-    /// Answer the frame `data` when it is a permission request of this task's session.
+    /// Answer the frame `data` when it is a permission request of this task's session (or of
+    /// a sub-agent's session, which it learns from `session.created`).
     async fn answer_if_asked(&mut self, data: &str) -> Result<()> {
-        if !data.contains("permission.asked") {
+        if !data.contains("permission.asked") && !data.contains("session.created") {
             return Ok(());
         }
         let Ok(event) = serde_json::from_str::<ServerEvent>(data) else {
             return Ok(());
         };
+        if event.kind == "session.created" {
+            let info = event.properties.get("info");
+            let field = |k: &str| info.and_then(|i| i.get(k)).and_then(Value::as_str);
+            if let (Some(id), Some(parent)) = (field("id"), field("parentID"))
+                && self.is_ours(parent)
+            {
+                self.children.insert(id.to_string());
+            }
+            return Ok(());
+        }
         match PermissionAsk::from_event(&event.kind, &event.properties) {
             Some(ask) => self.answer(ask).await,
             None => Ok(()),
         }
+    }
+
+    /// Whether `session_id` is the task's session or one of its sub-agents'.
+    fn is_ours(&self, session_id: &str) -> bool {
+        session_id == self.session_id || self.children.contains(session_id)
     }
 
     /// Answer the session's pending permission requests the stream did not show
@@ -260,7 +278,7 @@ impl Execution<'_> {
 
     /// Decide one request with the policy and reply, once.
     async fn answer(&mut self, ask: PermissionAsk) -> Result<()> {
-        if ask.session_id != self.session_id || !self.answered.insert(ask.id.clone()) {
+        if !self.is_ours(&ask.session_id) || !self.answered.insert(ask.id.clone()) {
             return Ok(());
         }
         let tool = ask

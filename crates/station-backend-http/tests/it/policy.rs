@@ -237,3 +237,66 @@ async fn a_users_server_that_allows_edits_and_commands_unasked_reports_policy_ga
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_agents_requests_are_decided_by_the_policy_too() {
+    let root = tempfile::tempdir().unwrap();
+    let script = Script::new()
+        .on(
+            "hand it over",
+            vec![
+                Step::tool(
+                    "task",
+                    serde_json::json!({"description": "write files", "prompt": "Sub-agent job",
+                                       "subagent_type": "general"}),
+                ),
+                Step::text("Done."),
+            ],
+        )
+        .on(
+            "sub-agent job",
+            vec![
+                Step::write("secrets/key.txt", "k=1\n"),
+                Step::write("sub.txt", "sub\n"),
+                Step::text("Written."),
+            ],
+        );
+    let model = ScriptedModel::start(script).await.unwrap();
+    let backend = managed_backend(root.path(), &model, example_policy());
+    let ws = workspace(root.path());
+    let session = backend
+        .open(OpenRequest {
+            workspace: Some(ws.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let options = RunOptions {
+        default_timeout: Duration::from_secs(120),
+        ..RunOptions::default()
+    };
+    let task_run = start_task(backend, session, Task::new("Hand it over"), &options);
+    let outcome = tokio::time::timeout(Duration::from_secs(180), task_run.follow(|_| {}))
+        .await
+        .expect("a real task ends")
+        .expect("a real task runs");
+    assert!(outcome.success, "{outcome:#?}");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("sub.txt")).ok().as_deref(),
+        Some("sub\n"),
+        "{outcome:#?}"
+    );
+    assert!(!ws.join("secrets/key.txt").exists(), "{outcome:#?}");
+    let denied: Vec<&str> = outcome
+        .permissions
+        .iter()
+        .filter(|p| p.verdict == Verdict::Deny)
+        .map(|p| p.rule.as_str())
+        .collect();
+    assert_eq!(
+        denied,
+        ["edit.deny \"secrets/**\""],
+        "{:#?}",
+        outcome.permissions
+    );
+}
