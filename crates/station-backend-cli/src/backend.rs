@@ -412,8 +412,14 @@ impl CodingBackend for CliBackend {
             Some(dir) => FirstStart::begin(&dir, &ctx.cancel).await?,
             None => None,
         };
+        // A policy that travels with the task (from a NATS client) wins over the configured one.
+        let policy = task.policy_or(&self.policy);
         let spec = self
             .command(&workspace)
+            .env(
+                permission::PERMISSION_ENV,
+                permission::render(policy, &workspace).to_string(),
+            )
             .args(self.run_args(session, task, backend_id.as_deref()))
             .stdin_bytes(task.prompt());
         let run = AgentProcess::new("opencode", spec)
@@ -423,7 +429,7 @@ impl CodingBackend for CliBackend {
                 EndsFirstStart::new(
                     AuditedParser::new(
                         StreamParser::new(),
-                        Policy::new(self.policy.clone(), &workspace),
+                        Policy::new(policy.clone(), &workspace),
                     ),
                     first_start,
                 ),

@@ -1,6 +1,6 @@
 //! [`HttpBackend`]: sessions and tasks on an OpenCode server.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,6 +10,7 @@ use reqwest::Url;
 use serde_json::{Value, json};
 use station_core::config::CodingConfig;
 use station_core::git::{GitRequest, GitResponse};
+use station_core::policy::{Policy, PolicyConfig};
 use station_core::{
     BackendSession, Capabilities, CodingBackend, Error, EventKind, ExecContext, FileChange, Health,
     InputError, OpenRequest, Outcome, Redactor, Result, Secret, Session, SessionId, StopReason,
@@ -21,8 +22,9 @@ use crate::config::{ManagedServer as ManagedMode, OpencodeConfig};
 use crate::managed::{self, ManagedServer};
 use crate::mapper::{EventMapper, Progress};
 use crate::outcome;
+use crate::permission::{self, PermissionAsk};
 use crate::wire::{
-    FileDiff, HealthInfo, MessageWithParts, ProjectInfo, SessionInfo, SessionStatus,
+    FileDiff, HealthInfo, MessageWithParts, ProjectInfo, ServerEvent, SessionInfo, SessionStatus,
 };
 use crate::{HttpTuning, INSTALL_HINT};
 
@@ -48,12 +50,65 @@ pub struct HttpBackend {
     server: tokio::sync::OnceCell<Server>,
     session_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     remote_workspace: Option<bool>,
+    policy: PolicyConfig,
 }
 
 #[derive(Debug)]
 struct Server {
     client: Client,
     managed: Option<ManagedServer>,
+    /// A user's own server's `permission` config (`Null` when it sets none), as last read.
+    permission_config: Mutex<Option<Value>>,
+}
+
+impl Server {
+    fn new(client: Client, managed: Option<ManagedServer>) -> Server {
+        Server {
+            client,
+            managed,
+            permission_config: Mutex::new(None),
+        }
+    }
+
+    /// The rules of `policy` this server applies without asking Station (none for a managed
+    /// server, which asks everything; unknown until its config was read).
+    fn gaps(&self, policy: &PolicyConfig) -> Vec<String> {
+        if self.managed.is_some() {
+            return Vec::new();
+        }
+        match &*self
+            .permission_config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+        {
+            Some(config) => permission::gaps(policy, config, self.client.shown_base()),
+            None => Vec::new(),
+        }
+    }
+
+    /// Read a user's own server's permission config (`GET /config`; a project directory can
+    /// have its own).
+    async fn read_permission_config(&self, dir: Option<&str>) {
+        if self.managed.is_some() {
+            return;
+        }
+        let read = self
+            .client
+            .get_json_within::<Value>(&["config"], dir, &[], Duration::from_secs(5))
+            .await;
+        match read {
+            Ok(config) => {
+                let permission = config.get("permission").cloned().unwrap_or(Value::Null);
+                *self
+                    .permission_config
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(permission);
+            }
+            Err(e) => tracing::warn!(
+                "cannot read the OpenCode server's config, so whether it asks Station about every request is unknown: {e}"
+            ),
+        }
+    }
 }
 
 impl std::fmt::Debug for HttpBackend {
@@ -77,7 +132,8 @@ impl HttpBackend {
     pub fn new(opencode: OpencodeConfig, coding: &CodingConfig) -> Result<Self> {
         Ok(
             Self::from_opencode(opencode, coding.max_attempts, coding.task_timeout())?
-                .with_workspace_base(coding.workspace_base()),
+                .with_workspace_base(coding.workspace_base())
+                .with_policy(coding.policy.clone().unwrap_or_default()),
         )
     }
 
@@ -137,6 +193,7 @@ impl HttpBackend {
             server: tokio::sync::OnceCell::new(),
             session_locks: Mutex::new(HashMap::new()),
             remote_workspace: None,
+            policy: PolicyConfig::default(),
         })
     }
 
@@ -161,6 +218,14 @@ impl HttpBackend {
     /// loopback). Remote workspaces get git through the server's shell endpoint.
     pub fn with_remote_workspace(mut self, remote: bool) -> Self {
         self.remote_workspace = Some(remote);
+        self
+    }
+
+    /// What the agent may do (`coding.policy`; without one, no writes outside the workspace),
+    /// unless a task brings its own ([`Task::policy`]): every permission request of a task is
+    /// decided by it and answered through the server's permission API.
+    pub fn with_policy(mut self, policy: PolicyConfig) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -279,10 +344,7 @@ impl HttpBackend {
             self.tuning.clone(),
         )?;
         match self.config.managed {
-            ManagedMode::Never => Ok(Server {
-                client: configured,
-                managed: None,
-            }),
+            ManagedMode::Never => Ok(Server::new(configured, None)),
             ManagedMode::Always => self.start_managed().await,
             ManagedMode::Auto => {
                 let probe = Client::new(self.url.clone(), self.auth(), 1, self.tuning.clone())?;
@@ -310,10 +372,7 @@ impl HttpBackend {
                         }
                     }
                     // It answered (even with an error): it is there.
-                    _ => Ok(Server {
-                        client: configured,
-                        managed: None,
-                    }),
+                    _ => Ok(Server::new(configured, None)),
                 }
             }
         }
@@ -333,19 +392,22 @@ impl HttpBackend {
             }
         };
         Redactor::global().register(&auth.1);
+        // Every request the policy decides reaches Station (this wins over config files).
+        let mut env = self.env.clone();
+        env.push((
+            permission::PERMISSION_ENV.to_string(),
+            permission::ask_everything().to_string(),
+        ));
         let (server, client) = managed::start(
             &self.config.binary,
             &self.workspace_base,
-            &self.env,
+            &env,
             &auth,
             self.max_attempts,
             &self.tuning,
         )
         .await?;
-        Ok(Server {
-            client,
-            managed: Some(server),
-        })
+        Ok(Server::new(client, Some(server)))
     }
 
     /// The workspace for a new session: the requested one or a fresh directory under the base;
@@ -486,18 +548,26 @@ impl CodingBackend for HttpBackend {
             )
             .await
         {
-            Ok(h) => Ok(Health {
-                ok: h.healthy,
-                detail: match (&h.version, h.healthy) {
-                    (Some(v), true) => format!("OpenCode {v} at {}{managed}", client.shown_base()),
-                    (None, true) => format!("OpenCode at {}{managed}", client.shown_base()),
-                    (_, false) => format!(
-                        "the OpenCode server at {} reports that it is unhealthy",
-                        client.shown_base()
-                    ),
-                },
-                version: h.version,
-            }),
+            Ok(h) => {
+                if h.healthy {
+                    // So that `policy_gaps` can tell what a user's own server lets through.
+                    server.read_permission_config(None).await;
+                }
+                Ok(Health {
+                    ok: h.healthy,
+                    detail: match (&h.version, h.healthy) {
+                        (Some(v), true) => {
+                            format!("OpenCode {v} at {}{managed}", client.shown_base())
+                        }
+                        (None, true) => format!("OpenCode at {}{managed}", client.shown_base()),
+                        (_, false) => format!(
+                            "the OpenCode server at {} reports that it is unhealthy",
+                            client.shown_base()
+                        ),
+                    },
+                    version: h.version,
+                })
+            }
             Err(
                 e @ (Error::Auth { .. }
                 | Error::Backend { .. }
@@ -565,6 +635,20 @@ impl CodingBackend for HttpBackend {
             _ = ctx.cancel.cancelled() => return Err(Error::Cancelled),
         };
         let local_dir = session.workspace.clone().filter(|d| local && d.is_dir());
+        // The runner announced the gaps it knew; a server first reached now may add some.
+        let announced = server.gaps(&self.policy);
+        server.read_permission_config(dir.as_deref()).await;
+        let policy = task.policy_or(&self.policy);
+        let gaps = server.gaps(policy);
+        for gap in gaps.iter().filter(|g| !announced.contains(g)) {
+            ctx.events.emit(EventKind::Notice {
+                message: format!("policy not enforced: {gap}"),
+            });
+        }
+        let workspace = session
+            .workspace
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/"));
         let mut run = Execution {
             client,
             tuning: &self.tuning,
@@ -576,11 +660,22 @@ impl CodingBackend for HttpBackend {
             known: Vec::new(),
             idle_polls_without_work: 0,
             unanswered_polls: 0,
+            policy: Policy::new(policy.clone(), workspace),
+            answered: HashSet::new(),
+            children: HashSet::new(),
         };
         let mut outcome = run.run(self.prompt_body(task)).await?;
+        outcome.policy_gaps = gaps;
         outcome.backend_session_id = Some(session_id);
         outcome.duration_ms = started.elapsed().as_millis() as u64;
         Ok(outcome)
+    }
+
+    fn policy_gaps(&self) -> Vec<String> {
+        self.server
+            .get()
+            .map(|s| s.gaps(&self.policy))
+            .unwrap_or_default()
     }
 
     async fn git(&self, session: &Session, request: GitRequest) -> Result<GitResponse> {

@@ -16,6 +16,10 @@
 //! * cancel and timeout send `POST /session/{id}/abort`;
 //! * only idempotent calls (GET, DELETE, abort) are retried; creating a session and sending a
 //!   prompt never are;
+//! * `coding.policy` is enforced through the server's permission API: each `permission.asked`
+//!   of the task's session is decided by the policy and answered (`once` / `reject`); a managed
+//!   server is started with `ask` for every request the policy decides, and a user's own server
+//!   whose config lets requests through unasked is reported in `policy_gaps`;
 //! * managed mode starts a private `opencode serve` on 127.0.0.1 when asked to (or when the
 //!   configured URL is unreachable and `opencode` is installed), and stops its whole process
 //!   group when the backend is dropped.
@@ -28,6 +32,7 @@ mod git;
 mod managed;
 mod mapper;
 mod outcome;
+mod permission;
 mod text;
 pub mod wire;
 

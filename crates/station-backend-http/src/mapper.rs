@@ -32,6 +32,8 @@ pub struct EventMapper {
     texts_done: HashSet<String>,
     tools_started: HashSet<String>,
     tools_finished: HashSet<String>,
+    /// Call id → tool name, for naming the tool behind a permission request.
+    tool_names: HashMap<String, String>,
     steps_done: HashSet<String>,
     usage_by_message: BTreeMap<String, (Usage, f64)>,
     errors: Vec<ErrorInfo>,
@@ -50,6 +52,7 @@ impl EventMapper {
             texts_done: HashSet::new(),
             tools_started: HashSet::new(),
             tools_finished: HashSet::new(),
+            tool_names: HashMap::new(),
             steps_done: HashSet::new(),
             usage_by_message: BTreeMap::new(),
             errors: Vec::new(),
@@ -84,6 +87,11 @@ impl EventMapper {
     /// Errors OpenCode reported for the session (`session.error`, `message.updated` errors).
     pub fn errors(&self) -> &[ErrorInfo] {
         &self.errors
+    }
+
+    /// The name of the tool with call id `call_id`, once its part was seen.
+    pub fn tool_name(&self, call_id: &str) -> Option<&str> {
+        self.tool_names.get(call_id).map(String::as_str)
     }
 
     /// Tokens and cost of the assistant messages seen so far (a fallback when the transcript
@@ -302,6 +310,9 @@ impl EventMapper {
                     .filter(|c| !c.is_empty())
                     .unwrap_or_else(|| part.id.clone());
                 let name = part.tool.clone().unwrap_or_default();
+                if !name.is_empty() {
+                    self.tool_names.insert(key.clone(), name.clone());
+                }
                 let started = matches!(state.status.as_str(), "running" | "completed" | "error");
                 if started && self.tools_started.insert(key.clone()) {
                     sink.emit(EventKind::ToolStarted {

@@ -276,7 +276,9 @@ impl BackendFactory for NatsFactory {
             ..Default::default()
         };
         Ok(Arc::new(
-            NatsBackend::connect(&NatsConfig::from_loaded(config)?, options).await?,
+            NatsBackend::connect(&NatsConfig::from_loaded(config)?, options)
+                .await?
+                .with_policy(config.config.coding.policy.clone().unwrap_or_default()),
         ))
     }
 

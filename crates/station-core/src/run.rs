@@ -339,7 +339,13 @@ async fn run_to_end(
             .unwrap_or_else(|e| e.into_inner())
             .complete(&mut outcome);
         opts.pricing.apply(&mut outcome);
-        outcome.policy_gaps = policy_gaps;
+        // The backend's own gaps first, then those only the task found (a remote executor's).
+        let found = std::mem::replace(&mut outcome.policy_gaps, policy_gaps);
+        for gap in found {
+            if !outcome.policy_gaps.contains(&gap) {
+                outcome.policy_gaps.push(gap);
+            }
+        }
         outcome
     });
     finish(&session, &task, &opts, &sink, result)

@@ -21,6 +21,12 @@ pub(super) struct Execution<'a> {
     pub(super) idle_polls_without_work: u32,
     /// Status polls in a row that got no answer in time.
     pub(super) unanswered_polls: u32,
+    /// The policy the server's permission requests are answered with.
+    pub(super) policy: Policy,
+    /// Permission requests already answered.
+    pub(super) answered: HashSet<String>,
+    /// Sessions the task's agent started (sub-agents): their requests are the task's too.
+    pub(super) children: HashSet<String>,
 }
 
 impl Execution<'_> {
@@ -139,6 +145,7 @@ impl Execution<'_> {
             };
             match next {
                 Ok(Some(Ok(data))) => {
+                    self.answer_if_asked(&data).await?;
                     let own_before = self.mapper.frames_for_session();
                     if self.mapper.handle_data(&data, &self.ctx.events) == Progress::Idle {
                         return Ok(WaitEnd::Idle);
@@ -193,18 +200,107 @@ impl Execution<'_> {
                             continue;
                         }
                     }
+                    // Requests asked while the stream was down are not replayed.
+                    self.answer_pending().await?;
                     if self.is_done().await? {
                         return Ok(WaitEnd::Idle);
                     }
                 }
-                // Silence: the task may be running a long tool, or the stream may be dead.
+                // Silence: the task may be running a long tool, be waiting for a permission
+                // answer whose request was missed, or the stream may be dead.
                 Err(_) => {
                     last_own_frame = Instant::now();
+                    self.answer_pending().await?;
                     if self.is_done().await? {
                         return Ok(WaitEnd::Idle);
                     }
                 }
             }
+        }
+    }
+
+    /// Answer the frame `data` when it is a permission request of this task's session (or of
+    /// a sub-agent's session, which it learns from `session.created`).
+    async fn answer_if_asked(&mut self, data: &str) -> Result<()> {
+        if !data.contains("permission.asked") && !data.contains("session.created") {
+            return Ok(());
+        }
+        let Ok(event) = serde_json::from_str::<ServerEvent>(data) else {
+            return Ok(());
+        };
+        if event.kind == "session.created" {
+            let info = event.properties.get("info");
+            let field = |k: &str| info.and_then(|i| i.get(k)).and_then(Value::as_str);
+            if let (Some(id), Some(parent)) = (field("id"), field("parentID"))
+                && self.is_ours(parent)
+            {
+                self.children.insert(id.to_string());
+            }
+            return Ok(());
+        }
+        match PermissionAsk::from_event(&event.kind, &event.properties) {
+            Some(ask) => self.answer(ask).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Whether `session_id` is the task's session or one of its sub-agents'.
+    fn is_ours(&self, session_id: &str) -> bool {
+        session_id == self.session_id || self.children.contains(session_id)
+    }
+
+    /// Answer the session's pending permission requests the stream did not show
+    /// (`GET /permission`).
+    async fn answer_pending(&mut self) -> Result<()> {
+        let within = self.tuning.request_timeout.min(STATUS_POLL_TIMEOUT);
+        let pending: Vec<Value> = match self
+            .cancellable(
+                self.client
+                    .get_json_within(&["permission"], self.dir(), &[], within),
+            )
+            .await
+        {
+            Ok(p) => p,
+            // The wait loop sees the cancel next.
+            Err(Error::Cancelled) => return Ok(()),
+            Err(e) => {
+                tracing::debug!("cannot list pending permission requests: {e}");
+                return Ok(());
+            }
+        };
+        for props in pending {
+            if let Some(ask) = PermissionAsk::from_event("permission.asked", &props) {
+                self.answer(ask).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Decide one request with the policy and reply, once.
+    async fn answer(&mut self, ask: PermissionAsk) -> Result<()> {
+        if !self.is_ours(&ask.session_id) || !self.answered.insert(ask.id.clone()) {
+            return Ok(());
+        }
+        let tool = ask
+            .call_id
+            .as_deref()
+            .and_then(|c| self.mapper.tool_name(c))
+            .unwrap_or(&ask.permission)
+            .to_string();
+        let reply =
+            permission::answer(self.client, self.dir(), &ask, &tool, &self.policy, self.ctx);
+        match self.cancellable(reply).await {
+            // The wait loop sees the cancel next.
+            Err(Error::Cancelled) => Ok(()),
+            // Answered meanwhile (by another client) or gone with its session: nothing waits.
+            Ok(()) | Err(Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::backend(
+                NAME,
+                format!(
+                    "could not answer OpenCode's permission request {} ({}): {e}",
+                    ask.id, ask.permission
+                ),
+            )),
         }
     }
 

@@ -4,6 +4,7 @@
 mod events;
 mod fake;
 mod mock;
+mod policy;
 mod real;
 mod streaming;
 mod support;

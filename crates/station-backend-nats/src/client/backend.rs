@@ -146,7 +146,12 @@ impl CodingBackend for NatsBackend {
             model: None,
             timeout: Some(timeout.as_millis() as u64),
             callback: Some(callback.clone()),
-            task: Some(task.clone()),
+            // The policy travels once, in its own field.
+            task: Some(Task {
+                policy: None,
+                ..task.clone()
+            }),
+            policy: Some(task.policy_or(&self.policy).clone()),
         };
         let payload = serde_json::to_vec(&message)
             .map_err(|e| Error::Protocol(format!("encoding the task: {e}")))?;

@@ -12,6 +12,9 @@ use crate::wire::{
     self, Ack, AckStatus, Callback, CancelMessage, Heartbeat, ResultMessage, StreamEvent,
 };
 
+/// The policy gap of a task a Station OpenCode plugin ran.
+const PLUGIN_GAP: &str = "every rule: the task ran on a Station OpenCode plugin, which does not know the policy (its OpenCode's own permission config applied); serve the task subject with `stn worker` instead";
+
 /// One task in flight: its subscriptions and what has been seen so far.
 #[derive(Debug)]
 pub(super) struct Exchange {
@@ -537,6 +540,11 @@ impl Exchange {
             self.on_event(&m, ctx);
         }
         let calls = std::mem::take(&mut self.tool_calls);
-        result.to_outcome(&self.session_name, calls)
+        let mut outcome = result.to_outcome(&self.session_name, calls);
+        // Only Station workers enforce the policy sent with the task.
+        if self.worker.is_none() && result.worker.is_none() {
+            outcome.policy_gaps.push(PLUGIN_GAP.to_string());
+        }
+        outcome
     }
 }

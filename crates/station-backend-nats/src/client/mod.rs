@@ -12,6 +12,7 @@ use async_nats::Client;
 use async_nats::jetstream::kv;
 use futures_util::StreamExt;
 use station_core::Result;
+use station_core::policy::PolicyConfig;
 
 use crate::conn::{self, unavailable};
 use crate::wire::{self, Subjects, WorkerInfo};
@@ -84,6 +85,8 @@ pub struct NatsBackend {
     options: NatsBackendOptions,
     /// Buckets that exist with another replica count than `coding.nats.replicas`.
     bucket_warnings: Vec<String>,
+    /// `coding.policy`, sent with every task for the worker's executor to enforce.
+    policy: PolicyConfig,
 }
 
 impl NatsBackend {
@@ -121,7 +124,17 @@ impl NatsBackend {
             heartbeat: Duration::from_secs(config.heartbeat_sec.max(1)),
             url: conn::shown_url(&config.url),
             options,
+            policy: PolicyConfig::default(),
         })
+    }
+
+    /// What the agent may do (`coding.policy`; without one, no writes outside the workspace),
+    /// unless a task brings its own ([`Task::policy`](station_core::Task::policy)). It travels
+    /// with each task and the worker's executor enforces it; the decisions come back in the
+    /// outcome.
+    pub fn with_policy(mut self, policy: PolicyConfig) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// The NATS connection.

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use station_core::model::TaskPatch;
+use station_core::policy::PermissionRecord;
 use station_core::{FileChange, Outcome, StopReason, ToolCall, Usage};
 
 /// The one result of a task, on its result subject.
@@ -55,6 +56,16 @@ pub struct ResultMessage {
     /// Extension: the task's patch, made on the worker where the files are (size-capped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patch: Option<TaskPatch>,
+    /// Extension: the policy's decisions on the worker (the audit trail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<PermissionRecord>>,
+    /// Extension: rules of the policy the worker's executor could not enforce, each with why.
+    #[serde(
+        rename = "policyGaps",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub policy_gaps: Option<Vec<String>>,
 }
 
 /// `session` of a result.
@@ -165,6 +176,8 @@ impl ResultMessage {
             tool_calls: None,
             model: None,
             patch: None,
+            permissions: None,
+            policy_gaps: None,
         }
     }
 
@@ -221,8 +234,8 @@ impl ResultMessage {
             duration_ms: self.metrics.duration,
             backend_session_id: Some(backend_session_id.to_string()),
             model: self.model.clone(),
-            permissions: Vec::new(),
-            policy_gaps: Vec::new(),
+            permissions: self.permissions.clone().unwrap_or_default(),
+            policy_gaps: self.policy_gaps.clone().unwrap_or_default(),
             patch: self.patch.clone(),
         }
     }

@@ -1,6 +1,7 @@
 //! Station → worker: the task, its parts, cancel and git commands.
 
 use serde::{Deserialize, Serialize};
+use station_core::policy::PolicyConfig;
 use station_core::{Secret, Task};
 
 /// A task, on the task subject.
@@ -30,6 +31,10 @@ pub struct TaskMessage {
     /// Extension: the structured task, so an executor can build its own prompt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<Task>,
+    /// Extension: the client's `coding.policy` (or the task's own), which the worker's
+    /// executor enforces instead of the worker's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyConfig>,
 }
 
 /// `session` of a task.

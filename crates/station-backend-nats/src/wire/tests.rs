@@ -135,3 +135,37 @@ fn the_workers_patch_travels_in_the_result() {
         .unwrap();
     assert_eq!(plain.to_outcome("s", vec![]).patch, None);
 }
+
+#[test]
+fn the_policy_goes_out_with_the_task_and_its_decisions_come_back_in_the_result() {
+    use station_core::policy::{Action, PermissionRecord, PolicyConfig, Verdict};
+    let policy: PolicyConfig =
+        serde_json::from_value(serde_json::json!({"bash": {"deny": ["rm -rf *"]}})).unwrap();
+    let old = r#"{"taskID":"t1","session":{"name":"s"},"workspace":{"name":"w"},"prompt":"p"}"#;
+    let mut task: TaskMessage = serde_json::from_str(old).unwrap();
+    assert_eq!(task.policy, None);
+    task.policy = Some(policy.clone());
+    let sent = serde_json::to_value(&task).unwrap();
+    assert_eq!(sent["policy"]["bash"]["deny"][0], "rm -rf *", "{sent}");
+    let back: TaskMessage = serde_json::from_value(sent).unwrap();
+    assert_eq!(back.policy, Some(policy));
+
+    let record = PermissionRecord {
+        tool: "bash".into(),
+        action: Action::Bash {
+            command: "rm -rf data".into(),
+        },
+        verdict: Verdict::Deny,
+        rule: "bash.deny \"rm -rf *\"".into(),
+    };
+    let mut result = ResultMessage::failure("t1", "s", "w", "x");
+    result.permissions = Some(vec![record.clone()]);
+    result.policy_gaps = Some(vec!["network: why".into()]);
+    let text = serde_json::to_string(&result).unwrap();
+    assert!(text.contains("\"policyGaps\""), "{text}");
+    let outcome = serde_json::from_str::<ResultMessage>(&text)
+        .unwrap()
+        .to_outcome("s", Vec::new());
+    assert_eq!(outcome.permissions, [record]);
+    assert_eq!(outcome.policy_gaps, ["network: why"]);
+}

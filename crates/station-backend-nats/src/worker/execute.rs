@@ -73,6 +73,10 @@ impl Shared {
             .clone()
             .unwrap_or_else(|| Task::new(task.prompt.clone()));
         core_task.timeout_secs = None;
+        // The client's policy, not the worker's own, decides what the executor may do.
+        if let Some(policy) = &task.policy {
+            core_task.policy = Some(policy.clone());
+        }
         let deadline = task
             .timeout
             .filter(|ms| *ms > 0)
@@ -201,6 +205,8 @@ impl Shared {
             model: outcome.model,
             // Where the patch is stored means nothing on the client's machine.
             patch: outcome.patch.map(|p| TaskPatch { path: None, ..p }),
+            permissions: Some(outcome.permissions).filter(|p| !p.is_empty()),
+            policy_gaps: Some(outcome.policy_gaps).filter(|g| !g.is_empty()),
         }
     }
 }

@@ -136,6 +136,13 @@ async fn our_client_talks_to_a_plugin() {
     assert_eq!(outcome.stop_reason, StopReason::Completed);
     assert_eq!(outcome.summary, "Created notes.md");
     assert_eq!(outcome.duration_ms, 4012);
+    // A plugin does not enforce the policy sent with the task: the outcome says so.
+    assert!(
+        matches!(outcome.policy_gaps.as_slice(), [gap] if gap.contains("Station OpenCode plugin")),
+        "{:#?}",
+        outcome.policy_gaps
+    );
+    assert!(sent["policy"].is_object(), "{sent}");
     assert_eq!(outcome.backend_session_id, Some(s.id.to_string()));
     assert_eq!(outcome.tool_calls.len(), 1);
     assert_eq!(outcome.tool_calls[0].name, "write");

@@ -1,4 +1,4 @@
-//! Integration tests: a real nats-server, real workers, fake executors.
+//! Integration tests: a real nats-server, real workers, fake executors (and one real `opencode run`).
 
 mod capacity;
 mod cluster;
@@ -7,5 +7,6 @@ mod creds;
 mod faults;
 mod flow;
 mod git;
+mod policy;
 mod support;
 mod tls;

@@ -1,5 +1,6 @@
-//! A backend's policy gaps (rules its agent cannot enforce) reach the caller: as notices while
-//! the task runs, and in the outcome.
+//! A policy's gaps (rules the agent cannot enforce) reach the caller: the backend's own as
+//! notices while the task runs and in the outcome, plus those only its task found (a remote
+//! executor's, reported in its result), each once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,13 +10,15 @@ use station_core::{
     Session, StopReason, Task, start_task,
 };
 
-const GAP: &str = "edit.deny patterns: the agent's sandbox knows only the workspace";
-
+/// Knows `known` up front; its task reports `found`.
 #[derive(Debug)]
-struct GappyBackend;
+struct Gappy {
+    known: Vec<&'static str>,
+    found: Vec<&'static str>,
+}
 
 #[async_trait::async_trait]
-impl CodingBackend for GappyBackend {
+impl CodingBackend for Gappy {
     fn name(&self) -> &str {
         "gappy"
     }
@@ -23,7 +26,7 @@ impl CodingBackend for GappyBackend {
         Capabilities::NONE
     }
     fn policy_gaps(&self) -> Vec<String> {
-        vec![GAP.to_string()]
+        self.known.iter().map(|g| g.to_string()).collect()
     }
     async fn health(&self) -> station_core::Result<Health> {
         Ok(Health {
@@ -41,17 +44,25 @@ impl CodingBackend for GappyBackend {
         _task: &Task,
         _ctx: ExecContext,
     ) -> station_core::Result<Outcome> {
-        Ok(Outcome::new(true, StopReason::Completed))
+        let mut outcome = Outcome::new(true, StopReason::Completed);
+        outcome.policy_gaps = self.found.iter().map(|g| g.to_string()).collect();
+        Ok(outcome)
     }
     async fn close(&self, _session: &Session) -> station_core::Result<()> {
         Ok(())
     }
 }
 
+const GAP: &str = "edit.deny patterns: the agent's sandbox knows only the workspace";
+
 #[tokio::test]
 async fn a_backends_policy_gaps_are_notices_and_in_the_outcome() {
+    let backend = Gappy {
+        known: vec![GAP],
+        found: vec![],
+    };
     let mut run = start_task(
-        Arc::new(GappyBackend),
+        Arc::new(backend),
         Session::new("gappy"),
         Task::new("anything"),
         &RunOptions::default(),
@@ -68,4 +79,26 @@ async fn a_backends_policy_gaps_are_notices_and_in_the_outcome() {
     let outcome = run.outcome().await.unwrap();
     assert_eq!(outcome.policy_gaps, [GAP]);
     assert_eq!(notices, [format!("policy not enforced: {GAP}")]);
+}
+
+#[tokio::test]
+async fn gaps_found_by_the_task_are_kept_after_the_backends_own() {
+    let backend = Gappy {
+        known: vec!["edit.deny \"a\": known"],
+        found: vec!["bash.deny \"b\": found by the executor", "edit.deny \"a\": known"],
+    };
+    let run = start_task(
+        Arc::new(backend),
+        Session::new("gappy"),
+        Task::new("x"),
+        &RunOptions::default(),
+    );
+    let outcome = run.outcome().await.unwrap();
+    assert_eq!(
+        outcome.policy_gaps,
+        [
+            "edit.deny \"a\": known",
+            "bash.deny \"b\": found by the executor"
+        ]
+    );
 }
