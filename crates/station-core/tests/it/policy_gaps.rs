@@ -85,7 +85,10 @@ async fn a_backends_policy_gaps_are_notices_and_in_the_outcome() {
 async fn gaps_found_by_the_task_are_kept_after_the_backends_own() {
     let backend = Gappy {
         known: vec!["edit.deny \"a\": known"],
-        found: vec!["bash.deny \"b\": found by the executor", "edit.deny \"a\": known"],
+        found: vec![
+            "bash.deny \"b\": found by the executor",
+            "edit.deny \"a\": known",
+        ],
     };
     let run = start_task(
         Arc::new(backend),
