@@ -204,7 +204,12 @@ impl AcpBackend {
                 *slot = None;
             }
         }
-        agent.conn.kill(Duration::from_secs(2)).await;
+        // Gracefully: the agent saves its sessions on end of input, and the next process
+        // resumes them.
+        agent
+            .conn
+            .shutdown(SHUTDOWN_WAIT, Duration::from_secs(2))
+            .await;
     }
 
     fn remember(&self, agent: &Agent, id: &str, workspace: &Path) {

@@ -14,24 +14,11 @@ use station_core::{
 use station_testkit::conformance;
 use station_testkit::fake_acp::fake_acp_agent_bin;
 use station_testkit::model_server::{Script, ScriptedModel, Step};
+use station_testkit::policy_scenario as scenario;
 
 use crate::support::{claude_backend, opencode_backend};
 
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// The policy of issue 19's example.
-fn example_policy() -> PolicyConfig {
-    serde_saphyr::from_str(
-        r#"
-edit: { deny: ["secrets/**", "**/.env"] }
-bash: { allow: ["*"], deny: ["rm -rf *", "git push*", "curl *"] }
-outside_workspace: deny
-network: allow
-unmatched: allow
-"#,
-    )
-    .unwrap()
-}
 
 /// Answers every `ask` with `answer`, and counts the questions.
 #[derive(Debug)]
@@ -132,7 +119,7 @@ async fn a_permission_request_is_decided_by_the_policy_and_audited() {
     let denied = fake(
         "permission",
         &[("FAKE_ACP_TOOL_CALL", bash_call("rm -rf data"))],
-        example_policy(),
+        scenario::example_policy(),
         RunOptions::default(),
     );
     let outcome = denied.run(Task::new("clean up")).await;
@@ -152,7 +139,7 @@ async fn a_permission_request_is_decided_by_the_policy_and_audited() {
     let allowed = fake(
         "permission",
         &[("FAKE_ACP_TOOL_CALL", bash_call("ls -la"))],
-        example_policy(),
+        scenario::example_policy(),
         RunOptions::default(),
     );
     let outcome = allowed.run(Task::new("list")).await;
@@ -173,7 +160,7 @@ async fn an_edit_of_a_denied_path_is_refused_by_its_rule() {
         root,
         "permission",
         &[("FAKE_ACP_TOOL_CALL", write.to_string())],
-        example_policy(),
+        scenario::example_policy(),
         RunOptions::default(),
     );
     let outcome = f.run(Task::new("write the key")).await;
@@ -184,7 +171,7 @@ async fn an_edit_of_a_denied_path_is_refused_by_its_rule() {
     let f = fake(
         "permission",
         &[("FAKE_ACP_TOOL_CALL", moved.to_string())],
-        example_policy(),
+        scenario::example_policy(),
         RunOptions::default(),
     );
     let outcome = f.run(Task::new("move")).await;
@@ -205,7 +192,7 @@ async fn fs_write_text_file_obeys_the_policy() {
         root,
         "write_outside",
         &[("FAKE_ACP_PATH", target.to_string_lossy().into_owned())],
-        example_policy(),
+        scenario::example_policy(),
         RunOptions::default(),
     );
     let outcome = f.run(Task::new("write")).await;
@@ -230,7 +217,7 @@ async fn a_tasks_own_policy_wins_over_the_configured_one() {
         RunOptions::default(),
     );
     let mut task = Task::new("push");
-    task.policy = Some(example_policy());
+    task.policy = Some(scenario::example_policy());
     let outcome = f.run(task).await;
     assert_eq!(outcome.summary, "selected no", "{outcome:#?}");
     assert_eq!(outcome.permissions[0].rule, "bash.deny \"git push*\"");
@@ -238,7 +225,7 @@ async fn a_tasks_own_policy_wins_over_the_configured_one() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ask_goes_to_the_runs_permission_handler() {
-    let mut policy = example_policy();
+    let mut policy = scenario::example_policy();
     policy.unmatched = Verdict::Ask;
     policy.bash.allow.clear();
     for answer in [true, false] {
@@ -280,7 +267,7 @@ async fn ask_goes_to_the_runs_permission_handler() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn agents_not_known_to_ask_about_everything_list_a_policy_gap() {
-    let f = fake("ok", &[], example_policy(), RunOptions::default());
+    let f = fake("ok", &[], scenario::example_policy(), RunOptions::default());
     let outcome = f.run(Task::new("hi")).await;
     assert_eq!(outcome.policy_gaps.len(), 1, "{outcome:#?}");
     assert!(
@@ -302,7 +289,7 @@ async fn agents_not_known_to_ask_about_everything_list_a_policy_gap() {
         claude.len() == 1 && claude[0].starts_with("outside_workspace for reads"),
         "{claude:?}"
     );
-    let mut open_reads = example_policy();
+    let mut open_reads = scenario::example_policy();
     open_reads.outside_workspace = Verdict::Allow;
     assert!(
         preset("claude")
@@ -326,18 +313,9 @@ async fn acp_opencode_obeys_the_policy_and_the_outcome_lists_the_denials() {
 /// Issue 19's scenario: the model writes secrets/key.txt, runs `rm -rf data`, writes ok.py.
 async fn three_things_on(make: fn(&std::path::Path, &ScriptedModel) -> AcpBackend) {
     let root = tempfile::tempdir().unwrap();
-    let script = Script::new().on(
-        "three things",
-        vec![
-            Step::write("secrets/key.txt", "k=1\n"),
-            Step::bash("rm -rf data"),
-            Step::write("ok.py", "print('ok')\n"),
-            Step::text("Done."),
-        ],
-    );
-    let model = ScriptedModel::start(script).await.unwrap();
+    let model = ScriptedModel::start(scenario::script()).await.unwrap();
     let backend: Arc<dyn CodingBackend> =
-        Arc::new(make(root.path(), &model).with_policy(example_policy()));
+        Arc::new(make(root.path(), &model).with_policy(scenario::example_policy()));
     let index = tempfile::tempdir().unwrap();
     let service = SessionService::new(
         backend.clone(),
@@ -345,8 +323,7 @@ async fn three_things_on(make: fn(&std::path::Path, &ScriptedModel) -> AcpBacken
         RunOptions::default(),
     );
     let ws = root.path().join("ws");
-    std::fs::create_dir_all(ws.join("data")).unwrap();
-    std::fs::write(ws.join("data/keep.txt"), "keep\n").unwrap();
+    scenario::prepare_workspace(&ws);
     let session = service
         .open(OpenSpec {
             workspace: Some(ws.clone()),
@@ -357,32 +334,11 @@ async fn three_things_on(make: fn(&std::path::Path, &ScriptedModel) -> AcpBacken
     let (events, outcome) = conformance::run_task(
         &service,
         &session,
-        Task::new("Do the three things"),
+        Task::new(scenario::INSTRUCTION),
         "policy",
     )
     .await;
     backend.shutdown().await;
     let outcome = outcome.unwrap();
-    assert_eq!(
-        std::fs::read_to_string(ws.join("ok.py")).unwrap_or_default(),
-        "print('ok')\n",
-        "{outcome:#?}\n{events:#?}"
-    );
-    assert!(!ws.join("secrets/key.txt").exists(), "{outcome:#?}");
-    assert_eq!(
-        std::fs::read_to_string(ws.join("data/keep.txt")).unwrap(),
-        "keep\n"
-    );
-    let denied: Vec<&str> = outcome
-        .permissions
-        .iter()
-        .filter(|p| p.verdict == Verdict::Deny)
-        .map(|p| p.rule.as_str())
-        .collect();
-    assert_eq!(
-        denied,
-        ["edit.deny \"secrets/**\"", "bash.deny \"rm -rf *\""],
-        "{:#?}",
-        outcome.permissions
-    );
+    scenario::assert_obeyed(&ws, &outcome, &format!("{events:#?}"));
 }

@@ -11,18 +11,7 @@ use station_core::policy::{Action, PermissionHandler, PolicyConfig, Verdict};
 use station_core::{CodingBackend, OpenRequest, Outcome, RunOptions, Session, Task, start_task};
 use station_testkit::model_server::{Script, ScriptedModel, Step};
 use station_testkit::peers::{OPENCODE_MODEL, OpencodeServer, opencode_bin, opencode_env};
-
-/// The policy of issue 19's example.
-fn example_policy() -> PolicyConfig {
-    serde_json::from_value(serde_json::json!({
-        "edit": { "deny": ["secrets/**", "**/.env"] },
-        "bash": { "allow": ["*"], "deny": ["rm -rf *", "git push*", "curl *"] },
-        "outside_workspace": "deny",
-        "network": "allow",
-        "unmatched": "allow",
-    }))
-    .unwrap()
-}
+use station_testkit::policy_scenario as scenario;
 
 fn managed_backend(root: &Path, model: &ScriptedModel, policy: PolicyConfig) -> Arc<HttpBackend> {
     let config = OpencodeConfig {
@@ -44,36 +33,23 @@ fn managed_backend(root: &Path, model: &ScriptedModel, policy: PolicyConfig) -> 
 
 fn workspace(root: &Path) -> PathBuf {
     let ws = root.join("ws");
-    std::fs::create_dir_all(ws.join("data")).unwrap();
-    std::fs::write(ws.join("data/keep.txt"), "keep\n").unwrap();
+    scenario::prepare_workspace(&ws);
     ws.canonicalize().unwrap()
 }
 
 async fn run(backend: Arc<HttpBackend>, session: Session, options: &RunOptions) -> Outcome {
-    let task_run = start_task(backend, session, Task::new("Do the three things"), options);
+    let task_run = start_task(backend, session, Task::new(scenario::INSTRUCTION), options);
     tokio::time::timeout(Duration::from_secs(180), task_run.follow(|_| {}))
         .await
         .expect("a real task ends")
         .expect("a real task runs")
 }
 
-fn three_things() -> Script {
-    Script::new().on(
-        "three things",
-        vec![
-            Step::write("secrets/key.txt", "k=1\n"),
-            Step::bash("rm -rf data"),
-            Step::write("ok.py", "print('ok')\n"),
-            Step::text("Done."),
-        ],
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opencode_http_obeys_the_policy_and_the_outcome_lists_the_denials() {
     let root = tempfile::tempdir().unwrap();
-    let model = ScriptedModel::start(three_things()).await.unwrap();
-    let backend = managed_backend(root.path(), &model, example_policy());
+    let model = ScriptedModel::start(scenario::script()).await.unwrap();
+    let backend = managed_backend(root.path(), &model, scenario::example_policy());
     let ws = workspace(root.path());
     let session = backend
         .open(OpenRequest {
@@ -83,28 +59,7 @@ async fn opencode_http_obeys_the_policy_and_the_outcome_lists_the_denials() {
         .await
         .unwrap();
     let outcome = run(backend.clone(), session, &RunOptions::default()).await;
-    assert_eq!(
-        std::fs::read_to_string(ws.join("ok.py")).ok().as_deref(),
-        Some("print('ok')\n"),
-        "{outcome:#?}"
-    );
-    assert!(!ws.join("secrets/key.txt").exists(), "{outcome:#?}");
-    assert_eq!(
-        std::fs::read_to_string(ws.join("data/keep.txt")).unwrap(),
-        "keep\n"
-    );
-    let denied: Vec<&str> = outcome
-        .permissions
-        .iter()
-        .filter(|p| p.verdict == Verdict::Deny)
-        .map(|p| p.rule.as_str())
-        .collect();
-    assert_eq!(
-        denied,
-        ["edit.deny \"secrets/**\"", "bash.deny \"rm -rf *\""],
-        "{:#?}",
-        outcome.permissions
-    );
+    scenario::assert_obeyed(&ws, &outcome, "");
     let tools: Vec<&str> = outcome
         .permissions
         .iter()
@@ -210,7 +165,7 @@ async fn a_users_server_that_allows_edits_and_commands_unasked_reports_policy_ga
     };
     let backend = HttpBackend::from_opencode(config, 3, Duration::from_secs(600))
         .unwrap()
-        .with_policy(example_policy());
+        .with_policy(scenario::example_policy());
     assert!(backend.health().await.unwrap().ok);
     let gaps = backend.policy_gaps();
     let rules: Vec<&str> = gaps
@@ -262,7 +217,7 @@ async fn a_sub_agents_requests_are_decided_by_the_policy_too() {
             ],
         );
     let model = ScriptedModel::start(script).await.unwrap();
-    let backend = managed_backend(root.path(), &model, example_policy());
+    let backend = managed_backend(root.path(), &model, scenario::example_policy());
     let ws = workspace(root.path());
     let session = backend
         .open(OpenRequest {

@@ -645,7 +645,14 @@ async fn a_server_replaced_on_the_same_port_fails_the_task_with_went_away() {
     let model = ScriptedModel::start(script()).await.unwrap();
     let root = tempfile::tempdir().unwrap();
     let env = opencode_env(&root.path().join("home"), &model);
-    let server = OpencodeServer::start(&env, &ws_in(root.path(), "server-cwd")).await;
+    // Not OpenCode's favourite 4096, which other tests' servers race for.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server =
+        OpencodeServer::start_on_port(&env, &ws_in(root.path(), "server-cwd"), port).await;
     let backend = Arc::new(backend_for(&server.url));
     let session = backend
         .open(OpenRequest {
