@@ -13,7 +13,7 @@ use station_core::{
 };
 use station_testkit::conformance;
 use station_testkit::fake_acp::fake_acp_agent_bin;
-use station_testkit::model_server::{Script, ScriptedModel, Step};
+use station_testkit::model_server::ScriptedModel;
 use station_testkit::policy_scenario as scenario;
 
 use crate::support::{claude_backend, opencode_backend};

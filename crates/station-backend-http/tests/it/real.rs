@@ -651,8 +651,7 @@ async fn a_server_replaced_on_the_same_port_fails_the_task_with_went_away() {
         .local_addr()
         .unwrap()
         .port();
-    let server =
-        OpencodeServer::start_on_port(&env, &ws_in(root.path(), "server-cwd"), port).await;
+    let server = OpencodeServer::start_on_port(&env, &ws_in(root.path(), "server-cwd"), port).await;
     let backend = Arc::new(backend_for(&server.url));
     let session = backend
         .open(OpenRequest {
