@@ -44,8 +44,9 @@ fn claude_two_steps() -> String {
     pick(CLAUDE_SAMPLE, &[0, 1, 2, 3, 8, 9])
 }
 
-/// A `sh` script that reads its stdin to the end, prints `canned`, and exits 0.
-fn write_fake(dir: &Path, name: &str, canned: &str) -> anyhow::Result<PathBuf> {
+/// A `sh` script that reads its stdin (`read_stdin`: a shell command), prints `canned`, and
+/// exits 0.
+fn write_fake(dir: &Path, name: &str, read_stdin: &str, canned: &str) -> anyhow::Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let output = dir.join(format!("{name}.jsonl"));
     std::fs::write(&output, canned)?;
@@ -53,7 +54,7 @@ fn write_fake(dir: &Path, name: &str, canned: &str) -> anyhow::Result<PathBuf> {
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\ncat >/dev/null\ncat '{}'\n",
+            "#!/bin/sh\n{read_stdin} >/dev/null\ncat '{}'\n",
             output.to_string_lossy()
         ),
     )?;
@@ -108,15 +109,21 @@ impl Case for ThroughBackend {
     }
 }
 
-/// The stream-json user message the Claude backend writes to stdin (same shape).
+/// The opening lines the Claude backend writes to stdin (same shape): `initialize` with a
+/// policy hook, then the prompt as a stream-json user message.
 fn claude_stdin(prompt: &str) -> Vec<u8> {
+    let initialize = serde_json::json!({
+        "type": "control_request",
+        "request_id": "station_initialize",
+        "request": { "subtype": "initialize", "hooks": { "PreToolUse": [
+            { "matcher": "*", "hookCallbackIds": ["station_policy"], "timeout": 330 }
+        ] } },
+    });
     let message = serde_json::json!({
         "type": "user",
         "message": { "role": "user", "content": [ { "type": "text", "text": prompt } ] },
     });
-    let mut line = message.to_string().into_bytes();
-    line.push(b'\n');
-    line
+    format!("{initialize}\n{message}\n").into_bytes()
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -135,7 +142,7 @@ pub(crate) async fn run(plan: CliPlan) -> anyhow::Result<Vec<BenchResult>> {
 
     // opencode run
     let canned = opencode_two_steps();
-    let fake = write_fake(bin.path(), "opencode", &canned)?;
+    let fake = write_fake(bin.path(), "opencode", "cat", &canned)?;
     let mut direct = Direct {
         spec: CommandSpec::new(&fake, &ws)
             .args(["run", "--format", "json", "--auto"])
@@ -175,21 +182,21 @@ pub(crate) async fn run(plan: CliPlan) -> anyhow::Result<Vec<BenchResult>> {
 
     // Claude Code
     let canned = claude_two_steps();
-    let fake = write_fake(bin.path(), "claude", &canned)?;
-    let mut spec = CommandSpec::new(&fake, &ws)
+    // The backend keeps stdin open for control answers until the result: read its two
+    // opening lines (initialize, the prompt), as the real CLI does before answering.
+    let fake = write_fake(bin.path(), "claude", "head -n 2", &canned)?;
+    let spec = CommandSpec::new(&fake, &ws)
         .args([
             "-p",
             "--input-format=stream-json",
             "--output-format=stream-json",
             "--verbose",
             "--include-partial-messages",
-            "--dangerously-skip-permissions",
+            "--permission-mode=default",
+            "--permission-prompt-tool=stdio",
             "--max-turns=10",
         ])
         .stdin_bytes(claude_stdin(&Task::new(PROMPT).prompt()));
-    if nix::unistd::geteuid().is_root() {
-        spec = spec.env("IS_SANDBOX", "1");
-    }
     let mut direct = Direct {
         spec: spec.env("PWD", &ws),
         lines: canned.lines().count(),
