@@ -7,6 +7,5 @@ mod creds;
 mod faults;
 mod flow;
 mod git;
-mod policy;
 mod support;
 mod tls;

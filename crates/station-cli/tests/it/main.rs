@@ -13,6 +13,7 @@ mod hardening;
 mod mcp;
 mod nats;
 mod nats_cluster;
+mod nats_policy;
 mod session_diff;
 mod sessions;
 mod support;

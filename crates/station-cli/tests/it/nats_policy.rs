@@ -1,20 +1,19 @@
 //! `coding.policy` travels with the task: a worker whose own config has no policy runs the
 //! real `opencode run` executor under the client's policy, and the decisions come back in the
-//! client's outcome.
+//! client's outcome. (Here, where backends are composed: backend crates never depend on each
+//! other.)
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use station_backend_cli::{CliBackend, CliConfig};
-use station_backend_nats::WorkerOptions;
+use station_backend_nats::{NatsBackend, NatsBackendOptions, NatsConfig, Worker, WorkerOptions};
 use station_core::{CodingBackend, OpenRequest, RunOptions, Task, start_task};
 use station_testkit::model_server::ScriptedModel;
 use station_testkit::peers::{
     NatsServer, OPENCODE_ENV_REMOVE, OPENCODE_MODEL, opencode_bin, opencode_env,
 };
 use station_testkit::policy_scenario as scenario;
-
-use crate::support::{config, worker_and_client};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_policy_travels_with_the_task_to_the_worker() {
@@ -33,18 +32,24 @@ async fn the_policy_travels_with_the_task_to_the_worker() {
         .with_env_remove(OPENCODE_ENV_REMOVE.iter().map(|s| s.to_string()).collect())
         .with_workspace_base(base.clone()),
     );
-    let nats = config(&server);
-    let (_worker, client) = worker_and_client(
-        &nats,
+    let nats = NatsConfig {
+        url: server.url.clone(),
+        heartbeat_sec: 1,
+        ..NatsConfig::default()
+    };
+    let worker = Worker::new(
+        nats.clone(),
         executor,
         base.clone(),
-        "w-policy",
         WorkerOptions::default(),
-    )
-    .await;
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    // Bound first, so the client's first task finds a subscriber.
+    let worker_task = tokio::spawn(worker.bind().await.unwrap().run(shutdown.clone()));
     let client = Arc::new(
-        Arc::try_unwrap(client)
-            .expect("the only handle")
+        NatsBackend::connect(&nats, NatsBackendOptions::default())
+            .await
+            .unwrap()
             .with_policy(scenario::example_policy()),
     );
     let ws = base.join("policy-ws");
@@ -67,4 +72,10 @@ async fn the_policy_travels_with_the_task_to_the_worker() {
         .expect("the task runs");
     scenario::assert_obeyed(&ws, &outcome, "");
     assert!(outcome.policy_gaps.is_empty(), "{:#?}", outcome.policy_gaps);
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(40), worker_task)
+        .await
+        .expect("the worker stops")
+        .unwrap()
+        .unwrap();
 }
