@@ -26,6 +26,8 @@ pub(crate) struct Args {
     pub(crate) nats_worker: Option<String>,
     /// Internal: run this command and print the peak RSS of its process tree (KiB).
     pub(crate) peak_rss_of: Vec<String>,
+    /// Internal: run one task of the workspaces benchmark and print this process's peak RSS.
+    pub(crate) workspace_peak: Vec<String>,
 }
 
 /// One benchmark group.
@@ -38,10 +40,11 @@ pub(crate) enum Bench {
     Cli,
     Startup,
     Parallel,
+    Workspaces,
 }
 
 impl Bench {
-    const ALL: [(Bench, &'static str); 7] = [
+    const ALL: [(Bench, &'static str); 8] = [
         (Bench::Blocks, "blocks"),
         (Bench::Http, "http"),
         (Bench::Nats, "nats"),
@@ -49,6 +52,7 @@ impl Bench {
         (Bench::Cli, "cli"),
         (Bench::Startup, "startup"),
         (Bench::Parallel, "parallel"),
+        (Bench::Workspaces, "workspaces"),
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -74,7 +78,7 @@ impl Bench {
     }
 }
 
-const USAGE: &str = "usage: station-bench [--only blocks,http,nats,parse,cli,startup,parallel] [--quick] [--json FILE] [--markdown FILE] [--stn BIN]";
+const USAGE: &str = "usage: station-bench [--only blocks,http,nats,parse,cli,startup,parallel,workspaces] [--quick] [--json FILE] [--markdown FILE] [--stn BIN]";
 
 impl Args {
     /// Parse `argv` (without the program name).
@@ -101,6 +105,11 @@ impl Args {
                 Long("peak-rss-of") => {
                     for value in parser.raw_args()? {
                         args.peak_rss_of.push(value.string()?);
+                    }
+                }
+                Long("workspace-peak") => {
+                    for value in parser.raw_args()? {
+                        args.workspace_peak.push(value.string()?);
                     }
                 }
                 Long("help") | Short('h') => {
