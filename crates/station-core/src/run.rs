@@ -236,8 +236,8 @@ async fn record_remote_patch(
         outcome.patch = Some(patch);
         return outcome;
     }
-    let started_at = chrono::Utc::now()
-        - chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
+    let started_at =
+        chrono::Utc::now() - chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
     let (checkpoints, id, workspace, files) = (
         checkpoints.clone(),
         session.id.clone(),
@@ -358,7 +358,9 @@ async fn run_to_end(
     };
     let changes = tracker.finish_with_patch().await;
     let result = match result {
-        Ok(outcome) => Ok(record_remote_patch(backend.as_ref(), &session, &places, started, outcome).await),
+        Ok(outcome) => {
+            Ok(record_remote_patch(backend.as_ref(), &session, &places, started, outcome).await)
+        }
         Err(e) => Err(e),
     };
     let result = result.map(|mut outcome| {

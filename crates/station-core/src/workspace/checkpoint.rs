@@ -234,10 +234,7 @@ impl Checkpoints {
         let records = self.list(session)?;
         let target = pick(session, &records, to_task)?;
         let last = records.last().expect("pick found a record");
-        if let Some(remote) = records
-            .iter()
-            .find(|r| r.remote && r.task >= target.task)
-        {
+        if let Some(remote) = records.iter().find(|r| r.remote && r.task >= target.task) {
             return Err(cannot_rewind(session, remote));
         }
         let store = ShadowStore::open(&last.store, &last.workspace)?;

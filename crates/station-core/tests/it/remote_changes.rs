@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use station_core::model::TaskPatch;
 use station_core::workspace::Checkpoints;
 use station_core::{
-    Capabilities, CodingBackend, ExecContext, FileAction, FileChange, Health, OpenRequest,
-    Outcome, RunOptions, Session, SessionIndex, SessionService, StopReason, Task,
+    Capabilities, CodingBackend, ExecContext, FileAction, FileChange, Health, OpenRequest, Outcome,
+    RunOptions, Session, SessionIndex, SessionService, StopReason, Task,
 };
 
 /// Stands in for a NATS worker: the files changed and the patch come back in the outcome.
@@ -107,7 +107,9 @@ async fn a_remote_tasks_patch_is_recorded_as_its_checkpoint() {
     assert_eq!(String::from_utf8(one).unwrap(), patch_of(1));
     assert!(records[0].remote && !records[0].patch_truncated);
     let mut all = Vec::new();
-    let records = checkpoints.write_patch(&session.id, None, &mut all).unwrap();
+    let records = checkpoints
+        .write_patch(&session.id, None, &mut all)
+        .unwrap();
     assert_eq!(
         String::from_utf8(all).unwrap(),
         format!("{}{}", patch_of(1), patch_of(2))
