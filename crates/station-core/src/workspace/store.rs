@@ -9,8 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use git2::{
-    Delta, DiffFindOptions, DiffFormat, DiffOptions, Oid, Patch, Repository,
-    RepositoryInitOptions,
+    Delta, DiffFindOptions, DiffFormat, DiffOptions, Oid, Patch, Repository, RepositoryInitOptions,
 };
 
 use crate::error::{Error, Result};
