@@ -26,6 +26,8 @@ pub(crate) struct Args {
     pub(crate) nats_worker: Option<String>,
     /// Internal: run this command and print the peak RSS of its process tree (KiB).
     pub(crate) peak_rss_of: Vec<String>,
+    /// Internal: run one task of the workspaces benchmark and print this process's peak RSS.
+    pub(crate) workspace_peak: Vec<String>,
 }
 
 /// One benchmark group.
@@ -39,10 +41,11 @@ pub(crate) enum Bench {
     Startup,
     Parallel,
     Ui,
+    Workspaces,
 }
 
 impl Bench {
-    const ALL: [(Bench, &'static str); 8] = [
+    const ALL: [(Bench, &'static str); 9] = [
         (Bench::Blocks, "blocks"),
         (Bench::Http, "http"),
         (Bench::Nats, "nats"),
@@ -51,6 +54,7 @@ impl Bench {
         (Bench::Startup, "startup"),
         (Bench::Parallel, "parallel"),
         (Bench::Ui, "ui"),
+        (Bench::Workspaces, "workspaces"),
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -76,7 +80,7 @@ impl Bench {
     }
 }
 
-const USAGE: &str = "usage: station-bench [--only blocks,http,nats,parse,cli,startup,parallel,ui] [--quick] [--json FILE] [--markdown FILE] [--stn BIN]";
+const USAGE: &str = "usage: station-bench [--only blocks,http,nats,parse,cli,startup,parallel,ui,workspaces] [--quick] [--json FILE] [--markdown FILE] [--stn BIN]";
 
 impl Args {
     /// Parse `argv` (without the program name).
@@ -103,6 +107,11 @@ impl Args {
                 Long("peak-rss-of") => {
                     for value in parser.raw_args()? {
                         args.peak_rss_of.push(value.string()?);
+                    }
+                }
+                Long("workspace-peak") => {
+                    for value in parser.raw_args()? {
+                        args.workspace_peak.push(value.string()?);
                     }
                 }
                 Long("help") | Short('h') => {

@@ -24,6 +24,7 @@ mod report;
 mod startup;
 mod stats;
 mod ui;
+mod workspaces;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -69,6 +70,11 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(format) = &args.profile_parser {
         return parse::profile(format, 50 << 20, 3);
+    }
+    if !args.workspace_peak.is_empty() {
+        return runtime.block_on(async {
+            tokio::spawn(async move { workspaces::print_peak(&args.workspace_peak).await }).await?
+        });
     }
     if !args.peak_rss_of.is_empty() {
         return runtime.block_on(startup::print_peak_rss_of(&args.peak_rss_of));
@@ -218,6 +224,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
         results.extend(ui::run(plan).await.context("UI benchmark")?);
     }
 
+    if wants(Bench::Workspaces) {
+        eprintln!("== workspaces (change tracking on large generated repositories)");
+        let plan = if quick {
+            workspaces::quick_plan()
+        } else {
+            workspaces::WorkspacesPlan::full()
+        };
+        results.extend(
+            workspaces::run(plan)
+                .await
+                .context("workspaces benchmark")?,
+        );
+    }
+
     // The table in the order of the issue; building blocks last.
     let order = [
         "HTTP backend",
@@ -226,6 +246,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "CLI backends",
         "Parallel tasks (real agents)",
         "stn ui",
+        "Workspaces",
         "stn start-up",
         "Building blocks",
     ];

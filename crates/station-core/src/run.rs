@@ -220,6 +220,49 @@ async fn track(backend: &dyn CodingBackend, session: &Session, places: &Places) 
     }
 }
 
+/// A backend whose workspace is elsewhere sends the task's patch back in its outcome: with
+/// `checkpoints`, it is recorded as the task's checkpoint so `stn session diff` shows it.
+async fn record_remote_patch(
+    backend: &dyn CodingBackend,
+    session: &Session,
+    places: &Places,
+    started: Instant,
+    mut outcome: Outcome,
+) -> Outcome {
+    let (Some(checkpoints), Some(patch)) = (&places.checkpoints, outcome.patch.take()) else {
+        return outcome;
+    };
+    if backend.capabilities().local_workspace {
+        outcome.patch = Some(patch);
+        return outcome;
+    }
+    let started_at =
+        chrono::Utc::now() - chrono::Duration::from_std(started.elapsed()).unwrap_or_default();
+    let (checkpoints, id, workspace, files) = (
+        checkpoints.clone(),
+        session.id.clone(),
+        session.workspace.clone(),
+        outcome.files_changed.clone(),
+    );
+    let sent = patch.clone();
+    let recorded = tokio::task::spawn_blocking(move || {
+        checkpoints.record_remote(&id, workspace.as_deref(), sent, &files, started_at)
+    })
+    .await;
+    outcome.patch = Some(match recorded {
+        Ok(Ok(stored)) => stored,
+        Ok(Err(e)) => {
+            tracing::warn!(session = %session.id, "cannot record the remote task's patch as a checkpoint: {e}");
+            patch
+        }
+        Err(e) => {
+            tracing::warn!("recording the remote task's patch failed: {e}");
+            patch
+        }
+    });
+    outcome
+}
+
 async fn run_to_end(
     backend: Arc<dyn CodingBackend>,
     session: Session,
@@ -314,6 +357,12 @@ async fn run_to_end(
         (Err(e), None) => Err(e),
     };
     let changes = tracker.finish_with_patch().await;
+    let result = match result {
+        Ok(outcome) => {
+            Ok(record_remote_patch(backend.as_ref(), &session, &places, started, outcome).await)
+        }
+        Err(e) => Err(e),
+    };
     let result = result.map(|mut outcome| {
         if let Some(changes) = changes {
             outcome.files_changed = changes.files;

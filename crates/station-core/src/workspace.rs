@@ -16,6 +16,7 @@
 //! [`Checkpoints::rewind`] restores from.
 
 pub mod checkpoint;
+mod remote;
 mod store;
 
 use std::path::{Path, PathBuf};
@@ -196,6 +197,8 @@ fn finish_blocking(begun: Begun) -> Result<TaskChanges> {
                 files_changed: files.clone(),
                 started_at: begun.started_at,
                 finished_at: Utc::now(),
+                remote: false,
+                patch_truncated: false,
             })?;
         }
         Ok(TaskChanges { files, patch })

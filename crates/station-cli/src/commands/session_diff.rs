@@ -18,6 +18,12 @@ pub(crate) fn diff(args: &SessionDiffArgs) -> anyhow::Result<ExitCode> {
     let records = checkpoints.write_patch(&session.id, args.task, &mut patch)?;
     let files = checkpoints.files_changed(&session.id, args.task)?;
     let patch = String::from_utf8_lossy(&patch);
+    // A remote workspace's patch is what the worker sent back, cut at its size cap.
+    let cut: Vec<u32> = records
+        .iter()
+        .filter(|r| r.patch_truncated)
+        .map(|r| r.task)
+        .collect();
     if args.json {
         let stored: Vec<_> = records.iter().map(|r| &r.patch).collect();
         output::json(&json!({
@@ -27,6 +33,8 @@ pub(crate) fn diff(args: &SessionDiffArgs) -> anyhow::Result<ExitCode> {
             "files_changed": files,
             "patch": patch,
             "patch_files": stored,
+            "remote": records.iter().any(|r| r.remote),
+            "truncated_tasks": cut,
         }));
         return Ok(ExitCode::SUCCESS);
     }
@@ -40,6 +48,12 @@ pub(crate) fn diff(args: &SessionDiffArgs) -> anyhow::Result<ExitCode> {
         session.id,
         files.len()
     ));
+    if !cut.is_empty() {
+        output::progress(&format!(
+            "the remote workspace sent only the start of the patch of task(s) {:?} (size cap); the whole change is in that workspace (`git diff` there)",
+            cut
+        ));
+    }
     if !patch.is_empty() {
         output::line(patch.trim_end_matches('\n'));
     }

@@ -119,3 +119,96 @@ async fn code_then_diff_shows_the_change_and_rewind_undoes_it() {
         "ignored\n"
     );
 }
+
+/// A task through `opencode-nats`: the worker (`stn worker`, a real OpenCode behind it) makes
+/// the diff where the files are and sends the patch back; the client records it, so
+/// `stn session diff` shows it the same way, and `stn session rewind` refuses with what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_shows_the_patch_a_nats_worker_sent_back_and_rewind_refuses() {
+    let nats = peers::NatsServer::start().await;
+    let script = Script::new().on(
+        "usage notes",
+        vec![
+            Step::write("USAGE.md", "# Usage\nrun it\n"),
+            Step::text("Wrote USAGE.md."),
+        ],
+    );
+    let model = ScriptedModel::start(script).await.unwrap();
+    let env = Env::new(
+        &model,
+        &format!(
+            "  nats:\n    url: {}\n  opencode:\n    managed: always\n    binary: {}\n    model: {}\n",
+            nats.url,
+            bin(peers::opencode_bin()),
+            peers::OPENCODE_MODEL
+        ),
+    );
+    let stn = assert_cmd::cargo::cargo_bin("stn");
+    let mut spec = station_core::process::CommandSpec::new(stn, env.home.path())
+        .arg("worker")
+        .env_clear();
+    for (k, v) in &env.vars {
+        spec = spec.env(k, v);
+    }
+    let mut worker = spec.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !worker.stderr_tail().contains("serving") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "stn worker did not start: {}",
+            worker.stderr_tail()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let env = tokio::task::spawn_blocking(move || {
+        let done = stn_json(
+            &env,
+            &["code", "--backend", "opencode-nats", "Write the usage notes"],
+        );
+        assert_eq!(done["success"], true, "{done:#}");
+        assert_eq!(done["patch"]["task"], 1, "recorded as task 1: {done:#}");
+        let session = done["session"]["id"].as_str().unwrap().to_string();
+
+        let diff = stn_json(&env, &["session", "diff", &session, "--task", "1"]);
+        assert_eq!(
+            diff["files_changed"],
+            serde_json::json!([{"path": "USAGE.md", "action": "created", "lines_added": 2, "lines_removed": 0}]),
+            "{diff:#}"
+        );
+        let patch = diff["patch"].as_str().unwrap();
+        assert!(
+            patch.contains("+++ b/USAGE.md\n@@ -0,0 +1,2 @@\n+# Usage\n+run it\n"),
+            "{patch}"
+        );
+        assert_eq!(diff["remote"], true, "{diff:#}");
+        let out = env
+            .stn()
+            .args(["session", "diff", &session])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("+run it"));
+
+        let out = env
+            .stn()
+            .args(["session", "rewind", &session, "--force"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains("on another machine") && stderr.contains("git apply -R"),
+            "{stderr}"
+        );
+        env
+    })
+    .await
+    .unwrap();
+    worker.signal_group(nix::sys::signal::Signal::SIGTERM);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(40), worker.wait())
+        .await
+        .expect("the worker stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{}", worker.stderr_tail());
+    drop(env);
+}

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::remote::{cannot_rewind, concatenated_patches, merged_files};
 use super::store::{ShadowStore, git_err};
 use crate::error::{Error, InputError, Result};
 use crate::model::{FileChange, SessionId};
@@ -36,6 +37,13 @@ pub struct CheckpointRecord {
     pub started_at: DateTime<Utc>,
     /// When it ended.
     pub finished_at: DateTime<Utc>,
+    /// The task ran on a workspace on another machine: no trees here, only the patch and file
+    /// list it sent back (see `record_remote`); such a task cannot be rewound from here.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remote: bool,
+    /// The stored patch is only the start of the task's patch (the sender's size cap).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub patch_truncated: bool,
 }
 
 /// What a rewind did.
@@ -170,6 +178,14 @@ impl Checkpoints {
                 pick(session, &records, None)?,
             ),
         };
+        let covered: Vec<&CheckpointRecord> = records
+            .iter()
+            .filter(|r| r.task >= first.task && r.task <= last.task)
+            .collect();
+        if covered.iter().any(|r| r.remote) {
+            concatenated_patches(&covered, out)?;
+            return Ok(covered.into_iter().cloned().collect());
+        }
         let store = ShadowStore::open(&last.store, &last.workspace)?;
         let oid = |s: &str| git2::Oid::from_str(s).map_err(git_err("reading a checkpoint"));
         store.write_patch(oid(&first.before_tree)?, oid(&last.after_tree)?, out)?;
@@ -188,6 +204,13 @@ impl Checkpoints {
             Some(_) => last,
             None => records.first().ok_or_else(|| no_tasks(session))?,
         };
+        let covered: Vec<&CheckpointRecord> = records
+            .iter()
+            .filter(|r| r.task >= first.task && r.task <= last.task)
+            .collect();
+        if covered.iter().any(|r| r.remote) {
+            return Ok(merged_files(&covered));
+        }
         let store = ShadowStore::open(&last.store, &last.workspace)?;
         let oid = |s: &str| git2::Oid::from_str(s).map_err(git_err("reading a checkpoint"));
         store.changes(oid(&first.before_tree)?, oid(&last.after_tree)?)
@@ -211,6 +234,9 @@ impl Checkpoints {
         let records = self.list(session)?;
         let target = pick(session, &records, to_task)?;
         let last = records.last().expect("pick found a record");
+        if let Some(remote) = records.iter().find(|r| r.remote && r.task >= target.task) {
+            return Err(cannot_rewind(session, remote));
+        }
         let store = ShadowStore::open(&last.store, &last.workspace)?;
         let oid = |s: &str| git2::Oid::from_str(s).map_err(git_err("reading a checkpoint"));
         let current = store.snapshot()?;
@@ -276,7 +302,7 @@ fn pick<'a>(
 
 fn no_tasks(session: &SessionId) -> Error {
     InputError::new(format!("session {session} has no recorded tasks"))
-        .hint("tasks are recorded when they run on a workspace on this machine (opencode-cli, claudecode, a local opencode server)")
+        .hint("tasks are recorded when they run on a workspace on this machine (opencode-cli, claudecode, a local opencode server) or when a remote one (opencode-nats) sends its patch back")
         .into()
 }
 

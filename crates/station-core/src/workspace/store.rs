@@ -9,8 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use git2::{
-    Delta, DiffFindOptions, DiffFormat, DiffOptions, IndexAddOption, Oid, Patch, Repository,
-    RepositoryInitOptions,
+    Delta, DiffFindOptions, DiffFormat, DiffOptions, Oid, Patch, Repository, RepositoryInitOptions,
 };
 
 use crate::error::{Error, Result};
@@ -107,6 +106,7 @@ impl ShadowStore {
 
     /// Write the workspace as it is now (tracked and untracked files, ignored ones left out)
     /// as a tree; files whose stat data did not change since the last snapshot are not read.
+    /// One walk of the workspace: a diff of the store's index against it, applied to the index.
     pub(crate) fn snapshot(&self) -> Result<Oid> {
         let mut index = self
             .repo
@@ -117,17 +117,42 @@ impl ShadowStore {
         index
             .read(false)
             .map_err(git_err("reading the store index"))?;
-        index
-            .update_all(["*"], None)
-            .map_err(git_err("recording changed and deleted files"))?;
-        // A nested repository shows up as one directory entry (`dir/`), which cannot be added
-        // as a file; it is left out, as git leaves it out of a parent's tree without a commit.
-        let mut skip_nested = |path: &Path, _: &[u8]| -> i32 {
-            i32::from(path.as_os_str().as_encoded_bytes().ends_with(b"/"))
-        };
-        index
-            .add_all(["*"], IndexAddOption::DEFAULT, Some(&mut skip_nested))
-            .map_err(git_err("recording new files"))?;
+        let mut opts = DiffOptions::new();
+        opts.include_untracked(true)
+            .recurse_untracked_dirs(true)
+            .include_typechange(true)
+            .ignore_submodules(true)
+            .update_index(true);
+        let diff = self
+            .repo
+            .diff_index_to_workdir(Some(&index), Some(&mut opts))
+            .map_err(git_err("comparing the workspace with its last snapshot"))?;
+        for delta in diff.deltas() {
+            match delta.status() {
+                Delta::Deleted => {
+                    if let Some(path) = delta.old_file().path() {
+                        index
+                            .remove_path(path)
+                            .map_err(git_err("recording a deleted file"))?;
+                    }
+                }
+                _ => {
+                    let Some(path) = delta.new_file().path() else {
+                        continue;
+                    };
+                    // A nested repository shows up as one directory entry (`dir/`), which
+                    // cannot be added as a file; it is left out, as git leaves it out of a
+                    // parent's tree without a commit.
+                    if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
+                        continue;
+                    }
+                    index
+                        .add_path(path)
+                        .map_err(git_err("recording a changed file"))?;
+                }
+            }
+        }
+        drop(diff);
         let tree = index
             .write_tree()
             .map_err(git_err("writing the workspace tree"))?;

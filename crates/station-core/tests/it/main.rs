@@ -3,4 +3,5 @@
 mod changes;
 mod model;
 mod policy_gaps;
+mod remote_changes;
 mod runner;
