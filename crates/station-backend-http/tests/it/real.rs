@@ -638,8 +638,56 @@ async fn git_runs_through_the_servers_shell_endpoint() {
     assert!(err.to_string().contains("git commit failed"), "{err}");
 }
 
-/// `kill -9` of the server mid-task: the task fails soon with "went away", instead of waiting
-/// out its deadline and then claiming it aborted the session.
+/// A task on `url` that streams a slow answer, once its first text has arrived.
+async fn slow_task_streaming(url: &str, root: &Path) -> station_core::TaskRun {
+    let backend = Arc::new(backend_for(url));
+    let session = backend
+        .open(OpenRequest {
+            workspace: Some(ws_in(root, "ws")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut task = Task::new("a slow answer please");
+    task.timeout_secs = Some(300);
+    let mut slow = start_task(backend, session, task, &RunOptions::default());
+    loop {
+        let ev = tokio::time::timeout(Duration::from_secs(60), slow.next_event())
+            .await
+            .expect("the slow task streams text")
+            .expect("the slow task streams text");
+        if matches!(ev.kind, EventKind::TextDelta { .. }) {
+            return slow;
+        }
+    }
+}
+
+/// `kill -9` of the server's whole process group.
+async fn kill_server(server: &OpencodeServer, cwd: &Path) {
+    station_core::process::CommandSpec::new("kill", cwd)
+        .args(["-KILL", "--", &format!("-{}", server.pid())])
+        .output(Duration::from_secs(10), None)
+        .await
+        .unwrap();
+}
+
+/// The task failed as one whose server at `url` went away, not as an aborted outcome.
+fn assert_went_away(result: station_core::Result<station_core::Outcome>, url: &str) {
+    let err = result.expect_err("a vanished server is an error, not an aborted outcome");
+    let text = err.to_string();
+    assert!(
+        matches!(err, station_core::Error::Unavailable { .. }),
+        "{err:?}"
+    );
+    assert!(
+        text.contains(&format!("the OpenCode server at {url} went away")),
+        "{text}"
+    );
+    assert!(!text.contains("aborted"), "{text}");
+}
+
+/// A server replaced mid-task by another on the same port (which knows none of our sessions):
+/// the task fails with "went away", not with the new server's "not found".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_replaced_on_the_same_port_fails_the_task_with_went_away() {
     let model = ScriptedModel::start(script()).await.unwrap();
@@ -652,38 +700,8 @@ async fn a_server_replaced_on_the_same_port_fails_the_task_with_went_away() {
         .unwrap()
         .port();
     let server = OpencodeServer::start_on_port(&env, &ws_in(root.path(), "server-cwd"), port).await;
-    let backend = Arc::new(backend_for(&server.url));
-    let session = backend
-        .open(OpenRequest {
-            workspace: Some(ws_in(root.path(), "ws")),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut task = Task::new("a slow answer please");
-    task.timeout_secs = Some(300);
-    let mut slow = start_task(
-        backend.clone(),
-        session.clone(),
-        task,
-        &RunOptions::default(),
-    );
-    loop {
-        let ev = tokio::time::timeout(Duration::from_secs(60), slow.next_event())
-            .await
-            .expect("the slow task streams text")
-            .expect("the slow task streams text");
-        if matches!(ev.kind, EventKind::TextDelta { .. }) {
-            break;
-        }
-    }
-    // Another server (its own data: it knows none of our sessions) takes the freed port.
-    let (url, port) = (server.url.clone(), server.port);
-    station_core::process::CommandSpec::new("kill", root.path())
-        .args(["-KILL", "--", &format!("-{}", server.pid())])
-        .output(Duration::from_secs(10), None)
-        .await
-        .unwrap();
+    let slow = slow_task_streaming(&server.url, root.path()).await;
+    kill_server(&server, root.path()).await;
     let other_env = opencode_env(&root.path().join("other-home"), &model);
     let _other =
         OpencodeServer::start_on_port(&other_env, &ws_in(root.path(), "other-cwd"), port).await;
@@ -691,67 +709,22 @@ async fn a_server_replaced_on_the_same_port_fails_the_task_with_went_away() {
     let result = tokio::time::timeout(Duration::from_secs(90), slow.follow(|_| {}))
         .await
         .expect("the task ends soon after the server is replaced, not at its deadline");
-    let err = result.expect_err("a replaced server is an error");
-    let text = err.to_string();
-    assert!(
-        matches!(err, station_core::Error::Unavailable { .. }),
-        "{err:?}"
-    );
-    assert!(
-        text.contains(&format!("the OpenCode server at {url} went away")),
-        "{text}"
-    );
+    assert_went_away(result, &server.url);
 }
 
+/// `kill -9` of the server mid-task: the task fails soon with "went away", instead of waiting
+/// out its deadline and then claiming it aborted the session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_server_fails_the_task_with_went_away() {
     let model = ScriptedModel::start(script()).await.unwrap();
     let root = tempfile::tempdir().unwrap();
     let env = opencode_env(&root.path().join("home"), &model);
     let server = OpencodeServer::start(&env, &ws_in(root.path(), "server-cwd")).await;
-    let backend = Arc::new(backend_for(&server.url));
-    let session = backend
-        .open(OpenRequest {
-            workspace: Some(ws_in(root.path(), "ws")),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let mut task = Task::new("a slow answer please");
-    task.timeout_secs = Some(300);
-    let mut slow = start_task(
-        backend.clone(),
-        session.clone(),
-        task,
-        &RunOptions::default(),
-    );
-    loop {
-        let ev = tokio::time::timeout(Duration::from_secs(60), slow.next_event())
-            .await
-            .expect("the slow task streams text")
-            .expect("the slow task streams text");
-        if matches!(ev.kind, EventKind::TextDelta { .. }) {
-            break;
-        }
-    }
-    station_core::process::CommandSpec::new("kill", root.path())
-        .args(["-KILL", "--", &format!("-{}", server.pid())])
-        .output(Duration::from_secs(10), None)
-        .await
-        .unwrap();
+    let slow = slow_task_streaming(&server.url, root.path()).await;
+    kill_server(&server, root.path()).await;
     // A hang guard far below the task's 300 s deadline, not a timing assertion.
     let result = tokio::time::timeout(Duration::from_secs(60), slow.follow(|_| {}))
         .await
         .expect("the task ends soon after the server dies, not at its deadline");
-    let err = result.expect_err("a vanished server is an error, not an aborted outcome");
-    let text = err.to_string();
-    assert!(
-        matches!(err, station_core::Error::Unavailable { .. }),
-        "{err:?}"
-    );
-    assert!(
-        text.contains(&format!("the OpenCode server at {} went away", server.url)),
-        "{text}"
-    );
-    assert!(!text.contains("aborted"), "{text}");
+    assert_went_away(result, &server.url);
 }

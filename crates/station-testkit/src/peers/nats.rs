@@ -47,15 +47,26 @@ impl NatsServer {
     /// Start on a port the server picks, with JetStream and a fresh store directory. Panics
     /// when it does not accept connections within 20 s.
     pub async fn start() -> NatsServer {
+        Self::start_with(None, "nats").await
+    }
+
+    /// Start with `config` (the server config file's text) if any, in a fresh store; the URL
+    /// has `scheme`.
+    async fn start_with(config: Option<String>, scheme: &str) -> NatsServer {
         let store = tempfile::tempdir().expect("a temporary store directory");
-        let child = spawn_nats(store.path(), None, None);
+        let config_file = config.map(|text| {
+            let file = store.path().join("nats-server.conf");
+            std::fs::write(&file, text).expect("write the nats-server config");
+            file
+        });
+        let child = spawn_nats(store.path(), None, config_file.as_deref());
         let port = wait_for_port(&child).await;
         wait_accepting(port, &child).await;
         NatsServer {
-            url: format!("nats://127.0.0.1:{port}"),
+            url: format!("{scheme}://127.0.0.1:{port}"),
             port,
             store,
-            config_file: None,
+            config_file,
             child: Some(child),
         }
     }
@@ -64,7 +75,6 @@ impl NatsServer {
     /// `tls`; with `verify_clients` they must also present a certificate signed by its CA
     /// (mutual TLS). The URL is `tls://127.0.0.1:PORT`.
     pub async fn start_tls(tls: &TlsFiles, verify_clients: bool) -> NatsServer {
-        let store = tempfile::tempdir().expect("a temporary store directory");
         // nats-server's config syntax takes JSON strings.
         let quoted = |p: &Path| serde_json::to_string(&p.to_string_lossy()).expect("a string");
         let config = format!(
@@ -73,24 +83,12 @@ impl NatsServer {
             quoted(&tls.server_key),
             quoted(&tls.ca_file),
         );
-        let config_file = store.path().join("nats-server.conf");
-        std::fs::write(&config_file, config).expect("write the nats-server config");
-        let child = spawn_nats(store.path(), None, Some(&config_file));
-        let port = wait_for_port(&child).await;
-        wait_accepting(port, &child).await;
-        NatsServer {
-            url: format!("tls://127.0.0.1:{port}"),
-            port,
-            store,
-            config_file: Some(config_file),
-            child: Some(child),
-        }
+        Self::start_with(Some(config), "tls").await
     }
 
     /// Like [`NatsServer::start`], but in operator mode (decentralised JWT auth): only users
     /// of the account in `creds` get in, with a `.creds` file ([`NatsCreds::creds_file`]).
     pub async fn start_with_accounts(creds: &NatsCreds) -> NatsServer {
-        let store = tempfile::tempdir().expect("a temporary store directory");
         let quoted = |s: &str| serde_json::to_string(s).expect("a string");
         let config = format!(
             "operator: {}\nsystem_account: {}\nresolver: MEMORY\nresolver_preload: {{\n  {}: {}\n  {}: {}\n}}\n",
@@ -101,18 +99,7 @@ impl NatsServer {
             quoted(&creds.account),
             quoted(&creds.account_jwt),
         );
-        let config_file = store.path().join("nats-server.conf");
-        std::fs::write(&config_file, config).expect("write the nats-server config");
-        let child = spawn_nats(store.path(), None, Some(&config_file));
-        let port = wait_for_port(&child).await;
-        wait_accepting(port, &child).await;
-        NatsServer {
-            url: format!("nats://127.0.0.1:{port}"),
-            port,
-            store,
-            config_file: Some(config_file),
-            child: Some(child),
-        }
+        Self::start_with(Some(config), "nats").await
     }
 
     /// Stop the server (SIGTERM, then SIGKILL after 2 s). [`NatsServer::restart`] brings it back.
