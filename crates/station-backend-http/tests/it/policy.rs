@@ -45,19 +45,24 @@ async fn run(backend: Arc<HttpBackend>, session: Session, options: &RunOptions) 
         .expect("a real task runs")
 }
 
+/// A session of `backend` in `ws`.
+async fn open_in(backend: &HttpBackend, ws: &Path) -> Session {
+    backend
+        .open(OpenRequest {
+            workspace: Some(ws.to_path_buf()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opencode_http_obeys_the_policy_and_the_outcome_lists_the_denials() {
     let root = tempfile::tempdir().unwrap();
     let model = ScriptedModel::start(scenario::script()).await.unwrap();
     let backend = managed_backend(root.path(), &model, scenario::example_policy());
     let ws = workspace(root.path());
-    let session = backend
-        .open(OpenRequest {
-            workspace: Some(ws.clone()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let session = open_in(&backend, &ws).await;
     let outcome = run(backend.clone(), session, &RunOptions::default()).await;
     scenario::assert_obeyed(&ws, &outcome, "");
     let tools: Vec<&str> = outcome
@@ -107,13 +112,7 @@ async fn ask_rules_are_put_to_the_permission_handler_and_its_answers_obeyed() {
     .unwrap();
     let backend = managed_backend(root.path(), &model, policy);
     let ws = workspace(root.path());
-    let session = backend
-        .open(OpenRequest {
-            workspace: Some(ws.clone()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let session = open_in(&backend, &ws).await;
     let handler = Arc::new(AllowsOnlyA::default());
     let options = RunOptions {
         permissions: handler.clone(),
@@ -219,13 +218,7 @@ async fn a_sub_agents_requests_are_decided_by_the_policy_too() {
     let model = ScriptedModel::start(script).await.unwrap();
     let backend = managed_backend(root.path(), &model, scenario::example_policy());
     let ws = workspace(root.path());
-    let session = backend
-        .open(OpenRequest {
-            workspace: Some(ws.clone()),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let session = open_in(&backend, &ws).await;
     let options = RunOptions {
         default_timeout: Duration::from_secs(120),
         ..RunOptions::default()
