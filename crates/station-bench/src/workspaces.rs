@@ -333,7 +333,8 @@ async fn measure(
             )
             .note(
                 "Once per workspace: the private store is created and every file is hashed \
-                 and written into it; later tasks read only files whose stat data changed.",
+                 and written into it, by several threads; later tasks read only files whose \
+                 stat data changed.",
             ),
         );
         let paired = compare(plan.warmup, plan.iterations, &mut alone, &mut tracked)
@@ -369,7 +370,12 @@ async fn measure(
              tracking against an agent that takes no time; the target compares the added time \
              with one real `opencode run` task on this machine (≈ {AGENT_TASK_MS:.0} ms, the \
              `opencode-cli` 1-at-once row). Every tracked task must report exactly its one \
-             edited file (modified, +1 −0), else the benchmark fails: no phantom changes.",
+             edited file (modified, +1 −0), else the benchmark fails: no phantom changes. \
+             What limits it: each task scans the workspace twice (before and after), one \
+             `lstat` per file and one `readdir` per directory on several threads; a file is \
+             read only when its stat data changed, a tree written only when an entry \
+             changed, and the two trees compared only where they differ. The kernel's \
+             path lookups for the stats are most of the time.",
             describe(id)
         )));
     }
@@ -390,7 +396,9 @@ async fn measure(
             "Each run is a fresh `station-bench --workspace-peak` child process (so peaks do \
              not mix) that opens the session, runs one task (store already warm) and prints \
              its VmHWM from /proc/self/status. Compare the three sizes: file contents are \
-             never held in memory, what grows is the store's index (one entry per file).",
+             streamed, each scan thread holds one directory's entries, and the scan cache is \
+             read and written one directory at a time; what grows with the repository is \
+             only the cache's table of directories.",
         ),
     );
     Ok(rows)

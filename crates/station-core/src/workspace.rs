@@ -16,7 +16,10 @@
 //! [`Checkpoints::rewind`] restores from.
 
 pub mod checkpoint;
+mod ignores;
 mod remote;
+mod scan;
+mod scan_cache;
 mod store;
 
 use std::path::{Path, PathBuf};

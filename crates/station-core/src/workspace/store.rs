@@ -1,11 +1,12 @@
 //! The private object store that change tracking writes workspace states into: a bare git
 //! repository under Station's data dir (one per workspace path), whose work tree is set to the
-//! workspace only in memory. It has its own index (the stat cache, so unchanged files are not
-//! hashed again) and its own config; the workspace's own `.git` (index, HEAD, refs, stash,
-//! config, objects) is never opened for writing.
+//! workspace only in memory. It has its own stat cache (`scan-cache`, see `scan`) and its own
+//! config; the workspace's own `.git` (index, HEAD, refs, stash, config, objects) is never
+//! opened for writing.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use git2::{
@@ -41,7 +42,7 @@ pub(crate) fn git_err(what: &str) -> impl Fn(git2::Error) -> Error + '_ {
 
 impl ShadowStore {
     /// Open (creating it if needed) the store at `git_dir` for `workspace`, and take its lock
-    /// (blocking) so two tasks on one workspace do not write its index at once.
+    /// (blocking) so two tasks on one workspace do not write its scan cache at once.
     pub(crate) fn open(git_dir: &Path, workspace: &Path) -> Result<ShadowStore> {
         std::fs::create_dir_all(git_dir)
             .map_err(|e| Error::io(format!("creating {}", git_dir.display()), e))?;
@@ -89,14 +90,6 @@ impl ShadowStore {
         };
         repo.set_workdir(workspace, false)
             .map_err(git_err("pointing the store at the workspace"))?;
-        // The workspace's own ignore rules: `.gitignore` files are read by libgit2 from the
-        // work tree; `.git/info/exclude` belongs to the workspace's repository, not ours.
-        let mut rules = String::from(".git\n");
-        if let Ok(exclude) = std::fs::read_to_string(workspace.join(".git/info/exclude")) {
-            rules.push_str(&exclude);
-        }
-        repo.add_ignore_rule(&rules)
-            .map_err(git_err("reading the workspace's ignore rules"))?;
         Ok(ShadowStore {
             repo,
             workspace: workspace.to_path_buf(),
@@ -104,60 +97,15 @@ impl ShadowStore {
         })
     }
 
-    /// Write the workspace as it is now (tracked and untracked files, ignored ones left out)
-    /// as a tree; files whose stat data did not change since the last snapshot are not read.
-    /// One walk of the workspace: a diff of the store's index against it, applied to the index.
+    #[cfg(test)]
+    pub(crate) fn repo(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// Write the workspace as it is now (files and symlinks, ignored ones left out) as a
+    /// tree; files whose stat data did not change since the last snapshot are not read.
     pub(crate) fn snapshot(&self) -> Result<Oid> {
-        let mut index = self
-            .repo
-            .index()
-            .map_err(git_err("opening the store index"))?;
-        // Bring the stat cache up to date with the file on disk first (another process may
-        // have written it since this one read it).
-        index
-            .read(false)
-            .map_err(git_err("reading the store index"))?;
-        let mut opts = DiffOptions::new();
-        opts.include_untracked(true)
-            .recurse_untracked_dirs(true)
-            .include_typechange(true)
-            .ignore_submodules(true)
-            .update_index(true);
-        let diff = self
-            .repo
-            .diff_index_to_workdir(Some(&index), Some(&mut opts))
-            .map_err(git_err("comparing the workspace with its last snapshot"))?;
-        for delta in diff.deltas() {
-            match delta.status() {
-                Delta::Deleted => {
-                    if let Some(path) = delta.old_file().path() {
-                        index
-                            .remove_path(path)
-                            .map_err(git_err("recording a deleted file"))?;
-                    }
-                }
-                _ => {
-                    let Some(path) = delta.new_file().path() else {
-                        continue;
-                    };
-                    // A nested repository shows up as one directory entry (`dir/`), which
-                    // cannot be added as a file; it is left out, as git leaves it out of a
-                    // parent's tree without a commit.
-                    if path.as_os_str().as_encoded_bytes().ends_with(b"/") {
-                        continue;
-                    }
-                    index
-                        .add_path(path)
-                        .map_err(git_err("recording a changed file"))?;
-                }
-            }
-        }
-        drop(diff);
-        let tree = index
-            .write_tree()
-            .map_err(git_err("writing the workspace tree"))?;
-        index.write().map_err(git_err("writing the store index"))?;
-        Ok(tree)
+        super::scan::snapshot(self.repo.path(), &self.workspace)
     }
 
     /// The files that differ from `before` to `after`, with renames and binary files found.
@@ -240,18 +188,7 @@ impl ShadowStore {
     }
 
     fn diff(&self, before: Oid, after: Oid) -> Result<git2::Diff<'_>> {
-        let tree = |id| {
-            self.repo
-                .find_tree(id)
-                .map_err(git_err("reading a recorded workspace tree"))
-        };
-        let (old, new) = (tree(before)?, tree(after)?);
-        let mut opts = DiffOptions::new();
-        opts.include_typechange(true).show_binary(true);
-        let mut diff = self
-            .repo
-            .diff_tree_to_tree(Some(&old), Some(&new), Some(&mut opts))
-            .map_err(git_err("comparing workspace trees"))?;
+        let mut diff = self.tree_diff(before, after)?;
         let mut find = DiffFindOptions::new();
         find.renames(true).copies(false);
         diff.find_similar(Some(&mut find))
@@ -259,23 +196,94 @@ impl ShadowStore {
         Ok(diff)
     }
 
-    /// Make the workspace's files those of `target`, starting from `current` (the tree just
-    /// written of the workspace as it is): files only in `current` are removed, the others
-    /// written with their recorded mode. Ignored files are in neither tree and stay as they
-    /// are. Returns the paths written or removed.
-    pub(crate) fn restore(&self, current: Oid, target: Oid) -> Result<Vec<String>> {
+    /// The diff of two recorded trees. libgit2 would read every tree of both to compare
+    /// them; the paths that differ are found first by skipping equal subtrees, and the diff is
+    /// limited to them.
+    fn tree_diff(&self, before: Oid, after: Oid) -> Result<git2::Diff<'_>> {
         let tree = |id| {
             self.repo
                 .find_tree(id)
                 .map_err(git_err("reading a recorded workspace tree"))
         };
-        let (now, then) = (tree(current)?, tree(target)?);
+        let (old, new) = (tree(before)?, tree(after)?);
+        let mut paths = Vec::new();
+        self.differing_paths(Some(&old), Some(&new), &mut Vec::new(), &mut paths)?;
         let mut opts = DiffOptions::new();
-        opts.include_typechange(true);
-        let diff = self
-            .repo
-            .diff_tree_to_tree(Some(&now), Some(&then), Some(&mut opts))
-            .map_err(git_err("comparing workspace trees"))?;
+        opts.include_typechange(true).show_binary(true);
+        for path in &paths {
+            opts.pathspec(std::ffi::OsStr::from_bytes(path))
+                .disable_pathspec_match(true);
+        }
+        // No paths would mean no pathspec, that is every path: compare two empty trees.
+        let (old, new) = match paths.is_empty() {
+            true => (None, None),
+            false => (Some(&old), Some(&new)),
+        };
+        self.repo
+            .diff_tree_to_tree(old, new, Some(&mut opts))
+            .map_err(git_err("comparing workspace trees"))
+    }
+
+    /// Append to `out` the file paths (under `prefix`) that differ between two trees; equal
+    /// subtrees are not read.
+    fn differing_paths(
+        &self,
+        old: Option<&git2::Tree<'_>>,
+        new: Option<&git2::Tree<'_>>,
+        prefix: &mut Vec<u8>,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Result<()> {
+        let entries = |t: Option<&git2::Tree<'_>>| {
+            t.map(|t| {
+                t.iter()
+                    .map(|e| (e.name_bytes().to_vec(), (e.id(), e.filemode())))
+                    .collect::<std::collections::BTreeMap<_, _>>()
+            })
+            .unwrap_or_default()
+        };
+        let (old, new) = (entries(old), entries(new));
+        let names: std::collections::BTreeSet<&Vec<u8>> = old.keys().chain(new.keys()).collect();
+        for name in names {
+            let (a, b) = (old.get(name), new.get(name));
+            if a == b {
+                continue;
+            }
+            let len = prefix.len();
+            if len > 0 {
+                prefix.push(b'/');
+            }
+            prefix.extend_from_slice(name);
+            let subtree = |side: Option<&(Oid, i32)>| -> Result<Option<git2::Tree<'_>>> {
+                match side {
+                    Some(&(id, mode)) if mode == i32::from(git2::FileMode::Tree) => self
+                        .repo
+                        .find_tree(id)
+                        .map(Some)
+                        .map_err(git_err("reading a recorded workspace tree")),
+                    _ => Ok(None),
+                }
+            };
+            let (ta, tb) = (subtree(a)?, subtree(b)?);
+            let is_blob = |side: Option<&(Oid, i32)>, t: &Option<git2::Tree<'_>>| {
+                side.is_some() && t.is_none()
+            };
+            if is_blob(a, &ta) || is_blob(b, &tb) {
+                out.push(prefix.clone());
+            }
+            if ta.is_some() || tb.is_some() {
+                self.differing_paths(ta.as_ref(), tb.as_ref(), prefix, out)?;
+            }
+            prefix.truncate(len);
+        }
+        Ok(())
+    }
+
+    /// Make the workspace's files those of `target`, starting from `current` (the tree just
+    /// written of the workspace as it is): files only in `current` are removed, the others
+    /// written with their recorded mode. Ignored files are in neither tree and stay as they
+    /// are. Returns the paths written or removed.
+    pub(crate) fn restore(&self, current: Oid, target: Oid) -> Result<Vec<String>> {
+        let diff = self.tree_diff(current, target)?;
         let mut touched = Vec::new();
         for delta in diff.deltas() {
             let (old, new) = (delta.old_file(), delta.new_file());

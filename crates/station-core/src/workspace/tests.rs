@@ -135,3 +135,142 @@ async fn a_nested_repository_does_not_stop_tracking() {
         "{changes:#?}"
     );
 }
+
+async fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    crate::process::CommandSpec::new("git", dir)
+        .args(["-c", "core.autocrlf=false", "-c", "init.defaultBranch=main"])
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output(std::time::Duration::from_secs(60), None)
+        .await
+        .unwrap_or_else(|e| panic!("git {args:?}: {e}"))
+}
+
+fn write(root: &std::path::Path, rel: &str, text: &str) {
+    let path = root.join(rel);
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, text).unwrap();
+}
+
+/// The recorded tree is exactly the one `git add -A && git write-tree` writes: the same
+/// ignore rules (nested `.gitignore`, negation, anchoring, `info/exclude`), entry order,
+/// modes, symlinks, empty and ignored directories left out.
+#[tokio::test]
+async fn the_tree_is_the_one_git_add_all_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    fs::create_dir_all(&ws).unwrap();
+    git(&ws, &["init", "-q"]).await;
+    for (rel, text) in [
+        (
+            ".gitignore",
+            "*.log\n!keep.log\n/build/\nsub/ignored-dir/\n",
+        ),
+        ("a-b", "1\n"),
+        ("a.b", "2\n"),
+        ("a/b", "3\n"),
+        ("a0", "4\n"),
+        ("B.txt", "upper\n"),
+        ("keep.log", "kept\n"),
+        ("other.log", "ignored\n"),
+        ("build/out.o", "ignored\n"),
+        ("sub/.gitignore", "*.tmp\n!important.tmp\n/anchored.txt\n"),
+        ("sub/x.tmp", "ignored\n"),
+        ("sub/important.tmp", "kept\n"),
+        ("sub/anchored.txt", "ignored\n"),
+        ("sub/deeper/anchored.txt", "kept\n"),
+        ("sub/build/out.o", "kept: /build/ is anchored at the root\n"),
+        ("sub/ignored-dir/x", "ignored\n"),
+        ("only-ignored/x.log", "ignored\n"),
+        ("excluded.txt", "ignored by info/exclude\n"),
+        ("space name.txt", "s\n"),
+        ("é.txt", "unicode\n"),
+        ("run.sh", "#!/bin/sh\n"),
+    ] {
+        write(&ws, rel, text);
+    }
+    write(&ws, ".git/info/exclude", "excluded.txt\n");
+    fs::create_dir_all(ws.join("empty/inner")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(ws.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("a.b", ws.join("link-to-file")).unwrap();
+    std::os::unix::fs::symlink("sub", ws.join("link-to-dir")).unwrap();
+    std::os::unix::fs::symlink("nowhere", ws.join("dangling")).unwrap();
+    git(&ws, &["add", "-A"]).await;
+    let expected = git(&ws, &["write-tree"]).await;
+    let store = ShadowStore::open(&dir.path().join("store.git"), &ws).unwrap();
+    let recorded = store.snapshot().unwrap();
+    assert_eq!(recorded.to_string(), expected.trim());
+    // Nothing changed: the same tree, this time from the scan cache.
+    assert_eq!(store.snapshot().unwrap(), recorded);
+}
+
+/// Entries of the root directory in the scan cache.
+fn cached_root(store: &std::path::Path) -> scan_cache::Block {
+    scan_cache::CacheReader::open(&store.join("scan-cache"))
+        .unwrap()
+        .block(b"")
+        .unwrap()
+}
+
+/// Rewrite the root block of the scan cache, giving `a.txt` the id `oid`.
+fn tamper(store: &std::path::Path, oid: git2::Oid, verified: bool) {
+    let mut block = cached_root(store);
+    let entry = block
+        .entries
+        .iter_mut()
+        .find(|e| e.name == b"a.txt")
+        .unwrap();
+    entry.oid.copy_from_slice(oid.as_bytes());
+    let (stat, _) = entry.stat.unwrap();
+    entry.stat = Some((stat, verified));
+    // Keep the block whole: its tree is the one of its entries.
+    let tree = git2::Oid::hash_object(git2::ObjectType::Tree, &scan::tree_bytes(&block.entries));
+    block.tree.copy_from_slice(tree.unwrap().as_bytes());
+    let mut writer = scan_cache::CacheWriter::create(&store.join("scan-cache")).unwrap();
+    writer.add(b"", &block).unwrap();
+    writer.finish().unwrap();
+}
+
+/// A file hashed right after it was written may change again without its stat data
+/// changing (coarse timestamps); it is read again by the next scan. A file whose stat data
+/// was old enough when hashed is trusted: unchanged stat data, not read again.
+#[tokio::test]
+async fn fresh_files_are_read_again_and_verified_ones_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ws, store_dir) = (dir.path().join("ws"), dir.path().join("store.git"));
+    write(&ws, "a.txt", "real\n");
+    let store = ShadowStore::open(&store_dir, &ws).unwrap();
+    let first = store.snapshot().unwrap();
+    let entry = |b: &scan_cache::Block| b.entries.iter().find(|e| e.name == b"a.txt").cloned();
+    let recorded = entry(&cached_root(&store_dir)).unwrap();
+    assert_eq!(recorded.stat.map(|(_, verified)| verified), Some(false));
+    let wrong = git2::Oid::hash_object(git2::ObjectType::Blob, b"not what is on disk\n").unwrap();
+    // Unverified: the wrong id in the cache is not believed.
+    tamper(&store_dir, wrong, false);
+    assert_eq!(store.snapshot().unwrap(), first);
+    // Verified with the same stat data: believed, so the file was not read.
+    tamper(&store_dir, wrong, true);
+    assert_ne!(store.snapshot().unwrap(), first);
+    // Any change to the stat data: read again.
+    write(&ws, "a.txt", "real\n");
+    assert_eq!(store.snapshot().unwrap(), first);
+}
+
+#[tokio::test]
+async fn special_files_are_left_out_and_do_not_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    write(&ws, "a.txt", "a\n");
+    nix::unistd::mkfifo(&ws.join("pipe"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let store = ShadowStore::open(&dir.path().join("store.git"), &ws).unwrap();
+    let tree = store.snapshot().unwrap();
+    let names: Vec<String> = store
+        .repo()
+        .find_tree(tree)
+        .unwrap()
+        .iter()
+        .map(|e| e.name().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["a.txt"]);
+}
