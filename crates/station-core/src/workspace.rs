@@ -7,9 +7,9 @@
 //! Why a private store (a bare repository under the data dir, one per workspace path) rather
 //! than the workspace repository's own object database: nothing is ever written into the
 //! user's `.git` (no objects, no index, no refs, no config), so a `git gc` there cannot drop a
-//! checkpoint and a non-git workspace works the same way. Its index is the stat cache: files
-//! whose size and times did not change are not read again. No file contents are held in
-//! memory while a task runs; libgit2 reads one file at a time.
+//! checkpoint and a non-git workspace works the same way. The scan (`scan`) keeps a stat cache
+//! in the store: files whose stat data did not change are not read again. No file contents
+//! are held in memory while a task runs; changed files are streamed into the store.
 //!
 //! With a [`Checkpoints`] directory each task is also recorded (see [`checkpoint`]): its
 //! before/after trees and its patch, which `stn session diff` shows and

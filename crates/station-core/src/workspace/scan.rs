@@ -83,6 +83,8 @@ fn pool() -> Result<&'static rayon::ThreadPool> {
         rayon::ThreadPoolBuilder::new()
             .num_threads((cores + 1).clamp(2, 8))
             .thread_name(|i| format!("stn-scan-{i}"))
+            // A directory is a recursion level: room for the deepest path the OS allows.
+            .stack_size(32 << 20)
             .build()
             .map_err(|e| e.to_string())
     });
@@ -138,8 +140,14 @@ impl Scan<'_> {
         let abs = self.abs(rel);
         let listing = match fs::read_dir(&abs) {
             Ok(listing) => listing,
-            Err(e) if !rel.is_empty() && e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(None);
+            Err(e)
+                if !rel.is_empty()
+                    && matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                    ) =>
+            {
+                return Ok(None); // gone, or replaced by a file, since it was listed
             }
             Err(e) => return Err(Error::io(format!("reading {}", abs.display()), e)),
         };

@@ -4,6 +4,7 @@
 //! config; the workspace's own `.git` (index, HEAD, refs, stash, config, objects) is never
 //! opened for writing.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
@@ -88,6 +89,8 @@ impl ShadowStore {
                 repo
             }
         };
+        // Stores made before the scan cache kept a libgit2 index as theirs: no longer read.
+        let _ = std::fs::remove_file(git_dir.join("index"));
         repo.set_workdir(workspace, false)
             .map_err(git_err("pointing the store at the workspace"))?;
         Ok(ShadowStore {
@@ -206,8 +209,7 @@ impl ShadowStore {
                 .map_err(git_err("reading a recorded workspace tree"))
         };
         let (old, new) = (tree(before)?, tree(after)?);
-        let mut paths = Vec::new();
-        self.differing_paths(Some(&old), Some(&new), &mut Vec::new(), &mut paths)?;
+        let paths = self.differing_paths(before, after)?;
         let mut opts = DiffOptions::new();
         opts.include_typechange(true).show_binary(true);
         for path in &paths {
@@ -224,58 +226,54 @@ impl ShadowStore {
             .map_err(git_err("comparing workspace trees"))
     }
 
-    /// Append to `out` the file paths (under `prefix`) that differ between two trees; equal
-    /// subtrees are not read.
-    fn differing_paths(
-        &self,
-        old: Option<&git2::Tree<'_>>,
-        new: Option<&git2::Tree<'_>>,
-        prefix: &mut Vec<u8>,
-        out: &mut Vec<Vec<u8>>,
-    ) -> Result<()> {
-        let entries = |t: Option<&git2::Tree<'_>>| {
-            t.map(|t| {
-                t.iter()
-                    .map(|e| (e.name_bytes().to_vec(), (e.id(), e.filemode())))
-                    .collect::<std::collections::BTreeMap<_, _>>()
-            })
-            .unwrap_or_default()
+    /// The file paths that differ between two trees; equal subtrees are not read. A loop
+    /// over a stack of subtree pairs, not recursion: a workspace may be as deep as paths go.
+    fn differing_paths(&self, before: Oid, after: Oid) -> Result<Vec<Vec<u8>>> {
+        type Side = Option<(Oid, i32)>;
+        let tree_mode = i32::from(git2::FileMode::Tree);
+        let entries = |id: Side| -> Result<BTreeMap<Vec<u8>, (Oid, i32)>> {
+            let Some((id, _)) = id.filter(|&(_, mode)| mode == tree_mode) else {
+                return Ok(BTreeMap::new());
+            };
+            let tree = self
+                .repo
+                .find_tree(id)
+                .map_err(git_err("reading a recorded workspace tree"))?;
+            Ok(tree
+                .iter()
+                .map(|e| (e.name_bytes().to_vec(), (e.id(), e.filemode())))
+                .collect())
         };
-        let (old, new) = (entries(old), entries(new));
-        let names: std::collections::BTreeSet<&Vec<u8>> = old.keys().chain(new.keys()).collect();
-        for name in names {
-            let (a, b) = (old.get(name), new.get(name));
-            if a == b {
-                continue;
-            }
-            let len = prefix.len();
-            if len > 0 {
-                prefix.push(b'/');
-            }
-            prefix.extend_from_slice(name);
-            let subtree = |side: Option<&(Oid, i32)>| -> Result<Option<git2::Tree<'_>>> {
-                match side {
-                    Some(&(id, mode)) if mode == i32::from(git2::FileMode::Tree) => self
-                        .repo
-                        .find_tree(id)
-                        .map(Some)
-                        .map_err(git_err("reading a recorded workspace tree")),
-                    _ => Ok(None),
+        let mut out = Vec::new();
+        let mut pending: Vec<(Vec<u8>, Side, Side)> = vec![(
+            Vec::new(),
+            Some((before, tree_mode)),
+            Some((after, tree_mode)),
+        )];
+        while let Some((prefix, old, new)) = pending.pop() {
+            let (old, new) = (entries(old)?, entries(new)?);
+            let names: BTreeSet<&Vec<u8>> = old.keys().chain(new.keys()).collect();
+            for name in names {
+                let (a, b) = (old.get(name).copied(), new.get(name).copied());
+                if a == b {
+                    continue;
                 }
-            };
-            let (ta, tb) = (subtree(a)?, subtree(b)?);
-            let is_blob = |side: Option<&(Oid, i32)>, t: &Option<git2::Tree<'_>>| {
-                side.is_some() && t.is_none()
-            };
-            if is_blob(a, &ta) || is_blob(b, &tb) {
-                out.push(prefix.clone());
+                let mut path = prefix.clone();
+                if !path.is_empty() {
+                    path.push(b'/');
+                }
+                path.extend_from_slice(name);
+                let is_tree = |side: Side| side.is_some_and(|(_, mode)| mode == tree_mode);
+                let is_blob = |side: Side| side.is_some() && !is_tree(side);
+                if is_blob(a) || is_blob(b) {
+                    out.push(path.clone());
+                }
+                if is_tree(a) || is_tree(b) {
+                    pending.push((path, a, b));
+                }
             }
-            if ta.is_some() || tb.is_some() {
-                self.differing_paths(ta.as_ref(), tb.as_ref(), prefix, out)?;
-            }
-            prefix.truncate(len);
         }
-        Ok(())
+        Ok(out)
     }
 
     /// Make the workspace's files those of `target`, starting from `current` (the tree just

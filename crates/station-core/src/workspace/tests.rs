@@ -274,3 +274,18 @@ async fn special_files_are_left_out_and_do_not_block() {
         .collect();
     assert_eq!(names, ["a.txt"]);
 }
+
+/// As deep as a path may go: each directory is a level of the scan's recursion.
+#[tokio::test]
+async fn a_very_deep_workspace_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws = dir.path().join("ws");
+    let depth = (4000 - ws.as_os_str().len()) / 2;
+    let deep: std::path::PathBuf = std::iter::repeat_n("d", depth).collect();
+    write(&ws, &deep.join("f").to_string_lossy(), "bottom\n");
+    let tracker = Tracker::start(&ws).await;
+    write(&ws, &deep.join("f").to_string_lossy(), "changed\n");
+    let changes = tracker.finish().await;
+    assert_eq!(changes.len(), 1, "{depth} levels: {changes:?}");
+    assert_eq!(changes[0].action, FileAction::Modified);
+}
