@@ -1,11 +1,11 @@
 //! Which files a workspace scan leaves out, as git decides it: `.gitignore` files (the closest
 //! one with a say wins, negation and anchoring as in git), then the workspace repository's
-//! `.git/info/exclude`, then the user's global excludes file (`core.excludesFile`, else
+//! `info/exclude` (the main repository's for a linked worktree), then the user's global excludes file (`core.excludesFile`, else
 //! `~/.config/git/ignore`). Matching is the `ignore` crate's (ripgrep's gitignore matcher).
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ignore::Match;
@@ -34,6 +34,23 @@ impl DirRules {
     }
 }
 
+/// The workspace repository's common git dir: `.git`, or for a linked worktree (`.git` is a
+/// file saying `gitdir: …`) the main repository's, where git reads `info/exclude` from.
+fn git_common_dir(workspace: &Path) -> PathBuf {
+    let dot_git = workspace.join(".git");
+    let Ok(text) = std::fs::read_to_string(&dot_git) else {
+        return dot_git;
+    };
+    let Some(git_dir) = text.trim_end().strip_prefix("gitdir: ") else {
+        return dot_git;
+    };
+    let git_dir = workspace.join(git_dir);
+    match std::fs::read_to_string(git_dir.join("commondir")) {
+        Ok(common) => git_dir.join(common.trim_end()),
+        Err(_) => git_dir,
+    }
+}
+
 /// The rules below every `.gitignore`: `info/exclude`, then the global excludes file.
 pub(crate) struct IgnoreRules {
     base: Vec<Gitignore>,
@@ -41,7 +58,7 @@ pub(crate) struct IgnoreRules {
 
 impl IgnoreRules {
     pub(crate) fn of(workspace: &Path) -> IgnoreRules {
-        let mut files = vec![workspace.join(".git/info/exclude")];
+        let mut files = vec![git_common_dir(workspace).join("info/exclude")];
         files.extend(ignore::gitignore::gitconfig_excludes_path());
         let base = files
             .into_iter()

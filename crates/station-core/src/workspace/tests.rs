@@ -203,6 +203,34 @@ async fn the_tree_is_the_one_git_add_all_writes() {
     assert_eq!(recorded.to_string(), expected.trim());
     // Nothing changed: the same tree, this time from the scan cache.
     assert_eq!(store.snapshot().unwrap(), recorded);
+
+    // A linked worktree (`stn code --isolation worktree`): `.git` is a file, and
+    // `info/exclude` is the main repository's.
+    git(
+        &ws,
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t.invalid",
+            "commit",
+            "-qm",
+            "all",
+        ],
+    )
+    .await;
+    let linked = dir.path().join("linked");
+    git(&ws, &["worktree", "add", "-q", linked.to_str().unwrap()]).await;
+    write(
+        &linked,
+        "excluded.txt",
+        "ignored by the main repository's info/exclude\n",
+    );
+    write(&linked, "new.txt", "new\n");
+    git(&linked, &["add", "-A"]).await;
+    let expected = git(&linked, &["write-tree"]).await;
+    let store = ShadowStore::open(&dir.path().join("linked.git"), &linked).unwrap();
+    assert_eq!(store.snapshot().unwrap().to_string(), expected.trim());
 }
 
 /// Entries of the root directory in the scan cache.
