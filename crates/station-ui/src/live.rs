@@ -75,7 +75,10 @@ impl Live {
                 live.record(&session, event);
             }
             if let Err(e) = run.outcome().await {
-                tracing::warn!(session = %session, "a task started from the page could not run: {e}");
+                // Redacted here too: a library embedding the UI may log without stn's
+                // redacting writer.
+                let error = station_core::redact::redact(&e.to_string());
+                tracing::warn!(session = %session, "a task started from the page could not run: {error}");
             }
             if let Some(r) = live.lock().get_mut(&session) {
                 r.ended = true;
