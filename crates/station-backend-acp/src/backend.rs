@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use station_core::agent_process::canonical;
 use station_core::policy::{Policy, PolicyConfig, Verdict};
 use station_core::redact;
 use station_core::workspace::Tracker;
@@ -380,10 +381,6 @@ impl Drop for TurnGuard {
             self.agent.conn.kill_now();
         }
     }
-}
-
-fn canonical(p: &Path) -> PathBuf {
-    p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
 }
 
 #[async_trait::async_trait]

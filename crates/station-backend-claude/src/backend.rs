@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use station_core::agent_process::{AgentEnd, AgentProcess, StdoutParser};
+use station_core::agent_process::{AgentEnd, AgentProcess, StdoutParser, canonical, open_session};
 use station_core::policy::{Policy, PolicyConfig};
 
 use crate::ClaudeConfig;
@@ -310,11 +310,6 @@ impl ClaudeBackend {
     }
 }
 
-/// Resolve symlinks where the path exists (Claude keys sessions by its real cwd).
-fn canonical(path: &Path) -> PathBuf {
-    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
 #[async_trait::async_trait]
 impl CodingBackend for ClaudeBackend {
     fn name(&self) -> &str {
@@ -382,38 +377,11 @@ impl CodingBackend for ClaudeBackend {
     }
 
     async fn open(&self, req: OpenRequest) -> Result<Session> {
-        let mut session = Session::new(NAME);
-        session.title = req.title;
-        session.repo = req.repo;
-        let workspace = match req.resume {
-            Some(id) => {
-                let backend = self.clone();
-                let (requested, resume_id) = (req.workspace.clone(), id.clone());
-                let ws = tokio::task::spawn_blocking(move || {
-                    backend.resume_workspace(&resume_id, requested.as_deref())
-                })
-                .await
-                .map_err(|e| {
-                    Error::backend(NAME, format!("looking up the session failed: {e}"))
-                })??;
-                session.backend_session_id = Some(id);
-                ws
-            }
-            None => req
-                .workspace
-                .unwrap_or_else(|| self.workspace_base.join(session.id.as_str())),
-        };
-        if workspace.exists() && !workspace.is_dir() {
-            return Err(Error::config(format!(
-                "workspace {} exists and is not a directory",
-                workspace.display()
-            )));
-        }
-        tokio::fs::create_dir_all(&workspace)
-            .await
-            .map_err(|e| Error::io(format!("creating workspace {}", workspace.display()), e))?;
-        session.workspace = Some(canonical(&workspace));
-        Ok(session)
+        let backend = self.clone();
+        open_session(NAME, req, &self.workspace_base, move |id, requested| {
+            backend.resume_workspace(id, requested)
+        })
+        .await
     }
 
     async fn execute(&self, session: &Session, task: &Task, ctx: ExecContext) -> Result<Outcome> {

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use station_core::agent_process::{AgentEnd, AgentProcess, StdoutParser};
+use station_core::agent_process::{AgentEnd, AgentProcess, StdoutParser, open_session};
 use station_core::policy::{Policy, PolicyConfig};
 use station_core::process::{CommandSpec, describe_status};
 use station_core::workspace::Tracker;
@@ -323,11 +323,6 @@ impl CodexBackend {
     }
 }
 
-/// Resolve symlinks where the path exists.
-fn canonical(path: &Path) -> PathBuf {
-    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
-}
-
 #[async_trait::async_trait]
 impl CodingBackend for CodexBackend {
     fn name(&self) -> &str {
@@ -387,41 +382,16 @@ impl CodingBackend for CodexBackend {
     }
 
     async fn open(&self, req: OpenRequest) -> Result<Session> {
-        let mut session = Session::new(NAME);
-        session.title = req.title;
-        session.repo = req.repo;
-        let workspace = match req.resume {
-            Some(id) => {
-                let backend = self.clone();
-                let lookup = id.clone();
-                let created_in =
-                    tokio::task::spawn_blocking(move || backend.thread_workspace(&lookup))
-                        .await
-                        .map_err(|e| {
-                            Error::backend(NAME, format!("looking up the thread failed: {e}"))
-                        })??;
-                session.backend_session_id = Some(id.clone());
-                req.workspace.or(created_in).ok_or_else(|| {
-                    Error::config(format!(
-                        "Codex thread {id} names no working directory; give the workspace to continue it in"
-                    ))
-                })?
-            }
-            None => req
-                .workspace
-                .unwrap_or_else(|| self.workspace_base.join(session.id.as_str())),
-        };
-        if workspace.exists() && !workspace.is_dir() {
-            return Err(Error::config(format!(
-                "workspace {} exists and is not a directory",
-                workspace.display()
-            )));
-        }
-        tokio::fs::create_dir_all(&workspace)
-            .await
-            .map_err(|e| Error::io(format!("creating workspace {}", workspace.display()), e))?;
-        session.workspace = Some(canonical(&workspace));
-        Ok(session)
+        let backend = self.clone();
+        open_session(NAME, req, &self.workspace_base, move |id, requested| {
+            let created_in = backend.thread_workspace(id)?;
+            requested.map(Path::to_path_buf).or(created_in).ok_or_else(|| {
+                Error::config(format!(
+                    "Codex thread {id} names no working directory; give the workspace to continue it in"
+                ))
+            })
+        })
+        .await
     }
 
     async fn execute(&self, session: &Session, task: &Task, ctx: ExecContext) -> Result<Outcome> {

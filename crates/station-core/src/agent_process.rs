@@ -13,6 +13,8 @@
 //! A backend is then its argv and environment, its parser, and how it maps the end to an
 //! [`Outcome`](crate::Outcome).
 
+mod session;
+
 use std::process::ExitStatus;
 use std::time::Duration;
 
@@ -25,6 +27,8 @@ use crate::error::Result;
 use crate::event::EventKind;
 use crate::model::StopReason;
 use crate::process::CommandSpec;
+
+pub use session::{canonical, open_session};
 
 /// After the process exited, how long to wait for the rest of its stdout (a grandchild outside
 /// the group may hold it open).
