@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use station_core::agent_process::canonical;
+use station_core::agent_process::make_workspace;
 use station_core::policy::{Policy, PolicyConfig, Verdict};
 use station_core::redact;
 use station_core::workspace::Tracker;
@@ -473,16 +473,7 @@ impl CodingBackend for AcpBackend {
                 .clone()
                 .unwrap_or_else(|| self.workspace_base.join(session.id.as_str())),
         };
-        if workspace.exists() && !workspace.is_dir() {
-            return Err(Error::config(format!(
-                "workspace {} exists and is not a directory",
-                workspace.display()
-            )));
-        }
-        tokio::fs::create_dir_all(&workspace)
-            .await
-            .map_err(|e| Error::io(format!("creating workspace {}", workspace.display()), e))?;
-        let workspace = canonical(&workspace);
+        let workspace = make_workspace(&workspace).await?;
         let agent = self.agent(&workspace).await?;
         let id = match req.resume {
             Some(id) => {

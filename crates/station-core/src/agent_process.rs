@@ -28,7 +28,7 @@ use crate::event::EventKind;
 use crate::model::StopReason;
 use crate::process::CommandSpec;
 
-pub use session::{canonical, open_session};
+pub use session::{canonical, make_workspace, open_session};
 
 /// After the process exited, how long to wait for the rest of its stdout (a grandchild outside
 /// the group may hold it open).

@@ -40,17 +40,23 @@ where
             .workspace
             .unwrap_or_else(|| workspace_base.join(session.id.as_str())),
     };
+    session.workspace = Some(make_workspace(&workspace).await?);
+    Ok(session)
+}
+
+/// Create `workspace` if needed (refusing a file in its place) and return it with symlinks
+/// resolved.
+pub async fn make_workspace(workspace: &Path) -> Result<PathBuf> {
     if workspace.exists() && !workspace.is_dir() {
         return Err(Error::config(format!(
             "workspace {} exists and is not a directory",
             workspace.display()
         )));
     }
-    tokio::fs::create_dir_all(&workspace)
+    tokio::fs::create_dir_all(workspace)
         .await
         .map_err(|e| Error::io(format!("creating workspace {}", workspace.display()), e))?;
-    session.workspace = Some(canonical(&workspace));
-    Ok(session)
+    Ok(canonical(workspace))
 }
 
 /// `path` with symlinks resolved where it exists, else as given.
