@@ -110,6 +110,32 @@ pub async fn run_task(
     (events, run.outcome().await)
 }
 
+/// Run `instruction` on `session` through the bare runner (`start_task`, no session index)
+/// with `options`; its outcome and every event. Panics if the task does not end within the
+/// options' default timeout plus 30 s, or cannot run.
+pub async fn start_to_end(
+    backend: &Arc<dyn CodingBackend>,
+    session: &Session,
+    instruction: &str,
+    options: &RunOptions,
+) -> (Outcome, Vec<Event>) {
+    let run = station_core::start_task(
+        backend.clone(),
+        session.clone(),
+        Task::new(instruction),
+        options,
+    );
+    let mut events = Vec::new();
+    let outcome = tokio::time::timeout(
+        options.default_timeout + Duration::from_secs(30),
+        run.follow(|e| events.push(e.clone())),
+    )
+    .await
+    .expect("the task ends in time")
+    .expect("the task runs");
+    (outcome, events)
+}
+
 /// Events start with `Started`, carry seq 1..n, and end with exactly one terminal event.
 pub fn assert_event_contract(events: &[Event], check: &str) {
     assert!(

@@ -11,7 +11,7 @@ use station_core::{
     CodingBackend, Error, EventKind, FileAction, OpenRequest, Outcome, RunOptions, Session, Task,
     start_task,
 };
-use station_testkit::conformance::{Target, run_all};
+use station_testkit::conformance::{Target, run_all, start_to_end};
 use station_testkit::model_server::{Script, ScriptedModel, Step};
 use station_testkit::peers::{CLAUDE_ENV_REMOVE, CLAUDE_VERSION, claude_bin, claude_env};
 
@@ -31,30 +31,18 @@ fn real_backend(home: &Path, model: &ScriptedModel, managed: &Path) -> ClaudeBac
         .with_workspace_base(managed.to_path_buf())
 }
 
-/// Run a task through the runner; its outcome and events.
+/// Run a task through the runner; its outcome and event kinds.
 async fn run(
     backend: &Arc<dyn CodingBackend>,
     session: &Session,
     instruction: &str,
 ) -> (Outcome, Vec<EventKind>) {
-    let run = start_task(
-        backend.clone(),
-        session.clone(),
-        Task::new(instruction),
-        &RunOptions {
-            default_timeout: Duration::from_secs(150),
-            ..RunOptions::default()
-        },
-    );
-    let mut events = Vec::new();
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(180),
-        run.follow(|e| events.push(e.kind.clone())),
-    )
-    .await
-    .expect("the task ends in time")
-    .expect("the task runs");
-    (outcome, events)
+    let options = RunOptions {
+        default_timeout: Duration::from_secs(150),
+        ..RunOptions::default()
+    };
+    let (outcome, events) = start_to_end(backend, session, instruction, &options).await;
+    (outcome, events.into_iter().map(|e| e.kind).collect())
 }
 
 #[tokio::test(flavor = "multi_thread")]

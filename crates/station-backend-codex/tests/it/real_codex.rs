@@ -11,7 +11,7 @@ use station_core::{
     CodingBackend, EventKind, OpenRequest, Outcome, RunOptions, Session, StopReason, Task,
     start_task,
 };
-use station_testkit::conformance::{Target, run_all};
+use station_testkit::conformance::{Target, run_all, start_to_end};
 use station_testkit::model_server::{Script, ScriptedModel, Step};
 use station_testkit::peers::{CODEX_ENV_REMOVE, CODEX_MODEL, codex_bin, codex_env};
 use station_testkit::process::{is_alive, live_children_of, live_group_members};
@@ -41,28 +41,19 @@ pub(crate) async fn open(backend: &Arc<dyn CodingBackend>, ws: &Path) -> Session
         .expect("open")
 }
 
-/// Run a task through the runner with `opts`; its outcome and events.
+/// Run a task through the runner with `opts`; its outcome and event kinds.
 pub(crate) async fn run(
     backend: &Arc<dyn CodingBackend>,
     session: &Session,
     instruction: &str,
     opts: &RunOptions,
 ) -> (Outcome, Vec<EventKind>) {
-    let run = start_task(
-        backend.clone(),
-        session.clone(),
-        Task::new(instruction),
-        opts,
-    );
-    let mut events = Vec::new();
-    let outcome = tokio::time::timeout(
-        TASK_DEADLINE + Duration::from_secs(30),
-        run.follow(|e| events.push(e.kind.clone())),
-    )
-    .await
-    .expect("the task ends in time")
-    .expect("the task runs");
-    (outcome, events)
+    let opts = RunOptions {
+        default_timeout: opts.default_timeout.min(TASK_DEADLINE),
+        ..opts.clone()
+    };
+    let (outcome, events) = start_to_end(backend, session, instruction, &opts).await;
+    (outcome, events.into_iter().map(|e| e.kind).collect())
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -11,7 +11,7 @@ use station_core::{
     CodingBackend, Error, EventKind, FileAction, OpenRequest, Outcome, RunOptions, Session,
     StopReason, Task, start_task,
 };
-use station_testkit::conformance::{Target, run_all};
+use station_testkit::conformance::{Target, run_all, start_to_end};
 use station_testkit::model_server::{Fault, Script, ScriptedModel, Step};
 use station_testkit::peers::{GEMINI_ENV_REMOVE, GEMINI_VERSION, gemini_bin, gemini_env};
 use station_testkit::process::{is_alive, live_children_of, live_group_members};
@@ -42,30 +42,18 @@ pub(crate) async fn open_in(backend: &Arc<dyn CodingBackend>, ws: &Path) -> Sess
         .unwrap()
 }
 
-/// Run a task through the runner; its outcome and events.
+/// Run a task through the runner; its outcome and event kinds.
 pub(crate) async fn run(
     backend: &Arc<dyn CodingBackend>,
     session: &Session,
     instruction: &str,
 ) -> (Outcome, Vec<EventKind>) {
-    let run = start_task(
-        backend.clone(),
-        session.clone(),
-        Task::new(instruction),
-        &RunOptions {
-            default_timeout: Duration::from_secs(150),
-            ..RunOptions::default()
-        },
-    );
-    let mut events = Vec::new();
-    let outcome = tokio::time::timeout(
-        Duration::from_secs(180),
-        run.follow(|e| events.push(e.kind.clone())),
-    )
-    .await
-    .expect("the task ends in time")
-    .expect("the task runs");
-    (outcome, events)
+    let options = RunOptions {
+        default_timeout: Duration::from_secs(150),
+        ..RunOptions::default()
+    };
+    let (outcome, events) = start_to_end(backend, session, instruction, &options).await;
+    (outcome, events.into_iter().map(|e| e.kind).collect())
 }
 
 #[tokio::test(flavor = "multi_thread")]
