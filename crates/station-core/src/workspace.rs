@@ -168,7 +168,6 @@ fn finish_blocking(begun: Begun) -> Result<TaskChanges> {
     let result = (|| {
         let store = ShadowStore::open(&begun.git_dir, &begun.workspace)?;
         let after = store.snapshot()?;
-        let files = store.changes(begun.before, after)?;
         let patch_path = match &begun.record {
             Some((checkpoints, session, task)) => {
                 checkpoints.task_dir(session, *task).join("patch.diff")
@@ -176,7 +175,7 @@ fn finish_blocking(begun: Begun) -> Result<TaskChanges> {
             None => begun.git_dir.join("patch.diff"),
         };
         let mut writer = CappedTee::create(&patch_path)?;
-        let bytes = store.write_patch(begun.before, after, &mut writer)?;
+        let (files, bytes) = store.changes_and_patch(begun.before, after, &mut writer)?;
         let text = writer.finish()?;
         let mut patch = TaskPatch {
             truncated: bytes > text.len() as u64,

@@ -53,17 +53,16 @@ pub(crate) fn snapshot(git_dir: &Path, workspace: &Path) -> Result<Oid> {
         repos: Mutex::new(Vec::new()),
         ignore_rules: IgnoreRules::of(workspace),
     };
-    let root = pool.install(|| scan.dir(b"", None));
+    let root = pool
+        .install(|| scan.dir(b"", None))
+        .and_then(|tree| match tree {
+            Some(tree) => Ok(tree),
+            None => scan.write_tree(&[]), // nothing to record: the empty tree
+        });
     let Scan { new, .. } = scan;
     let writer = new.into_inner().unwrap_or_else(|p| p.into_inner());
     let tree = match root {
-        Ok(Some(tree)) => Oid::from_bytes(&tree).map_err(git_err("reading a tree id"))?,
-        Ok(None) => {
-            let repo = Repository::open_bare(git_dir).map_err(git_err("opening the store"))?;
-            let odb = repo.odb().map_err(git_err("opening the store"))?;
-            odb.write(ObjectType::Tree, b"")
-                .map_err(git_err("writing the empty tree"))?
-        }
+        Ok(tree) => Oid::from_bytes(&tree).map_err(git_err("reading a tree id"))?,
         Err(e) => {
             writer.abandon();
             return Err(e);
@@ -98,13 +97,6 @@ fn now_ns() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Dir,
-    File,
-    Link,
-}
-
 /// A file as found by a scan.
 enum Found {
     /// The cache's entry at this index is still right.
@@ -112,9 +104,10 @@ enum Found {
     New(Entry),
 }
 
+/// A directory entry worth recording: a directory, a file or a symlink.
 struct Item {
     name: Vec<u8>,
-    kind: Kind,
+    is_dir: bool,
     entry: fs::DirEntry,
 }
 
@@ -166,17 +159,16 @@ impl Scan<'_> {
             let Ok(file_type) = entry.file_type() else {
                 continue; // gone since it was listed
             };
-            let kind = if file_type.is_dir() {
-                Kind::Dir
-            } else if file_type.is_file() {
-                has_gitignore |= name == b".gitignore";
-                Kind::File
-            } else if file_type.is_symlink() {
-                Kind::Link
-            } else {
+            if !(file_type.is_dir() || file_type.is_file() || file_type.is_symlink()) {
                 continue; // sockets, fifos, devices: not content
-            };
-            items.push(Item { name, kind, entry });
+            }
+            has_gitignore |= file_type.is_file() && name == b".gitignore";
+            let is_dir = file_type.is_dir();
+            items.push(Item {
+                name,
+                is_dir,
+                entry,
+            });
         }
         let ignores = if has_gitignore {
             Some(Arc::new(DirRules::read(rel, &abs, above)))
@@ -188,7 +180,7 @@ impl Scan<'_> {
             items.retain(|it| {
                 !self
                     .ignore_rules
-                    .ignored(ignores.as_ref(), &child(&it.name), it.kind == Kind::Dir)
+                    .ignored(ignores.as_ref(), &child(&it.name), it.is_dir)
             });
         }
         let (old_tree, old_entries) = match self.old.as_ref().and_then(|c| c.block(rel)) {
@@ -200,8 +192,7 @@ impl Scan<'_> {
                 .binary_search_by(|e| name_order(&e.name, e.mode == MODE_TREE, name, dir))
                 .ok()
         };
-        let (dirs, files): (Vec<&Item>, Vec<&Item>) =
-            items.iter().partition(|it| it.kind == Kind::Dir);
+        let (dirs, files): (Vec<&Item>, Vec<&Item>) = items.iter().partition(|it| it.is_dir);
         let (dirs, files) = rayon::join(
             || {
                 dirs.par_iter()

@@ -113,81 +113,24 @@ impl ShadowStore {
 
     /// The files that differ from `before` to `after`, with renames and binary files found.
     pub(crate) fn changes(&self, before: Oid, after: Oid) -> Result<Vec<FileChange>> {
-        let diff = self.diff(before, after)?;
-        let mut out = Vec::with_capacity(diff.deltas().len());
-        for idx in 0..diff.deltas().len() {
-            let patch = Patch::from_diff(&diff, idx).map_err(git_err("diffing a file"))?;
-            let Some(patch) = patch else { continue };
-            let delta = patch.delta();
-            let (old, new) = (delta.old_file(), delta.new_file());
-            let path_of = |f: &git2::DiffFile<'_>| {
-                f.path()
-                    .map(|p| p.to_string_lossy().replace('\\', "/"))
-                    .unwrap_or_default()
-            };
-            let (action, from) = match delta.status() {
-                Delta::Added | Delta::Copied | Delta::Untracked => (FileAction::Created, None),
-                Delta::Deleted => (FileAction::Deleted, None),
-                Delta::Renamed => (FileAction::Renamed, Some(path_of(&old))),
-                _ => (FileAction::Modified, None),
-            };
-            let path = match action {
-                FileAction::Deleted => path_of(&old),
-                _ => path_of(&new),
-            };
-            let binary = delta.flags().is_binary();
-            let (_, added, removed) = if binary {
-                (0, 0, 0)
-            } else {
-                patch.line_stats().map_err(git_err("counting lines"))?
-            };
-            let (old_mode, new_mode) = modes(action, old.mode(), new.mode());
-            out.push(FileChange {
-                path,
-                action,
-                lines_added: added as u64,
-                lines_removed: removed as u64,
-                from,
-                binary,
-                old_mode,
-                new_mode,
-            });
-        }
-        out.sort();
-        Ok(out)
+        files_of(&self.diff(before, after)?)
     }
 
     /// Write the patch from `before` to `after` to `out` (git format: renames, modes, binary
     /// files as git binary patches), one file at a time. Returns the bytes written.
     pub(crate) fn write_patch(&self, before: Oid, after: Oid, out: &mut dyn Write) -> Result<u64> {
+        print_patch(&self.diff(before, after)?, out)
+    }
+
+    /// [`changes`](Self::changes) and [`write_patch`](Self::write_patch) from one diff.
+    pub(crate) fn changes_and_patch(
+        &self,
+        before: Oid,
+        after: Oid,
+        out: &mut dyn Write,
+    ) -> Result<(Vec<FileChange>, u64)> {
         let diff = self.diff(before, after)?;
-        let mut written = 0u64;
-        let mut failure = None;
-        let printed = diff.print(DiffFormat::Patch, |_, _, line| {
-            let origin = line.origin();
-            let result = match origin {
-                '+' | '-' | ' ' => out
-                    .write_all(&[origin as u8])
-                    .and_then(|()| out.write_all(line.content())),
-                _ => out.write_all(line.content()),
-            };
-            match result {
-                Ok(()) => {
-                    written +=
-                        line.content().len() as u64 + u64::from(matches!(origin, '+' | '-' | ' '));
-                    true
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    false
-                }
-            }
-        });
-        if let Some(e) = failure {
-            return Err(Error::io("writing the task's patch", e));
-        }
-        printed.map_err(git_err("writing the task's patch"))?;
-        Ok(written)
+        Ok((files_of(&diff)?, print_patch(&diff, out)?))
     }
 
     fn diff(&self, before: Oid, after: Oid) -> Result<git2::Diff<'_>> {
@@ -331,6 +274,82 @@ impl ShadowStore {
         };
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(bits)).map_err(io)
     }
+}
+
+/// The files `diff` changes, sorted.
+fn files_of(diff: &git2::Diff<'_>) -> Result<Vec<FileChange>> {
+    let mut out = Vec::with_capacity(diff.deltas().len());
+    for idx in 0..diff.deltas().len() {
+        let patch = Patch::from_diff(diff, idx).map_err(git_err("diffing a file"))?;
+        let Some(patch) = patch else { continue };
+        let delta = patch.delta();
+        let (old, new) = (delta.old_file(), delta.new_file());
+        let path_of = |f: &git2::DiffFile<'_>| {
+            f.path()
+                .map(|p| p.to_string_lossy().replace('\\', "/"))
+                .unwrap_or_default()
+        };
+        let (action, from) = match delta.status() {
+            Delta::Added | Delta::Copied | Delta::Untracked => (FileAction::Created, None),
+            Delta::Deleted => (FileAction::Deleted, None),
+            Delta::Renamed => (FileAction::Renamed, Some(path_of(&old))),
+            _ => (FileAction::Modified, None),
+        };
+        let path = match action {
+            FileAction::Deleted => path_of(&old),
+            _ => path_of(&new),
+        };
+        let binary = delta.flags().is_binary();
+        let (_, added, removed) = if binary {
+            (0, 0, 0)
+        } else {
+            patch.line_stats().map_err(git_err("counting lines"))?
+        };
+        let (old_mode, new_mode) = modes(action, old.mode(), new.mode());
+        out.push(FileChange {
+            path,
+            action,
+            lines_added: added as u64,
+            lines_removed: removed as u64,
+            from,
+            binary,
+            old_mode,
+            new_mode,
+        });
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Print `diff` as a git patch to `out`; the bytes written.
+fn print_patch(diff: &git2::Diff<'_>, out: &mut dyn Write) -> Result<u64> {
+    let mut written = 0u64;
+    let mut failure = None;
+    let printed = diff.print(DiffFormat::Patch, |_, _, line| {
+        let origin = line.origin();
+        let result = match origin {
+            '+' | '-' | ' ' => out
+                .write_all(&[origin as u8])
+                .and_then(|()| out.write_all(line.content())),
+            _ => out.write_all(line.content()),
+        };
+        match result {
+            Ok(()) => {
+                written +=
+                    line.content().len() as u64 + u64::from(matches!(origin, '+' | '-' | ' '));
+                true
+            }
+            Err(e) => {
+                failure = Some(e);
+                false
+            }
+        }
+    });
+    if let Some(e) = failure {
+        return Err(Error::io("writing the task's patch", e));
+    }
+    printed.map_err(git_err("writing the task's patch"))?;
+    Ok(written)
 }
 
 /// Remove a file (or symlink) of the workspace, then its parent directories that became empty.
